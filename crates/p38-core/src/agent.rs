@@ -1,0 +1,385 @@
+//! Agents: a named Python program with a schedule, the permissions it
+//! declared and the limits it runs under.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use chrono::{DateTime, Utc};
+use crate::{Error, Result};
+
+/// An agent's numeric identifier.
+pub type AgentId = i64;
+
+/// Where an agent is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    /// Being written; never runs.
+    Draft,
+    /// Waiting for a human to approve its code and permissions; never runs.
+    PendingApproval,
+    /// Approved: runs on its schedule and on demand.
+    Active,
+    /// Approved but its schedule is stopped; manual runs still work.
+    Paused,
+    /// Switched off; never runs.
+    Disabled,
+}
+
+impl AgentStatus {
+    /// Every status, for parsing and help texts.
+    pub const ALL: [AgentStatus; 5] = [
+        AgentStatus::Draft,
+        AgentStatus::PendingApproval,
+        AgentStatus::Active,
+        AgentStatus::Paused,
+        AgentStatus::Disabled,
+    ];
+
+    /// The stored and serialised spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Draft => "draft",
+            AgentStatus::PendingApproval => "pending_approval",
+            AgentStatus::Active => "active",
+            AgentStatus::Paused => "paused",
+            AgentStatus::Disabled => "disabled",
+        }
+    }
+
+    /// Whether a manual run may be started.
+    pub fn can_run(self) -> bool {
+        matches!(self, AgentStatus::Active | AgentStatus::Paused)
+    }
+}
+
+impl std::str::FromStr for AgentStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        AgentStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::validation(
+                    "status",
+                    format!(
+                        "unknown agent status {s:?}; expected one of draft, pending_approval, active, paused, disabled"
+                    ),
+                )
+            })
+    }
+}
+
+/// The tools an agent may declare; the gateway refuses any other.
+pub const KNOWN_TOOLS: [&str; 4] = ["browser", "filesystem", "telegram", "webhook"];
+
+/// Per-agent runtime settings; every field is optional and falls back to the
+/// server's default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Wall-clock limit of one run, in seconds (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<u32>,
+    /// CPU time limit of one run, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<u32>,
+    /// Address-space limit of the agent process, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u32>,
+    /// Largest file the agent may write, in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_mb: Option<u32>,
+    /// Open file descriptors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u32>,
+    /// Processes and threads the agent may have at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processes: Option<u32>,
+    /// IANA time zone for cron schedules (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Retries after a failed or timed-out run (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// First retry delay in seconds; doubles each attempt (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_base_seconds: Option<u32>,
+}
+
+impl AgentSettings {
+    /// Checks ranges; the error names the offending field.
+    pub fn validate(&self) -> Result<()> {
+        fn range(field: &str, v: Option<u32>, lo: u32, hi: u32) -> Result<()> {
+            match v {
+                Some(v) if v < lo || v > hi => Err(Error::validation(
+                    format!("settings.{field}"),
+                    format!("{field} must be between {lo} and {hi}, got {v}"),
+                )),
+                _ => Ok(()),
+            }
+        }
+        range("timeout_seconds", self.timeout_seconds, 1, 86_400)?;
+        range("cpu_seconds", self.cpu_seconds, 1, 86_400)?;
+        range("memory_mb", self.memory_mb, 16, 65_536)?;
+        range("max_file_mb", self.max_file_mb, 1, 65_536)?;
+        range("open_files", self.open_files, 16, 65_536)?;
+        range("processes", self.processes, 1, 4_096)?;
+        range("max_retries", self.max_retries, 0, 20)?;
+        range("retry_base_seconds", self.retry_base_seconds, 1, 3_600)?;
+        if let Some(tz) = &self.timezone {
+            tz.parse::<chrono_tz::Tz>().map_err(|_| {
+                Error::validation(
+                    "settings.timezone",
+                    format!("unknown time zone {tz:?}; use an IANA name such as Europe/Berlin"),
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Agent {
+    /// Identifier.
+    pub id: AgentId,
+    /// Unique name.
+    pub name: String,
+    /// What the agent does, in the user's words.
+    pub description: String,
+    /// The Python source defining `run(ctx)`.
+    pub code: String,
+    /// Lifecycle status.
+    pub status: AgentStatus,
+    /// Cron expression or `every N{s,m,h,d}`; none for on-demand agents.
+    pub schedule: Option<String>,
+    /// Free-form configuration handed to the agent as `ctx.config`.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+    /// Names of the secrets the agent may read.
+    pub secrets: Vec<String>,
+    /// Tools the agent may call through the gateway.
+    pub tools: Vec<String>,
+    /// Whether the agent may use the network.
+    pub network: bool,
+    /// Runtime limits and retry policy.
+    pub settings: AgentSettings,
+    /// Version number, incremented on every change.
+    pub version: i64,
+    /// Who created it.
+    pub created_by: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What is needed to create an agent.
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    /// Unique name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Python source.
+    pub code: String,
+    /// Initial status.
+    pub status: AgentStatus,
+    /// Schedule, already validated.
+    pub schedule: Option<String>,
+    /// Configuration object.
+    pub config: serde_json::Value,
+    /// Declared secrets.
+    pub secrets: Vec<String>,
+    /// Declared tools.
+    pub tools: Vec<String>,
+    /// Network permission.
+    pub network: bool,
+    /// Runtime settings.
+    pub settings: AgentSettings,
+    /// Creator.
+    pub created_by: String,
+}
+
+/// A change to an agent; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AgentChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New code (recorded as a new version).
+    pub code: Option<String>,
+    /// New status.
+    pub status: Option<AgentStatus>,
+    /// New schedule; `Some(None)` removes it.
+    pub schedule: Option<Option<String>>,
+    /// New configuration.
+    pub config: Option<serde_json::Value>,
+    /// New secrets list.
+    pub secrets: Option<Vec<String>>,
+    /// New tools list.
+    pub tools: Option<Vec<String>>,
+    /// New network permission.
+    pub network: Option<bool>,
+    /// New settings (replaces the whole object).
+    pub settings: Option<AgentSettings>,
+}
+
+impl AgentChange {
+    /// Whether the change touches nothing.
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.code.is_none()
+            && self.status.is_none()
+            && self.schedule.is_none()
+            && self.config.is_none()
+            && self.secrets.is_none()
+            && self.tools.is_none()
+            && self.network.is_none()
+            && self.settings.is_none()
+    }
+}
+
+/// One kept version of an agent's code.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentVersion {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// Version number.
+    pub version: i64,
+    /// The code at that version.
+    pub code: String,
+    /// Who made the change.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an agent carries from one run to the next.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AgentState {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// The state object returned by the last successful run.
+    #[schema(value_type = Object)]
+    pub state: serde_json::Value,
+    /// Successful runs so far.
+    pub run_count: i64,
+    /// Last update.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Checks an agent name: 1 to 64 characters of letters, digits, `.`, `_`
+/// and `-`, starting with a letter or digit, and not all digits (so a path
+/// segment is either an id or a name, never both).
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 64 || !ok_chars || !first_ok {
+        return Err(Error::validation(
+            "name",
+            "name must be 1 to 64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit",
+        ));
+    }
+    if name.chars().all(|c| c.is_ascii_digit()) {
+        return Err(Error::validation(
+            "name",
+            "name must not be all digits (numbers are agent ids)",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks declared secret names: upper-case letters, digits and `_`,
+/// starting with a letter, at most 64 characters, no duplicates.
+pub fn validate_secret_names(names: &[String]) -> Result<()> {
+    for (i, n) in names.iter().enumerate() {
+        let ok = !n.is_empty()
+            && n.len() <= 64
+            && n.starts_with(|c: char| c.is_ascii_uppercase())
+            && n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if !ok {
+            return Err(Error::validation(
+                format!("secrets[{i}]"),
+                format!("secret name {n:?} must be upper-case letters, digits and '_', starting with a letter (e.g. TELEGRAM_BOT_TOKEN)"),
+            ));
+        }
+        if names[..i].contains(n) {
+            return Err(Error::validation(
+                format!("secrets[{i}]"),
+                format!("secret {n:?} is declared twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks declared tools against [`KNOWN_TOOLS`].
+pub fn validate_tools(tools: &[String]) -> Result<()> {
+    for (i, t) in tools.iter().enumerate() {
+        if !KNOWN_TOOLS.contains(&t.as_str()) {
+            return Err(Error::validation(
+                format!("tools[{i}]"),
+                format!(
+                    "unknown tool {t:?}; known tools: {}",
+                    KNOWN_TOOLS.join(", ")
+                ),
+            ));
+        }
+        if tools[..i].contains(t) {
+            return Err(Error::validation(
+                format!("tools[{i}]"),
+                format!("tool {t:?} is declared twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("tesla-watch_2.v1").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("123").is_err());
+        assert!(validate_name("-x").is_err());
+        assert!(validate_name("a b").is_err());
+        assert!(validate_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn secrets_and_tools() {
+        assert!(validate_secret_names(&["TELEGRAM_BOT_TOKEN".into()]).is_ok());
+        let e = validate_secret_names(&["A".into(), "lower".into()]).unwrap_err();
+        assert_eq!(e.field(), Some("secrets[1]"));
+        assert!(validate_secret_names(&["A".into(), "A".into()]).is_err());
+        assert!(validate_tools(&["browser".into()]).is_ok());
+        assert_eq!(
+            validate_tools(&["laser".into()]).unwrap_err().field(),
+            Some("tools[0]")
+        );
+    }
+
+    #[test]
+    fn settings_ranges() {
+        let s = AgentSettings {
+            timeout_seconds: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().field(), Some("settings.timeout_seconds"));
+        let s = AgentSettings {
+            timezone: Some("Mars/Olympus".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.validate().unwrap_err().field(), Some("settings.timezone"));
+    }
+}

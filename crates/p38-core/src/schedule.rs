@@ -1,0 +1,152 @@
+//! Schedules: a cron expression (5 fields, or 6 with seconds first, in the
+//! agent's time zone) or a fixed interval written `every 30s`, `every 5m`,
+//! `every 2h`, `every 1d`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+
+use crate::{Error, Result};
+
+/// A parsed schedule.
+#[derive(Debug, Clone)]
+pub enum Schedule {
+    /// Fires at the instants a cron expression matches.
+    Cron(Box<Cron>),
+    /// Fires every fixed period.
+    Every(Duration),
+}
+
+/// Shortest interval accepted; shorter ones would just hammer the queue.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Schedule {
+    /// Parses a schedule string. Errors name the `schedule` field and say
+    /// what forms are accepted.
+    pub fn parse(text: &str) -> Result<Schedule> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(Error::validation("schedule", "schedule is empty; use a cron expression such as \"*/5 * * * *\" or an interval such as \"every 30s\""));
+        }
+        if let Some(rest) = t.strip_prefix("every ") {
+            return parse_interval(rest.trim()).map(Schedule::Every);
+        }
+        let fields = t.split_whitespace().count();
+        if !t.starts_with('@') && !(5..=6).contains(&fields) {
+            return Err(Error::validation(
+                "schedule",
+                format!("cron expression {t:?} has {fields} fields; use 5 (minute hour day month weekday) or 6 (with seconds first), or \"every 30s\""),
+            ));
+        }
+        let parser = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build();
+        parser
+            .parse(t)
+            .map(|c| Schedule::Cron(Box::new(c)))
+            .map_err(|e| Error::validation("schedule", format!("invalid cron expression {t:?}: {e}")))
+    }
+
+    /// The first firing strictly after `after`, evaluating cron in `tz`.
+    /// An interval fires at `after + period`.
+    pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        match self {
+            Schedule::Every(d) => chrono::Duration::from_std(*d).ok().map(|d| after + d),
+            Schedule::Cron(c) => c
+                .find_next_occurrence(&after.with_timezone(&tz), false)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        }
+    }
+
+    /// The next `n` firings after `after`.
+    pub fn upcoming(&self, after: DateTime<Utc>, tz: Tz, n: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(n);
+        let mut t = after;
+        while out.len() < n {
+            match self.next_after(t, tz) {
+                Some(next) => {
+                    out.push(next);
+                    t = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+fn parse_interval(s: &str) -> Result<Duration> {
+    let bad = || {
+        Error::validation(
+            "schedule",
+            format!("invalid interval {s:?}; write a whole number and a unit: \"every 30s\", \"every 5m\", \"every 2h\", \"every 1d\""),
+        )
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "s" | "sec" | "secs" | "second" | "seconds" => n,
+        "m" | "min" | "mins" | "minute" | "minutes" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" | "hour" | "hours" => n.checked_mul(3_600).ok_or_else(bad)?,
+        "d" | "day" | "days" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    let d = Duration::from_secs(secs);
+    if d < MIN_INTERVAL || secs > 366 * 86_400 {
+        return Err(Error::validation(
+            "schedule",
+            "interval must be between 1 second and 366 days",
+        ));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn intervals() {
+        assert!(matches!(Schedule::parse("every 30s").unwrap(), Schedule::Every(d) if d.as_secs() == 30));
+        assert!(matches!(Schedule::parse("every 5m").unwrap(), Schedule::Every(d) if d.as_secs() == 300));
+        assert!(Schedule::parse("every 0s").is_err());
+        assert!(Schedule::parse("every banana").is_err());
+        assert!(Schedule::parse("every 5 parsecs").is_err());
+    }
+
+    #[test]
+    fn cron_five_and_six_fields() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 7, 3).unwrap();
+        let s = Schedule::parse("0 * * * *").unwrap();
+        assert_eq!(s.next_after(t0, Tz::UTC).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap());
+        let s = Schedule::parse("*/10 * * * * *").unwrap();
+        assert_eq!(s.next_after(t0, Tz::UTC).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 10, 7, 10).unwrap());
+        let up = s.upcoming(t0, Tz::UTC, 3);
+        assert_eq!(up.len(), 3);
+        assert_eq!((up[2] - up[1]).num_seconds(), 10);
+    }
+
+    #[test]
+    fn cron_time_zone() {
+        // 09:00 in Jerusalem (UTC+2 in January) is 07:00 UTC.
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let s = Schedule::parse("0 9 * * *").unwrap();
+        let tz: Tz = "Asia/Jerusalem".parse().unwrap();
+        assert_eq!(s.next_after(t0, tz).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 7, 0, 0).unwrap());
+    }
+
+    #[test]
+    fn bad_cron_names_the_field() {
+        for bad in ["", "* * *", "61 * * * *", "* * * * * * * *", "hello world foo bar baz"] {
+            let e = Schedule::parse(bad).unwrap_err();
+            assert_eq!(e.field(), Some("schedule"), "{bad}");
+        }
+    }
+}

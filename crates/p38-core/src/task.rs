@@ -1,0 +1,209 @@
+//! Tasks: one run of one agent, from queued to a final outcome.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::agent::AgentId;
+use chrono::{DateTime, Utc};
+use crate::{Error, Result};
+
+/// A task's numeric identifier.
+pub type TaskId = i64;
+
+/// Where a task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed by a worker and running.
+    Running,
+    /// `run(ctx)` returned.
+    Succeeded,
+    /// The agent raised, crashed or hit a limit.
+    Failed,
+    /// The wall-clock limit ended it.
+    TimedOut,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl TaskStatus {
+    /// Every status.
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Queued,
+        TaskStatus::Running,
+        TaskStatus::Succeeded,
+        TaskStatus::Failed,
+        TaskStatus::TimedOut,
+        TaskStatus::Cancelled,
+    ];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Queued => "queued",
+            TaskStatus::Running => "running",
+            TaskStatus::Succeeded => "succeeded",
+            TaskStatus::Failed => "failed",
+            TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the task has reached its end.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TaskStatus::Queued | TaskStatus::Running)
+    }
+}
+
+impl std::str::FromStr for TaskStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                Error::validation(
+                    "status",
+                    format!("unknown task status {s:?}; expected one of queued, running, succeeded, failed, timed_out, cancelled"),
+                )
+            })
+    }
+}
+
+/// Why a task was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// A user asked for it.
+    Manual,
+    /// The agent's schedule fired.
+    Schedule,
+    /// A retry of a failed run.
+    Retry,
+}
+
+impl Trigger {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+            Trigger::Retry => "retry",
+        }
+    }
+}
+
+impl std::str::FromStr for Trigger {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "manual" => Ok(Trigger::Manual),
+            "schedule" => Ok(Trigger::Schedule),
+            "retry" => Ok(Trigger::Retry),
+            _ => Err(Error::internal(format!("unknown trigger {s:?} in store"))),
+        }
+    }
+}
+
+/// A stored task.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Task {
+    /// Identifier.
+    pub id: TaskId,
+    /// The agent it runs.
+    pub agent_id: AgentId,
+    /// The agent version it runs.
+    pub agent_version: i64,
+    /// Status.
+    pub status: TaskStatus,
+    /// Why it was created.
+    pub trigger: Trigger,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: i64,
+    /// The first attempt this one retries, if any.
+    pub retry_of: Option<TaskId>,
+    /// When it became (or becomes) eligible to run.
+    pub scheduled_at: DateTime<Utc>,
+    /// When a worker started it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The value `run(ctx)` returned.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// Captured standard output (capped, secrets masked).
+    pub stdout: Option<String>,
+    /// Captured standard error (capped, secrets masked).
+    pub stderr: Option<String>,
+    /// Log lines the agent wrote through `ctx.log`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub logs: Option<serde_json::Value>,
+    /// What went wrong, if anything.
+    pub error: Option<String>,
+    /// Process exit code.
+    pub exit_code: Option<i64>,
+    /// Signal that ended the process, if one did.
+    pub signal: Option<i64>,
+    /// Wall time in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// CPU time (user + system) in milliseconds.
+    pub cpu_ms: Option<i64>,
+    /// Peak resident memory in KiB.
+    pub peak_memory_kb: Option<i64>,
+    /// Whether it ran without the sandbox (operator override).
+    pub unsandboxed: bool,
+    /// The worker that ran it.
+    pub worker: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What is needed to queue a task.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// Agent to run.
+    pub agent_id: AgentId,
+    /// Version to run.
+    pub agent_version: i64,
+    /// Why.
+    pub trigger: Trigger,
+    /// Attempt number.
+    pub attempt: i64,
+    /// The first attempt, for retries.
+    pub retry_of: Option<TaskId>,
+    /// Earliest start.
+    pub scheduled_at: DateTime<Utc>,
+}
+
+/// How a run ended, as the worker records it.
+#[derive(Debug, Clone, Default)]
+pub struct TaskOutcome {
+    /// Final status; must be final.
+    pub status: Option<TaskStatus>,
+    /// Returned value.
+    pub result: Option<serde_json::Value>,
+    /// Standard output.
+    pub stdout: Option<String>,
+    /// Standard error.
+    pub stderr: Option<String>,
+    /// Agent log lines.
+    pub logs: Option<serde_json::Value>,
+    /// Error text.
+    pub error: Option<String>,
+    /// Exit code.
+    pub exit_code: Option<i64>,
+    /// Signal.
+    pub signal: Option<i64>,
+    /// Wall time.
+    pub duration_ms: Option<i64>,
+    /// CPU time.
+    pub cpu_ms: Option<i64>,
+    /// Peak memory.
+    pub peak_memory_kb: Option<i64>,
+    /// Ran unsandboxed.
+    pub unsandboxed: bool,
+    /// State to save for the next run (successful runs only).
+    pub new_state: Option<serde_json::Value>,
+}

@@ -1,0 +1,265 @@
+//! Builds the command lines: bubblewrap's argv and the init shim's argv.
+//!
+//! Pure functions (apart from looking at the host's root layout) so the exact
+//! flags can be unit-tested. Flags were checked against `bwrap --help` of
+//! bubblewrap 0.8: `--size` must come right before `--tmpfs`, and
+//! `--disable-userns` needs `--unshare-user`.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use crate::config::Limits;
+
+/// Fd number the shim moves the input pipe's read end to before exec'ing
+/// Python. The pipes are inherited at arbitrary numbers (passed on the shim's
+/// argv) because only the single-threaded shim can safely rearrange fds.
+pub(crate) const CHILD_INPUT_FD: i32 = 3;
+/// Fd number the shim moves the reply pipe's write end to.
+pub(crate) const CHILD_REPLY_FD: i32 = 4;
+
+/// Where the script, the shim and the workspace appear inside the sandbox.
+pub(crate) const INNER_SCRIPT: &str = "/p38/main.py";
+pub(crate) const INNER_INIT: &str = "/p38/init";
+pub(crate) const INNER_WORKSPACE: &str = "/workspace";
+
+/// Files from `/etc` exposed only when the network is shared, so name
+/// resolution and TLS work.
+const NETWORK_ETC: &[&str] = &[
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+];
+
+/// Top-level directories that are symlinks into /usr on merged-/usr hosts and
+/// real directories on others.
+const ROOT_DIRS: &[&str] = &["bin", "lib", "lib64", "lib32", "libx32", "sbin"];
+
+/// Everything needed to lay out one sandbox.
+pub(crate) struct Layout<'a> {
+    pub python: &'a Path,
+    pub python_prefix: Option<&'a Path>,
+    /// Host path of the init program (first word of `SandboxConfig::init`).
+    pub init_program: &'a Path,
+    /// Extra leading args of the init shim (e.g. `__sandbox-init`).
+    pub init_args: &'a [OsString],
+    /// `None` in probe mode: no script, no workspace.
+    pub script: Option<&'a Path>,
+    pub workspace: Option<&'a Path>,
+    pub network: bool,
+    pub limits: &'a Limits,
+    /// Fds (in bwrap's fd table) the shim must move to 3 and 4.
+    pub input_fd: i32,
+    pub reply_fd: i32,
+}
+
+fn os(s: impl AsRef<OsStr>) -> OsString {
+    s.as_ref().to_owned()
+}
+
+/// The arguments of bwrap (without the program name itself).
+pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&OsStr]| a.extend(items.iter().map(os));
+    push(&[
+        "--unshare-user".as_ref(),
+        "--unshare-pid".as_ref(),
+        "--unshare-ipc".as_ref(),
+        "--unshare-uts".as_ref(),
+        "--unshare-cgroup-try".as_ref(),
+    ]);
+    if !l.network {
+        push(&["--unshare-net".as_ref()]);
+    }
+    push(&[
+        "--die-with-parent".as_ref(),
+        "--new-session".as_ref(),
+        "--clearenv".as_ref(),
+        "--disable-userns".as_ref(),
+        "--hostname".as_ref(),
+        "p38-sandbox".as_ref(),
+        "--ro-bind".as_ref(),
+        "/usr".as_ref(),
+        "/usr".as_ref(),
+    ]);
+    for name in ROOT_DIRS {
+        let host = Path::new("/").join(name);
+        match std::fs::symlink_metadata(&host) {
+            Ok(m) if m.file_type().is_symlink() => {
+                if let Ok(target) = std::fs::read_link(&host) {
+                    push(&["--symlink".as_ref(), target.as_os_str(), host.as_os_str()]);
+                }
+            }
+            Ok(m) if m.is_dir() => {
+                push(&["--ro-bind".as_ref(), host.as_os_str(), host.as_os_str()]);
+            }
+            _ => {}
+        }
+    }
+    if let Some(prefix) = l.python_prefix {
+        push(&["--ro-bind".as_ref(), prefix.as_os_str(), prefix.as_os_str()]);
+    }
+    if l.network {
+        for p in NETWORK_ETC {
+            push(&["--ro-bind-try".as_ref(), p.as_ref(), p.as_ref()]);
+        }
+    }
+    let tmp_size = l.limits.tmp_bytes.max(4096).to_string();
+    push(&[
+        "--proc".as_ref(),
+        "/proc".as_ref(),
+        "--dev".as_ref(),
+        "/dev".as_ref(),
+        "--size".as_ref(),
+        tmp_size.as_ref(),
+        "--tmpfs".as_ref(),
+        "/tmp".as_ref(),
+    ]);
+    if let Some(script) = l.script {
+        push(&["--ro-bind".as_ref(), script.as_os_str(), INNER_SCRIPT.as_ref()]);
+    }
+    push(&["--ro-bind".as_ref(), l.init_program.as_os_str(), INNER_INIT.as_ref()]);
+    match l.workspace {
+        Some(ws) => push(&[
+            "--bind".as_ref(),
+            ws.as_os_str(),
+            INNER_WORKSPACE.as_ref(),
+            "--chdir".as_ref(),
+            INNER_WORKSPACE.as_ref(),
+        ]),
+        None => push(&["--chdir".as_ref(), "/".as_ref()]),
+    }
+    for (k, v) in inner_env() {
+        push(&["--setenv".as_ref(), k.as_ref(), v.as_ref()]);
+    }
+    push(&["--".as_ref(), INNER_INIT.as_ref()]);
+    a.extend(l.init_args.iter().cloned());
+    a.extend(init_args(l, true));
+    a
+}
+
+/// The only environment Python sees.
+pub(crate) fn inner_env() -> [(&'static str, &'static str); 6] {
+    [
+        ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        ("HOME", INNER_WORKSPACE),
+        ("TMPDIR", "/tmp"),
+        ("LANG", "C.UTF-8"),
+        ("PYTHONDONTWRITEBYTECODE", "1"),
+        ("PYTHONUNBUFFERED", "1"),
+    ]
+}
+
+/// The shim's own arguments: limits, fds, landlock paths, then `--` and the
+/// Python command. `sandboxed == false` produces the insecure-mode form
+/// (no landlock/seccomp, Python runs the host script path).
+pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
+    let lim = l.limits;
+    let mut a: Vec<OsString> = Vec::new();
+    let mut kv = |k: &str, v: String| {
+        a.push(os(k));
+        a.push(os(v));
+    };
+    kv("--input-fd", l.input_fd.to_string());
+    kv("--reply-fd", l.reply_fd.to_string());
+    kv("--cpu", lim.cpu_seconds.to_string());
+    kv("--as", lim.memory_bytes.to_string());
+    kv("--fsize", lim.file_size_bytes.to_string());
+    kv("--nofile", lim.open_files.to_string());
+    kv("--nproc", lim.processes.to_string());
+    if !sandboxed {
+        a.push(os("--insecure"));
+    } else {
+        for p in landlock_rx(l) {
+            a.push(os("--rx"));
+            a.push(p.into_os_string());
+        }
+        for p in ["/proc", "/dev"] {
+            a.push(os("--ro"));
+            a.push(os(p));
+        }
+        let mut rw = vec!["/tmp", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+        if l.workspace.is_some() {
+            rw.insert(0, INNER_WORKSPACE);
+        }
+        for p in rw {
+            a.push(os("--rw"));
+            a.push(os(p));
+        }
+    }
+    if l.script.is_none() {
+        a.push(os("--probe"));
+    }
+    a.push(os("--"));
+    a.push(os(l.python));
+    a.push(os("-I"));
+    a.push(os("-S"));
+    match (sandboxed, l.script) {
+        // Probe: prove the interpreter starts inside the sandbox.
+        (_, None) => a.extend([os("-c"), os("pass")]),
+        (true, Some(_)) => a.push(os(INNER_SCRIPT)),
+        (false, Some(s)) => a.push(os(s)),
+    }
+    a
+}
+
+/// Read+execute paths for landlock.
+fn landlock_rx(l: &Layout<'_>) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/p38"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    if l.network {
+        v.push(PathBuf::from("/etc"));
+    }
+    if let Some(p) = l.python_prefix {
+        v.push(p.to_path_buf());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout<'a>(limits: &'a Limits, network: bool) -> Layout<'a> {
+        Layout {
+            python: Path::new("/usr/bin/python3"),
+            python_prefix: None,
+            init_program: Path::new("/opt/p38"),
+            init_args: &[],
+            script: Some(Path::new("/srv/a.py")),
+            workspace: Some(Path::new("/srv/ws")),
+            network,
+            limits,
+            input_fd: 7,
+            reply_fd: 8,
+        }
+    }
+
+    fn joined(v: &[OsString]) -> String {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn offline_args_unshare_net_and_size_precedes_tmpfs() {
+        let limits = Limits::default();
+        let s = joined(&bwrap_args(&layout(&limits, false)));
+        assert!(s.contains("--unshare-net"), "{s}");
+        assert!(s.contains(&format!("--size {} --tmpfs /tmp", 64 << 20)), "{s}");
+        assert!(s.contains("--ro-bind /srv/a.py /p38/main.py"), "{s}");
+        assert!(s.contains("--bind /srv/ws /workspace --chdir /workspace"), "{s}");
+        assert!(!s.contains("/etc"), "{s}");
+        assert!(s.ends_with("-- /usr/bin/python3 -I -S /p38/main.py"), "{s}");
+    }
+
+    #[test]
+    fn network_args_share_net_and_resolver_files() {
+        let limits = Limits::default();
+        let s = joined(&bwrap_args(&layout(&limits, true)));
+        assert!(!s.contains("--unshare-net"), "{s}");
+        assert!(s.contains("--ro-bind-try /etc/resolv.conf /etc/resolv.conf"), "{s}");
+        assert!(s.contains("--rx /etc"), "{s}");
+    }
+}

@@ -1,0 +1,180 @@
+//! Plain data types: how the sandbox is configured, what one run asks for, and
+//! what it produced.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Host-wide sandbox configuration, fixed when the [`crate::Sandbox`] is built.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The Python interpreter to run. It must be reachable (every parent
+    /// directory searchable, the file executable) by `sandbox_uid` when the
+    /// caller is root, because bubblewrap then runs as that uid: an
+    /// interpreter under `/root` (mode 0700, e.g. pyenv) does not work.
+    pub python: PathBuf,
+    /// An extra directory bound read-only (and allowed read+execute by
+    /// landlock) when the interpreter and its standard library live outside
+    /// `/usr`, e.g. `/opt/python3.11`. Bound at the same path inside.
+    pub python_prefix: Option<PathBuf>,
+    /// Program and leading arguments of the in-sandbox init shim, e.g.
+    /// `[current_exe, "__sandbox-init"]`. The program is bound read-only at
+    /// `/p38/init` and executed there with the remaining words followed by
+    /// the shim's own arguments (see [`crate::init`]). It must be reachable by
+    /// `sandbox_uid` when the caller is root.
+    pub init: Vec<OsString>,
+    /// The bubblewrap executable: a path, or a bare name looked up on `PATH`.
+    /// Default `bwrap`.
+    pub bwrap: PathBuf,
+    /// Unprivileged uid the process tree switches to before bubblewrap runs,
+    /// used only when the caller is root (root is exempt from
+    /// `RLIMIT_NPROC`). Default 65534. Note that `RLIMIT_NPROC` counts every
+    /// process of this uid on the host, so concurrent runs share the budget.
+    pub sandbox_uid: u32,
+    /// Unprivileged gid used together with `sandbox_uid`. Default 65534.
+    pub sandbox_gid: u32,
+    /// Operator override: run Python directly (wiped environment, rlimits,
+    /// own process group, cwd = workspace, still the unprivileged uid when
+    /// the caller is root) with NO namespaces, landlock or seccomp. Skips the
+    /// host probe. Outcomes then report `sandboxed: false`.
+    pub insecure_no_sandbox: bool,
+}
+
+impl SandboxConfig {
+    /// A configuration with the defaults above for the given interpreter and
+    /// init shim command.
+    pub fn new(python: impl Into<PathBuf>, init: Vec<OsString>) -> Self {
+        SandboxConfig {
+            python: python.into(),
+            python_prefix: None,
+            init,
+            bwrap: PathBuf::from("bwrap"),
+            sandbox_uid: 65534,
+            sandbox_gid: 65534,
+            insecure_no_sandbox: false,
+        }
+    }
+}
+
+/// Resource limits of one run. A value of 0 for an rlimit means "no limit".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget; at the deadline the run is ended (default 300 s).
+    pub wall: Duration,
+    /// Time between SIGTERM and SIGKILL when ending a run (default 2 s).
+    pub grace: Duration,
+    /// `RLIMIT_CPU` seconds (soft; hard is one more) (default 300).
+    pub cpu_seconds: u64,
+    /// `RLIMIT_AS` bytes of address space (default 1 GiB).
+    pub memory_bytes: u64,
+    /// `RLIMIT_FSIZE` bytes: the largest file that may be written (default 64 MiB).
+    pub file_size_bytes: u64,
+    /// `RLIMIT_NOFILE` (default 256).
+    pub open_files: u64,
+    /// `RLIMIT_NPROC`: processes of the sandbox uid (default 64).
+    pub processes: u64,
+    /// Size of the private `/tmp` tmpfs in bytes (default 64 MiB).
+    pub tmp_bytes: u64,
+    /// Cap on captured bytes per output stream (stdout, stderr) (default 1 MiB).
+    pub output_bytes: usize,
+    /// Cap on captured reply bytes (fd 4) (default 16 MiB).
+    pub reply_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            wall: Duration::from_secs(300),
+            grace: Duration::from_secs(2),
+            cpu_seconds: 300,
+            memory_bytes: 1 << 30,
+            file_size_bytes: 64 << 20,
+            open_files: 256,
+            processes: 64,
+            tmp_bytes: 64 << 20,
+            output_bytes: 1 << 20,
+            reply_bytes: 16 << 20,
+        }
+    }
+}
+
+/// A shareable flag that asks a running run to end. Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    /// A new, unset flag.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks the run to end; it is then reported with `cancelled: true`.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    /// Whether [`CancelFlag::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One Python run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// Host path of the Python file; bound read-only at `/p38/main.py` and run
+    /// as `python -I -S /p38/main.py`.
+    pub script: PathBuf,
+    /// Bytes written to fd 3 of the Python process, then fd 3 is closed (EOF).
+    /// May hold secrets: it is never put in argv, the environment or a file.
+    pub input: Vec<u8>,
+    /// Host directory (created if missing) bound read-write at `/workspace`;
+    /// also the cwd and `HOME`. When the caller is root it is chowned
+    /// (recursively, symlinks not followed) to the sandbox uid/gid.
+    pub workspace: PathBuf,
+    /// `false`: an own, empty network namespace (loopback only). `true`: the
+    /// host network plus read-only resolver and CA files from `/etc`.
+    pub network: bool,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Set to end the run early (reported as cancelled).
+    pub cancel: CancelFlag,
+}
+
+/// Bytes captured from one stream, capped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    /// The first bytes, up to the cap.
+    pub bytes: Vec<u8>,
+    /// Whether more bytes were written than the cap (the rest was discarded).
+    pub truncated: bool,
+}
+
+/// The result of one run that started.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    /// Everything Python wrote to fd 4 (capped at `reply_bytes`).
+    pub reply: Captured,
+    /// Standard output (capped at `output_bytes`).
+    pub stdout: Captured,
+    /// Standard error (capped at `output_bytes`).
+    pub stderr: Captured,
+    /// Exit status when the program exited normally. In sandboxed mode
+    /// bubblewrap reports a child killed by signal N as status 128+N; such
+    /// statuses are reported as `signal: Some(N)` instead.
+    pub exit_code: Option<i32>,
+    /// The signal that ended the program, if any.
+    pub signal: Option<i32>,
+    /// The wall-clock deadline was reached and the run was ended.
+    pub timed_out: bool,
+    /// The cancel flag was set and the run was ended.
+    pub cancelled: bool,
+    /// Wall-clock duration of the run.
+    pub wall: Duration,
+    /// User + system CPU of the reaped process tree (from `wait4` rusage).
+    pub cpu: Duration,
+    /// Peak resident set size in KiB of the largest process (`ru_maxrss`).
+    pub peak_memory_kb: u64,
+    /// Whether the run was sandboxed (false only with `insecure_no_sandbox`).
+    pub sandboxed: bool,
+}

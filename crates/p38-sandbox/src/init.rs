@@ -1,0 +1,233 @@
+//! The init shim: the first program run inside the sandbox (and, in insecure
+//! mode, right before Python). It is single-threaded, so unlike a `pre_exec`
+//! hook it may allocate and rearrange fds freely. It:
+//!
+//! 1. moves the input pipe to fd 3 and the reply pipe to fd 4 and closes every
+//!    other fd above 2 (nothing of the server leaks into Python);
+//! 2. sets rlimits (CPU, AS, FSIZE, NOFILE, NPROC, CORE=0);
+//! 3. unless `--insecure`: applies landlock (refusing to continue when the
+//!    kernel does not enforce it) and the seccomp filter (which also sets
+//!    no_new_privs);
+//! 4. execs the command after `--` (with `--probe`, first checks that the
+//!    restrictions bite; without a command it then exits 0).
+//!
+//! Any failure prints ONE line starting with [`FAILURE_MARKER`] to stderr and
+//! exits with [`FAILURE_EXIT`]; the caller turns that into
+//! [`crate::SandboxError::Spawn`].
+//!
+//! Arguments (all produced by this crate, never by users):
+//! `[--input-fd N] [--reply-fd N] --cpu S --as B --fsize B --nofile N
+//! --nproc N [--rx PATH]... [--ro PATH]... [--rw PATH]... [--insecure]
+//! [--probe] -- PROGRAM ARGS...`. A limit of 0 means "no limit".
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use crate::bwrap::{CHILD_INPUT_FD, CHILD_REPLY_FD};
+use crate::landlock::Rules;
+
+/// Prefix of the shim's one-line failure message on stderr.
+pub const FAILURE_MARKER: &str = "p38-sandbox-init: ";
+/// Exit status of the shim when setting up the sandbox failed.
+pub const FAILURE_EXIT: i32 = 125;
+/// The subcommand word the `p38` binary dispatches on; tolerated (skipped)
+/// as the first argument of [`main`].
+pub const SUBCOMMAND: &str = "__sandbox-init";
+
+#[derive(Debug, Default)]
+struct Args {
+    input_fd: Option<i32>,
+    reply_fd: Option<i32>,
+    limits: Vec<(libc::__rlimit_resource_t, u64, &'static str)>,
+    rules: Rules,
+    insecure: bool,
+    probe: bool,
+    command: Vec<OsString>,
+}
+
+/// Entry point of the shim. `args` are the arguments AFTER the program name
+/// (a leading `__sandbox-init` is skipped). Never returns: it execs the
+/// command, or exits (0 after a successful probe, 125 on any failure).
+pub fn main(args: &[OsString]) -> ! {
+    let args = match args.first() {
+        Some(first) if first == SUBCOMMAND => &args[1..],
+        _ => args,
+    };
+    match run(args) {
+        Ok(()) => std::process::exit(0),
+        Err(msg) => fail(&msg),
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("{FAILURE_MARKER}{msg}");
+    std::process::exit(FAILURE_EXIT)
+}
+
+fn run(raw: &[OsString]) -> Result<(), String> {
+    let args = parse(raw)?;
+    setup_fds(&args)?;
+    for (res, value, name) in &args.limits {
+        set_limit(*res, *value, name)?;
+    }
+    set_limit(libc::RLIMIT_CORE, 0, "core")?;
+    if !args.insecure {
+        crate::landlock::restrict(&args.rules)?;
+        crate::seccomp::apply()?;
+    }
+    if args.probe {
+        probe_checks(args.insecure)?;
+        if args.command.is_empty() {
+            return Ok(());
+        }
+    }
+    let (prog, rest) = args.command.split_first().ok_or("no command given after --")?;
+    let err = std::process::Command::new(prog).args(rest).exec();
+    Err(format!("cannot execute {}: {err}", prog.to_string_lossy()))
+}
+
+fn parse(raw: &[OsString]) -> Result<Args, String> {
+    let mut a = Args::default();
+    let mut it = raw.iter();
+    let value = |it: &mut std::slice::Iter<'_, OsString>, flag: &str| -> Result<OsString, String> {
+        it.next().cloned().ok_or_else(|| format!("missing value after {flag}"))
+    };
+    let number = |v: OsString, flag: &str| -> Result<u64, String> {
+        v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad number after {flag}"))
+    };
+    while let Some(flag) = it.next() {
+        let f = flag.to_str().unwrap_or("");
+        match f {
+            "--" => {
+                a.command = it.by_ref().cloned().collect();
+                break;
+            }
+            "--insecure" => a.insecure = true,
+            "--probe" => a.probe = true,
+            "--input-fd" | "--reply-fd" => {
+                let n = number(value(&mut it, f)?, f)?;
+                let fd = i32::try_from(n).map_err(|_| format!("bad fd after {f}"))?;
+                if f == "--input-fd" { a.input_fd = Some(fd) } else { a.reply_fd = Some(fd) }
+            }
+            "--rx" => a.rules.rx.push(PathBuf::from(value(&mut it, f)?)),
+            "--ro" => a.rules.ro.push(PathBuf::from(value(&mut it, f)?)),
+            "--rw" => a.rules.rw.push(PathBuf::from(value(&mut it, f)?)),
+            "--cpu" | "--as" | "--fsize" | "--nofile" | "--nproc" => {
+                let n = number(value(&mut it, f)?, f)?;
+                let (res, name) = match f {
+                    "--cpu" => (libc::RLIMIT_CPU, "cpu"),
+                    "--as" => (libc::RLIMIT_AS, "address space"),
+                    "--fsize" => (libc::RLIMIT_FSIZE, "file size"),
+                    "--nofile" => (libc::RLIMIT_NOFILE, "open files"),
+                    _ => (libc::RLIMIT_NPROC, "processes"),
+                };
+                a.limits.push((res, n, name));
+            }
+            _ => return Err(format!("unknown argument {:?}", OsStr::new(flag))),
+        }
+    }
+    if a.command.is_empty() && !a.probe {
+        return Err("no command given after --".into());
+    }
+    Ok(a)
+}
+
+/// Moves the pipes to 3 and 4 (dup2 leaves the new fds without CLOEXEC) and
+/// closes everything else above stderr.
+fn setup_fds(a: &Args) -> Result<(), String> {
+    let targets = [(a.input_fd, CHILD_INPUT_FD), (a.reply_fd, CHILD_REPLY_FD)];
+    // First copy both out of the way so that moving one cannot clobber the
+    // other (e.g. input inherited at 4).
+    let mut temps = Vec::new();
+    for (src, dst) in targets {
+        if let Some(src) = src {
+            // SAFETY: plain fcntl on an fd number; failure is checked.
+            let tmp = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10) };
+            if tmp < 0 {
+                return Err(format!("fd {src} is not open: {}", std::io::Error::last_os_error()));
+            }
+            temps.push((tmp, dst));
+        }
+    }
+    for (tmp, dst) in &temps {
+        // SAFETY: dup2 onto a fixed number we own in this single-threaded process.
+        if unsafe { libc::dup2(*tmp, *dst) } < 0 {
+            return Err(format!("dup2 failed: {}", std::io::Error::last_os_error()));
+        }
+    }
+    let first_extra = if temps.is_empty() { 3 } else { 5 };
+    close_from(first_extra);
+    Ok(())
+}
+
+fn close_from(first: u32) {
+    // SAFETY: close_range only closes fds; nothing in this process holds
+    // Rust-owned fds at this point.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
+    if rc != 0 {
+        // Kernels before 5.9: close one by one up to the fd limit.
+        let max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as i32;
+        for fd in first as i32..max {
+            // SAFETY: as above.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn set_limit(res: libc::__rlimit_resource_t, value: u64, name: &str) -> Result<(), String> {
+    if value == 0 && res != libc::RLIMIT_CORE {
+        return Ok(()); // 0 = no limit: keep what was inherited
+    }
+    // RLIMIT_CPU: the soft limit sends SIGXCPU, the hard one a second later SIGKILL.
+    let hard = if res == libc::RLIMIT_CPU { value.saturating_add(1) } else { value };
+    let lim = libc::rlimit { rlim_cur: value, rlim_max: hard };
+    // SAFETY: setrlimit with a valid struct.
+    if unsafe { libc::setrlimit(res, &lim) } != 0 {
+        return Err(format!("cannot set the {name} limit: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// In probe mode, make sure the restrictions actually bite.
+fn probe_checks(insecure: bool) -> Result<(), String> {
+    if insecure {
+        return Ok(());
+    }
+    // SAFETY: unshare(0) changes nothing even when allowed.
+    if unsafe { libc::unshare(0) } == 0 {
+        return Err("seccomp filter is not effective (unshare was allowed)".into());
+    }
+    if std::fs::read_dir("/").is_ok() {
+        return Err("landlock is not effective (reading / was allowed)".into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn parses_limits_paths_and_command() {
+        let a = parse(&os(&[
+            "--input-fd", "7", "--cpu", "5", "--rx", "/usr", "--rw", "/tmp", "--", "py", "-I",
+        ]))
+        .unwrap();
+        assert_eq!(a.input_fd, Some(7));
+        assert_eq!(a.limits.len(), 1);
+        assert_eq!(a.rules.rx, vec![PathBuf::from("/usr")]);
+        assert_eq!(a.command, os(&["py", "-I"]));
+    }
+
+    #[test]
+    fn rejects_unknown_and_missing_command() {
+        assert!(parse(&os(&["--bogus", "--", "x"])).is_err());
+        assert!(parse(&os(&["--cpu", "1"])).is_err());
+        assert!(parse(&os(&["--cpu", "x", "--", "y"])).is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! One thread that writes the input pipe and drains stdout, stderr and the
+//! reply pipe with `poll`, all fds non-blocking.
+//!
+//! Reading continues (discarding) past each cap so the child never blocks on
+//! a full pipe. Once the main thread has reaped the child it sets `exited`;
+//! from then on the pump stops at EOF on every stream or after
+//! [`DRAIN_AFTER_EXIT`], whichever comes first, so a stray process that
+//! still holds a pipe (possible only in insecure mode) cannot hang the run.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::config::Captured;
+
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
+
+/// The parent's ends of the child's pipes.
+pub(crate) struct Streams {
+    pub input: OwnedFd,
+    pub input_bytes: Vec<u8>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    pub reply: OwnedFd,
+}
+
+/// (stdout, stderr, reply)
+pub(crate) type Collected = (Captured, Captured, Captured);
+
+struct Reader {
+    fd: Option<OwnedFd>,
+    cap: usize,
+    out: Captured,
+}
+
+pub(crate) fn spawn(
+    s: Streams,
+    output_cap: usize,
+    reply_cap: usize,
+    exited: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<Collected>> {
+    std::thread::Builder::new()
+        .name("p38-sandbox-io".into())
+        .spawn(move || pump(s, output_cap, reply_cap, &exited))
+}
+
+fn set_nonblocking(fd: &OwnedFd) {
+    // SAFETY: fcntl flag manipulation on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+fn pump(s: Streams, output_cap: usize, reply_cap: usize, exited: &AtomicBool) -> Collected {
+    let mut readers = [
+        Reader { fd: Some(s.stdout), cap: output_cap, out: Captured::default() },
+        Reader { fd: Some(s.stderr), cap: output_cap, out: Captured::default() },
+        Reader { fd: Some(s.reply), cap: reply_cap, out: Captured::default() },
+    ];
+    let mut input = if s.input_bytes.is_empty() { None } else { Some(s.input) };
+    let data = s.input_bytes;
+    let mut written = 0usize;
+    for r in &readers {
+        if let Some(fd) = &r.fd {
+            set_nonblocking(fd);
+        }
+    }
+    if let Some(fd) = &input {
+        set_nonblocking(fd);
+    }
+    let mut exit_seen: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        if exit_seen.is_none() && exited.load(Ordering::SeqCst) {
+            exit_seen = Some(Instant::now());
+            input = None; // nobody will read it any more
+        }
+        if readers.iter().all(|r| r.fd.is_none()) && input.is_none() {
+            break;
+        }
+        if exit_seen.is_some_and(|t| t.elapsed() >= DRAIN_AFTER_EXIT) {
+            break;
+        }
+        let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4);
+        for r in &readers {
+            if let Some(fd) = &r.fd {
+                pfds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+            }
+        }
+        if let Some(fd) = &input {
+            pfds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+        }
+        // SAFETY: pfds is a valid array of pollfd for the given length.
+        unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 50) };
+        for r in readers.iter_mut() {
+            drain_some(r, &mut buf);
+        }
+        if let Some(fd) = &input {
+            match write_some(fd, &data[written..]) {
+                Ok(n) => {
+                    written += n;
+                    if written >= data.len() {
+                        input = None; // close: Python sees EOF on fd 3
+                    }
+                }
+                Err(()) => input = None,
+            }
+        }
+    }
+    let [a, b, c] = readers;
+    (a.out, b.out, c.out)
+}
+
+/// Reads what is available now; closes the reader at EOF or on error.
+fn drain_some(r: &mut Reader, buf: &mut [u8]) {
+    let Some(fd) = &r.fd else { return };
+    // Bound the work per wake-up so one busy stream cannot starve the others.
+    for _ in 0..16 {
+        // SAFETY: reading into a buffer we own, of the given length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            let n = n as usize;
+            let room = r.cap.saturating_sub(r.out.bytes.len());
+            if n > room {
+                r.out.truncated = true;
+            }
+            r.out.bytes.extend_from_slice(&buf[..n.min(room)]);
+            continue;
+        }
+        if n == 0 {
+            r.fd = None; // EOF
+            return;
+        }
+        let err = std::io::Error::last_os_error().raw_os_error();
+        if err == Some(libc::EINTR) {
+            continue;
+        }
+        if err != Some(libc::EAGAIN) {
+            r.fd = None;
+        }
+        return;
+    }
+}
+
+/// Writes what fits now. `Err` when the reader went away (EPIPE) or on error.
+/// (The host process must ignore SIGPIPE, as Rust programs do by default.)
+fn write_some(fd: &OwnedFd, data: &[u8]) -> Result<usize, ()> {
+    if data.is_empty() {
+        return Ok(0);
+    }
+    // SAFETY: writing from a slice we own, of the given length.
+    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+        _ => Err(()),
+    }
+}

@@ -1,0 +1,180 @@
+//! Runs one Python program, written by a language model, unattended, in a
+//! Linux sandbox.
+//!
+//! Layers, outermost first:
+//! - **bubblewrap** (`bwrap`): new user, mount, PID, IPC, UTS and cgroup
+//!   namespaces (and network unless requested); only `/usr` (+ the
+//!   `/bin`-style links), an optional interpreter prefix, the script, the init
+//!   shim and the workspace are visible; private `/proc`, `/dev`, size-capped
+//!   `/tmp`; an environment built from scratch.
+//! - **uid drop**: when the caller is root the tree first switches to an
+//!   unprivileged uid/gid (default 65534), because root is exempt from
+//!   `RLIMIT_NPROC` even inside a user namespace. The workspace is chowned to
+//!   that uid, and the interpreter, script and init program must be
+//!   reachable by it.
+//! - **init shim** ([`init`]): rlimits, landlock, seccomp, then exec Python.
+//! - **watchdog**: wall-clock deadline and cancellation kill the whole
+//!   process group; the PID namespace guarantees nothing survives.
+//!
+//! Python is run as `python -I -S /p38/main.py`; it reads its input from fd 3
+//! and writes its reply to fd 4. The host process must ignore `SIGPIPE`
+//! (Rust programs do by default).
+
+#![deny(missing_docs)]
+
+mod bwrap;
+mod config;
+mod error;
+pub mod init;
+mod iopump;
+mod landlock;
+mod probe;
+mod process;
+mod seccomp;
+mod workspace;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use config::{CancelFlag, Captured, Limits, RunOutcome, RunRequest, SandboxConfig};
+pub use error::SandboxError;
+
+/// A probed, ready-to-use sandbox. Cheap to clone; runs may be concurrent.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: SandboxConfig,
+    /// Absolute path of bwrap (unused in insecure mode).
+    bwrap: PathBuf,
+    /// `Some((uid, gid))` when the caller is root.
+    drop_to: Option<(u32, u32)>,
+}
+
+impl Sandbox {
+    /// Checks the configuration and probes the host once: bubblewrap present,
+    /// user namespaces usable, landlock and seccomp applicable (by running the
+    /// init shim in probe mode inside bubblewrap). When something is missing
+    /// the [`SandboxError::Unavailable`] message names it. With
+    /// `insecure_no_sandbox` the probe is skipped. Blocks for the duration of
+    /// the probe (typically well under a second).
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        if config.init.is_empty() {
+            return Err(SandboxError::Unavailable(
+                "no init shim configured (SandboxConfig::init is empty)".into(),
+            ));
+        }
+        // SAFETY: getuid cannot fail.
+        let root = unsafe { libc::getuid() } == 0;
+        let drop_to = root.then_some((config.sandbox_uid, config.sandbox_gid));
+        if root && config.sandbox_uid == 0 {
+            return Err(SandboxError::Unavailable(
+                "sandbox_uid must not be 0 (root is exempt from the process limit)".into(),
+            ));
+        }
+        let bwrap = if config.insecure_no_sandbox {
+            PathBuf::new()
+        } else {
+            let bwrap = probe::find_bwrap(&config.bwrap)?;
+            probe::check_user_namespaces()?;
+            probe::check_interpreter(&config)?;
+            bwrap
+        };
+        let sandbox = Sandbox { inner: Arc::new(Inner { config, bwrap, drop_to }) };
+        if !sandbox.inner.config.insecure_no_sandbox {
+            probe::run_probe(&sandbox)?;
+        } else {
+            tracing::warn!("p38-sandbox: insecure_no_sandbox is set: agents run WITHOUT a sandbox");
+        }
+        Ok(sandbox)
+    }
+
+    /// Whether runs are sandboxed (false only with `insecure_no_sandbox`).
+    pub fn is_sandboxed(&self) -> bool {
+        !self.inner.config.insecure_no_sandbox
+    }
+
+    /// Runs one program to completion on a blocking thread. `Ok` whenever the
+    /// program started, whatever its exit status (including timeouts and
+    /// cancellation); `Err` when it could not be started or sandbox setup
+    /// failed for this run.
+    pub async fn run(&self, req: RunRequest) -> Result<RunOutcome, SandboxError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.run_blocking(req))
+            .await
+            .map_err(|e| SandboxError::Spawn(format!("the run's thread failed: {e}")))?
+    }
+
+    /// The synchronous form of [`Sandbox::run`] (blocks the calling thread).
+    pub fn run_blocking(&self, req: RunRequest) -> Result<RunOutcome, SandboxError> {
+        let script = std::path::absolute(&req.script)?;
+        if !script.is_file() {
+            return Err(SandboxError::Spawn(format!("script {} is not a file", script.display())));
+        }
+        let workspace = std::path::absolute(&req.workspace)?;
+        workspace::prepare(&workspace, self.inner.drop_to)?;
+        self.launch(Some(&script), Some(&workspace), req.network, &req.limits, req.input, &req.cancel)
+    }
+
+    /// Builds the command line and runs it (also used by the probe, with no
+    /// script and no workspace).
+    fn launch(
+        &self,
+        script: Option<&Path>,
+        workspace: Option<&Path>,
+        network: bool,
+        limits: &Limits,
+        input: Vec<u8>,
+        cancel: &CancelFlag,
+    ) -> Result<RunOutcome, SandboxError> {
+        let cfg = &self.inner.config;
+        let pipes = process::Pipes::new()?;
+        use std::os::fd::AsRawFd;
+        let layout = bwrap::Layout {
+            python: &cfg.python,
+            python_prefix: cfg.python_prefix.as_deref(),
+            init_program: Path::new(&cfg.init[0]),
+            init_args: &cfg.init[1..],
+            script,
+            workspace,
+            network,
+            limits,
+            input_fd: pipes.child_input.as_raw_fd(),
+            reply_fd: pipes.child_reply.as_raw_fd(),
+        };
+        let launch = if cfg.insecure_no_sandbox {
+            let ws = workspace.unwrap_or(Path::new("/"));
+            let mut args: Vec<OsString> = cfg.init[1..].to_vec();
+            args.extend(bwrap::init_args(&layout, false));
+            let env = bwrap::inner_env()
+                .into_iter()
+                .map(|(k, v)| {
+                    let v = if k == "HOME" { ws.as_os_str().to_owned() } else { v.into() };
+                    (OsString::from(k), v)
+                })
+                .collect();
+            process::Launch {
+                program: PathBuf::from(&cfg.init[0]),
+                args,
+                env,
+                cwd: ws.to_path_buf(),
+                drop_to: self.inner.drop_to,
+                sandboxed: false,
+            }
+        } else {
+            process::Launch {
+                program: self.inner.bwrap.clone(),
+                args: bwrap::bwrap_args(&layout),
+                env: Vec::new(),
+                cwd: PathBuf::from("/"),
+                drop_to: self.inner.drop_to,
+                sandboxed: true,
+            }
+        };
+        process::run(launch, pipes, input, limits, cancel)
+    }
+}

@@ -1,0 +1,326 @@
+//! Starting the process tree, feeding/capturing its pipes, enforcing the
+//! wall-clock deadline and reaping it with `wait4` (for rusage).
+//!
+//! Threads: the calling (blocking) thread spawns, waits and reaps; one I/O
+//! thread polls all pipes (non-blocking, so a leftover writer can never hang
+//! the run); one watchdog thread ends the run at the deadline or on cancel.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::config::{CancelFlag, Captured, Limits, RunOutcome};
+use crate::error::SandboxError;
+use crate::iopump;
+
+/// The two extra pipes; `child_*` are the ends the child inherits (their fd
+/// numbers go on the init shim's argv).
+pub(crate) struct Pipes {
+    pub child_input: OwnedFd,
+    pub child_reply: OwnedFd,
+    parent_input: OwnedFd,
+    parent_reply: OwnedFd,
+}
+
+impl Pipes {
+    pub(crate) fn new() -> io::Result<Pipes> {
+        let (in_r, in_w) = pipe()?;
+        let (rep_r, rep_w) = pipe()?;
+        Ok(Pipes {
+            // Child ends are moved above 10 so std's stdio setup (dup2 onto
+            // 0..2 in the child) can never clobber them even when the
+            // server runs with a closed stdin/stdout.
+            child_input: high_fd(in_r)?,
+            child_reply: high_fd(rep_w)?,
+            parent_input: in_w,
+            parent_reply: rep_r,
+        })
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: pipe2 writes two fds into the array; checked below.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and owned by nobody else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn high_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC returns a new fd we then own.
+    let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: n is a fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// What to execute.
+pub(crate) struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The complete environment (the server's is never inherited).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    /// Switch to this uid/gid before exec (caller is root).
+    pub drop_to: Option<(u32, u32)>,
+    pub sandboxed: bool,
+}
+
+/// Why the watchdog ended the run.
+const END_NONE: u8 = 0;
+const END_TIMEOUT: u8 = 1;
+const END_CANCEL: u8 = 2;
+
+/// Runs to completion. Returns `Err` only when the process could not be
+/// started or the init shim / bubblewrap reported a setup failure.
+pub(crate) fn run(
+    launch: Launch,
+    pipes: Pipes,
+    input: Vec<u8>,
+    limits: &Limits,
+    cancel: &CancelFlag,
+) -> Result<RunOutcome, SandboxError> {
+    let start = Instant::now();
+    let mut cmd = Command::new(&launch.program);
+    cmd.args(&launch.args)
+        .env_clear()
+        .envs(launch.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&launch.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let keep = [pipes.child_input.as_raw_fd(), pipes.child_reply.as_raw_fd()];
+    let drop_to = launch.drop_to;
+    // SAFETY: getpid is always safe.
+    let parent_pid = unsafe { libc::getpid() };
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls (no allocation, no locks).
+    unsafe {
+        cmd.pre_exec(move || child_setup(keep, drop_to, parent_pid));
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        SandboxError::Spawn(format!("cannot start {}: {e}", launch.program.display()))
+    })?;
+    let pid = child.id() as libc::pid_t;
+    drop(pipes.child_input);
+    drop(pipes.child_reply);
+    let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
+    let stderr: OwnedFd = child.stderr.take().expect("piped stderr").into();
+
+    let exited = Arc::new(AtomicBool::new(false));
+    let io_thread = iopump::spawn(
+        iopump::Streams {
+            input: pipes.parent_input,
+            input_bytes: input,
+            stdout,
+            stderr,
+            reply: pipes.parent_reply,
+        },
+        limits.output_bytes,
+        limits.reply_bytes,
+        exited.clone(),
+    );
+    let io_thread = match io_thread {
+        Ok(t) => t,
+        Err(e) => {
+            // Without the pump nobody would drain the pipes: end the child.
+            // SAFETY: our own, not yet reaped, process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = reap(pid);
+            return Err(SandboxError::Io(e));
+        }
+    };
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let deadline = start + limits.wall;
+    let grace = limits.grace;
+    let cancel = cancel.clone();
+    let watchdog = std::thread::Builder::new()
+        .name("p38-sandbox-watchdog".into())
+        .spawn(move || watchdog(pid, deadline, grace, cancel, done_rx));
+    let watchdog = match watchdog {
+        Ok(t) => t,
+        Err(e) => {
+            // SAFETY: our own, not yet reaped, process group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = reap(pid);
+            exited.store(true, Ordering::SeqCst);
+            let _ = io_thread.join();
+            return Err(SandboxError::Io(e));
+        }
+    };
+
+    // Wait for exit WITHOUT reaping: while the zombie exists its pid and
+    // process group id cannot be reused, so the watchdog's kill(-pgid) can
+    // never hit an unrelated process.
+    wait_exit_nowait(pid);
+    let _ = done_tx.send(());
+    let ended = watchdog.join().unwrap_or(END_NONE);
+    // Anything left in the group (insecure mode: children of Python) goes too.
+    // SAFETY: signalling our own, not yet reaped, process group.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let (status, usage) = reap(pid)?;
+    let wall = start.elapsed();
+    exited.store(true, Ordering::SeqCst);
+    let (stdout, stderr, reply) = io_thread.join().unwrap_or_default();
+
+    outcome(OutcomeParts { launch: &launch, status, usage, ended, wall, stdout, stderr, reply })
+}
+
+/// Runs in the forked child (async-signal-safe calls only).
+fn child_setup(keep: [RawFd; 2], drop_to: Option<(u32, u32)>, parent: libc::pid_t) -> io::Result<()> {
+    // SAFETY (whole fn): raw system calls on plain integers.
+    unsafe {
+        // Own session and process group: the watchdog kills the whole group.
+        if libc::setsid() < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if let Some((uid, gid)) = drop_to {
+            // Root is exempt from RLIMIT_NPROC (also inside bwrap's user
+            // namespace, whose uid maps to outer 0), so leave root first.
+            if libc::setgroups(0, std::ptr::null()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // After the uid change: changing credentials clears the death signal.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        for fd in keep {
+            // Let the two pipe ends survive exec.
+            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn watchdog(pid: libc::pid_t, deadline: Instant, grace: Duration, cancel: CancelFlag, done: mpsc::Receiver<()>) -> u8 {
+    let tick = Duration::from_millis(25);
+    let reason = loop {
+        match done.recv_timeout(tick) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return END_NONE,
+        }
+        if cancel.is_cancelled() {
+            break END_CANCEL;
+        }
+        if Instant::now() >= deadline {
+            break END_TIMEOUT;
+        }
+    };
+    // SAFETY: the group leader is not reaped before this thread is joined.
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    if done.recv_timeout(grace).is_err() {
+        // SAFETY: as above.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    }
+    reason
+}
+
+fn wait_exit_nowait(pid: libc::pid_t) {
+    loop {
+        // SAFETY: siginfo is plain data filled by the kernel.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+fn reap(pid: libc::pid_t) -> Result<(i32, libc::rusage), SandboxError> {
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain data filled by the kernel.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if rc == pid {
+            return Ok((status, usage));
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(SandboxError::Io(err));
+        }
+    }
+}
+
+struct OutcomeParts<'a> {
+    launch: &'a Launch,
+    status: i32,
+    usage: libc::rusage,
+    ended: u8,
+    wall: Duration,
+    stdout: Captured,
+    stderr: Captured,
+    reply: Captured,
+}
+
+fn outcome(p: OutcomeParts<'_>) -> Result<RunOutcome, SandboxError> {
+    let ended_by_us = p.ended != END_NONE;
+    let (mut exit_code, mut signal) = if libc::WIFEXITED(p.status) {
+        (Some(libc::WEXITSTATUS(p.status)), None)
+    } else {
+        (None, Some(libc::WTERMSIG(p.status)))
+    };
+    if !ended_by_us {
+        if let Some(msg) = setup_failure(exit_code, &p.stderr.bytes) {
+            return Err(SandboxError::Spawn(msg));
+        }
+    }
+    // bwrap's pid 1 reports a child killed by signal N as status 128+N.
+    if p.launch.sandboxed {
+        if let Some(code @ 129..=192) = exit_code {
+            exit_code = None;
+            signal = Some(code - 128);
+        }
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    Ok(RunOutcome {
+        reply: p.reply,
+        stdout: p.stdout,
+        stderr: p.stderr,
+        exit_code,
+        signal,
+        timed_out: p.ended == END_TIMEOUT,
+        cancelled: p.ended == END_CANCEL,
+        wall: p.wall,
+        cpu: tv(p.usage.ru_utime) + tv(p.usage.ru_stime),
+        peak_memory_kb: p.usage.ru_maxrss.max(0) as u64,
+        sandboxed: p.launch.sandboxed,
+    })
+}
+
+/// Recognizes the init shim's failure line (exit 125) and bubblewrap's own
+/// setup errors (exit 1, stderr starting with "bwrap: ").
+fn setup_failure(exit_code: Option<i32>, stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let first = text.lines().next().unwrap_or("").trim();
+    match exit_code {
+        Some(crate::init::FAILURE_EXIT) if first.starts_with(crate::init::FAILURE_MARKER) => {
+            Some(format!("sandbox setup failed: {}", &first[crate::init::FAILURE_MARKER.len()..]))
+        }
+        Some(1) if first.starts_with("bwrap: ") => {
+            Some(format!("bubblewrap could not set up the sandbox: {}", &first[7..]))
+        }
+        _ => None,
+    }
+}

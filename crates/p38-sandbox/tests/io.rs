@@ -1,0 +1,154 @@
+//! Input/reply pipes, output capture, insecure mode, cancellation, probe errors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use p38_sandbox::{Sandbox, SandboxError};
+
+const ECHO: &str = r#"
+import json, os, sys
+data = json.loads(os.read(3, 1 << 20) or b"null")
+assert os.read(3, 10) == b"", "fd 3 must be at EOF"
+with open(4, "w") as f:
+    json.dump({"got": data, "cwd": os.getcwd(), "home": os.environ.get("HOME")}, f)
+print("to stdout")
+print("to stderr", file=sys.stderr)
+"#;
+
+#[test]
+fn reply_roundtrip_and_streams_apart() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let mut req = env.request(ECHO);
+    req.input = br#"{"secret": "s3cr3t", "n": 42}"#.to_vec();
+    let out = env.run(req);
+    assert_eq!(out.exit_code, Some(0), "stderr: {}", text(&out.stderr.bytes));
+    assert!(out.sandboxed);
+    let reply: serde_json::Value = serde_json::from_slice(&out.reply.bytes).expect("reply is JSON");
+    assert_eq!(reply["got"]["n"], 42);
+    assert_eq!(reply["got"]["secret"], "s3cr3t");
+    assert_eq!(reply["cwd"], "/workspace");
+    assert_eq!(reply["home"], "/workspace");
+    assert_eq!(text(&out.stdout.bytes), "to stdout\n");
+    assert_eq!(text(&out.stderr.bytes), "to stderr\n");
+    assert!(!out.stdout.truncated && !out.stderr.truncated && !out.reply.truncated);
+    assert!(!out.timed_out && !out.cancelled);
+}
+
+#[test]
+fn large_input_is_delivered_whole() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let mut req = env.request(
+        "import os\nn = 0\nwhile True:\n    b = os.read(3, 65536)\n    if not b: break\n    n += len(b)\nos.write(4, str(n).encode())\n",
+    );
+    req.input = vec![b'x'; 3 << 20];
+    let out = env.run(req);
+    assert_eq!(text(&out.reply.bytes), (3 << 20).to_string(), "stderr: {}", text(&out.stderr.bytes));
+}
+
+#[test]
+fn stdout_over_cap_is_truncated_and_marked() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let mut req = env.request("import sys\nsys.stdout.write('a' * 300000)\nsys.stdout.flush()\nprint('done', file=sys.stderr)\n");
+    req.limits.output_bytes = 1000;
+    let out = env.run(req);
+    assert_eq!(out.exit_code, Some(0), "child must not block on a full pipe");
+    assert_eq!(out.stdout.bytes.len(), 1000);
+    assert!(out.stdout.truncated);
+    assert_eq!(text(&out.stderr.bytes), "done\n");
+    assert!(!out.stderr.truncated);
+}
+
+#[test]
+fn exit_code_and_signal_are_reported() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    assert_eq!(env.run_script("import sys\nsys.exit(7)\n").exit_code, Some(7));
+    let out = env.run_script("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n");
+    assert_eq!(out.signal, Some(9));
+    assert_eq!(out.exit_code, None);
+}
+
+#[test]
+fn cancel_ends_the_run_and_is_reported() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let req = env.request("import time\nwhile True: time.sleep(0.05)\n");
+    let cancel = req.cancel.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        cancel.cancel();
+    });
+    let out = env.run(req);
+    assert!(out.cancelled);
+    assert!(!out.timed_out);
+    assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);
+}
+
+#[tokio::test]
+async fn async_run_works() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let out = env.sandbox.run(env.request("print(6*7)\n")).await.expect("run");
+    assert_eq!(text(&out.stdout.bytes), "42\n");
+    assert!(out.cpu > Duration::ZERO);
+    assert!(out.peak_memory_kb > 0);
+}
+
+#[test]
+fn insecure_mode_runs_unsandboxed() {
+    if !std::path::Path::new(PYTHON).exists() {
+        eprintln!("SKIP: {PYTHON} missing");
+        return;
+    }
+    let env = Env::with_config(|c| c.insecure_no_sandbox = true);
+    assert!(!env.sandbox.is_sandboxed());
+    let mut req = env.request(ECHO);
+    req.input = b"[1, 2]".to_vec();
+    let out = env.run(req);
+    assert!(!out.sandboxed);
+    assert_eq!(out.exit_code, Some(0), "stderr: {}", text(&out.stderr.bytes));
+    let reply: serde_json::Value = serde_json::from_slice(&out.reply.bytes).unwrap();
+    assert_eq!(reply["got"], serde_json::json!([1, 2]));
+    assert_eq!(reply["cwd"].as_str().map(std::path::PathBuf::from), Some(env.workspace()));
+}
+
+#[test]
+fn missing_bwrap_is_unavailable_and_named() {
+    let mut c = config(fresh_uid());
+    c.bwrap = "/nonexistent/bwrap".into();
+    let err = Sandbox::new(c).expect_err("must fail");
+    assert!(matches!(err, SandboxError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("bubblewrap"), "{err}");
+    let mut c = config(fresh_uid());
+    c.bwrap = "no-such-bwrap-binary".into();
+    let err = Sandbox::new(c).expect_err("must fail");
+    assert!(err.to_string().contains("install the Debian package bubblewrap"), "{err}");
+}
+
+#[test]
+fn interpreter_outside_usr_is_refused() {
+    if !bwrap_available() {
+        return;
+    }
+    let mut c = config(fresh_uid());
+    c.python = "/nonexistent/python3".into();
+    let err = Sandbox::new(c).expect_err("must fail");
+    assert!(err.to_string().contains("python"), "{err}");
+}

@@ -1,0 +1,263 @@
+//! Project38's persistence: one implementation of the `p38_core::store`
+//! traits over sqlx's `Any` driver, so SQLite (the embedded default) and
+//! PostgreSQL (the multi-node backbone) share every query. The few places
+//! where the dialects differ (transaction start, row locks, the queue claim)
+//! are chosen by [`Backend`].
+//!
+//! Why `Any` rather than two typed implementations: the schema is kept
+//! portable (epoch-millisecond integers, JSON as text), so one body of SQL
+//! serves both and the conformance suite proves it; a second copy of every
+//! query would drift.
+#![deny(missing_docs)]
+
+mod agents;
+mod audit;
+mod rows;
+mod tasks;
+mod tokens;
+
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+use p38_core::store::Store;
+use p38_core::{Error, Result};
+
+/// Which database a store talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+/// Connection options beyond the URL.
+#[derive(Debug, Clone, Default)]
+pub struct StoreOptions {
+    /// Pool size; defaults to 8 on PostgreSQL and 4 on SQLite.
+    pub max_connections: Option<u32>,
+    /// PostgreSQL schema to use (created if missing); tests use one each.
+    pub schema: Option<String>,
+}
+
+/// The SQL store.
+#[derive(Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl SqlStore {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://...`), creating a
+    /// SQLite file and its folder when missing, and runs the migrations.
+    pub async fn connect(url: &str, opts: StoreOptions) -> Result<SqlStore> {
+        install_default_drivers();
+        let backend = backend_of(url)?;
+        let url = match backend {
+            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Postgres => url.to_string(),
+        };
+        let schema = opts.schema.clone();
+        if let Some(s) = &schema {
+            check_schema_name(s)?;
+        }
+        let max = opts.max_connections.unwrap_or(match backend {
+            Backend::Sqlite => 4,
+            Backend::Postgres => 8,
+        });
+        let pool = AnyPoolOptions::new()
+            .max_connections(max)
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                let schema = schema.clone();
+                Box::pin(async move {
+                    match backend {
+                        // WAL lets readers run beside the one writer; NORMAL
+                        // sync is durable across application crashes.
+                        Backend::Sqlite => {
+                            conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;")
+                                .await?;
+                        }
+                        Backend::Postgres => {
+                            if let Some(s) = schema {
+                                // The name was checked to be [a-z0-9_]+ above.
+                                let sql = format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}");
+                                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                            }
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot open the database at {}: {e}", redact_url(&url))))?;
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Unavailable(format!("database migration failed: {e}")))?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    /// Which database this is.
+    pub fn backend_kind(&self) -> Backend {
+        self.backend
+    }
+
+    /// The underlying pool, for benchmarks and tests.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Drops a PostgreSQL schema (test clean-up).
+    pub async fn drop_schema(&self, schema: &str) -> Result<()> {
+        check_schema_name(schema)?;
+        let sql = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+        self.pool
+            .execute(sqlx::AssertSqlSafe(sql))
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`) so that two writers queue on the busy timeout
+    /// instead of failing when a read lock would have to be upgraded.
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let r = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        r.map_err(db_err)
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Unavailable(format!("database unreachable: {e}")))
+    }
+
+    fn backend(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(Error::validation(
+            "database_url",
+            "database URL must start with sqlite:// or postgres://",
+        ))
+    }
+}
+
+/// Makes sure the folder of a SQLite file exists and asks sqlx to create
+/// the file (`mode=rwc`).
+fn prepare_sqlite_url(url: &str) -> Result<String> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(Error::validation(
+            "database_url",
+            "SQLite needs a file path (sqlite://PATH); in-memory databases are not shared between connections",
+        ));
+    }
+    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::Unavailable(format!("cannot create {}: {e}", parent.display()))
+        })?;
+    }
+    let query = if query.contains("mode=") {
+        query.to_string()
+    } else if query.is_empty() {
+        "mode=rwc".to_string()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    Ok(format!("sqlite://{path}?{query}"))
+}
+
+fn check_schema_name(s: &str) -> Result<()> {
+    if !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(Error::validation("schema", "schema name must be [a-z0-9_], at most 63 characters"))
+    }
+}
+
+/// Hides a password in a database URL before it reaches a message.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}://{user}:****@{}", &url[..s], &url[at + 1..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Maps a database error: unique violations become conflicts, everything
+/// else an internal error whose detail goes to the log, not the client.
+pub(crate) fn db_err(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict {
+            field: None,
+            message: "already exists".into(),
+        },
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Error::Unavailable(format!("database unavailable: {e}"))
+        }
+        _ => {
+            tracing::error!(error = %e, "database error");
+            Error::internal(format!("database error: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(backend_of("sqlite://x.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
+        assert!(backend_of("mysql://x").is_err());
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

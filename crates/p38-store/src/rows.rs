@@ -1,0 +1,156 @@
+//! Decoding rows into domain types. Columns are read by name; every JSON
+//! column is parsed here, so a corrupt row is an error with its id, never a
+//! panic.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use p38_core::agent::{Agent, AgentState, AgentVersion};
+use p38_core::audit::AuditEntry;
+use p38_core::auth::ApiToken;
+use p38_core::task::Task;
+use p38_core::time::from_millis;
+use p38_core::{Error, Result};
+
+use crate::db_err;
+
+/// The agent columns every agent query selects (a macro so that `concat!`
+/// can build static SQL from it).
+macro_rules! agent_cols {
+    () => {
+        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at"
+    };
+}
+pub(crate) use agent_cols;
+
+/// Every task column.
+macro_rules! task_cols {
+    () => {
+        "id, agent_id, agent_version, status, trigger_kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, stdout, stderr, logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+    };
+}
+pub(crate) use task_cols;
+
+/// Task columns for listings: the large captured outputs are left out
+/// (`GET /api/tasks/{id}` has them), so a page stays small.
+macro_rules! task_summary_cols {
+    () => {
+        "id, agent_id, agent_version, status, trigger_kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, NULL AS stdout, NULL AS stderr, NULL AS logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+    };
+}
+pub(crate) use task_summary_cols;
+
+fn get<'r, T>(row: &'r AnyRow, col: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    row.try_get(col).map_err(db_err)
+}
+
+fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt {what} in store: {e}")))
+}
+
+fn opt_json(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>> {
+    get::<Option<String>>(row, col)?
+        .map(|t| json(&t, col))
+        .transpose()
+}
+
+pub(crate) fn agent(row: &AnyRow) -> Result<Agent> {
+    Ok(Agent {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        description: get(row, "description")?,
+        code: get(row, "code")?,
+        status: get::<String>(row, "status")?.parse()?,
+        schedule: get(row, "schedule")?,
+        config: json(&get::<String>(row, "config")?, "config")?,
+        secrets: json(&get::<String>(row, "secrets")?, "secrets")?,
+        tools: json(&get::<String>(row, "tools")?, "tools")?,
+        network: get::<i64>(row, "network")? != 0,
+        settings: json(&get::<String>(row, "settings")?, "settings")?,
+        version: get(row, "version")?,
+        created_by: get(row, "created_by")?,
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
+    })
+}
+
+pub(crate) fn version(row: &AnyRow) -> Result<AgentVersion> {
+    Ok(AgentVersion {
+        agent_id: get(row, "agent_id")?,
+        version: get(row, "version")?,
+        code: get(row, "code")?,
+        created_by: get(row, "created_by")?,
+        created_at: from_millis(get(row, "created_at")?),
+    })
+}
+
+pub(crate) fn state(row: &AnyRow) -> Result<AgentState> {
+    Ok(AgentState {
+        agent_id: get(row, "agent_id")?,
+        state: json(&get::<String>(row, "state")?, "state")?,
+        run_count: get(row, "run_count")?,
+        updated_at: from_millis(get(row, "updated_at")?),
+    })
+}
+
+pub(crate) fn task(row: &AnyRow) -> Result<Task> {
+    let ms = |col: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(get::<Option<i64>>(row, col)?.map(from_millis))
+    };
+    Ok(Task {
+        id: get(row, "id")?,
+        agent_id: get(row, "agent_id")?,
+        agent_version: get(row, "agent_version")?,
+        status: get::<String>(row, "status")?.parse()?,
+        trigger: get::<String>(row, "trigger_kind")?.parse()?,
+        attempt: get(row, "attempt")?,
+        retry_of: get(row, "retry_of")?,
+        scheduled_at: from_millis(get(row, "scheduled_at")?),
+        started_at: ms("started_at")?,
+        completed_at: ms("completed_at")?,
+        result: opt_json(row, "result")?,
+        stdout: get(row, "stdout")?,
+        stderr: get(row, "stderr")?,
+        logs: opt_json(row, "logs")?,
+        error: get(row, "error")?,
+        exit_code: get(row, "exit_code")?,
+        signal: get(row, "signal")?,
+        duration_ms: get(row, "duration_ms")?,
+        cpu_ms: get(row, "cpu_ms")?,
+        peak_memory_kb: get(row, "peak_memory_kb")?,
+        unsandboxed: get::<i64>(row, "unsandboxed")? != 0,
+        worker: get(row, "worker")?,
+        created_at: from_millis(get(row, "created_at")?),
+    })
+}
+
+pub(crate) fn token(row: &AnyRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        scope: get::<String>(row, "scope")?.parse()?,
+        prefix: get(row, "prefix")?,
+        created_at: from_millis(get(row, "created_at")?),
+        revoked_at: get::<Option<i64>>(row, "revoked_at")?.map(from_millis),
+    })
+}
+
+pub(crate) fn audit(row: &AnyRow) -> Result<AuditEntry> {
+    Ok(AuditEntry {
+        id: get(row, "id")?,
+        actor: get(row, "actor")?,
+        action: get(row, "action")?,
+        target: get(row, "target")?,
+        detail: opt_json(row, "detail")?,
+        at: from_millis(get(row, "at")?),
+    })
+}
+
+/// Serialises a value for a JSON text column.
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    // Serialising plain data (maps, strings, numbers) cannot fail.
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}

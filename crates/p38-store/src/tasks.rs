@@ -1,0 +1,241 @@
+//! Tasks and the durable queue. A task is claimed by one statement that
+//! marks it running, names the worker and sets a lease; on PostgreSQL the
+//! candidate rows are locked with `FOR UPDATE SKIP LOCKED` so any number of
+//! workers can claim side by side without blocking each other; SQLite runs
+//! one writer at a time, so the same statement cannot double-claim there.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use p38_core::agent::AgentId;
+use p38_core::audit::NewAudit;
+use p38_core::page::{Page, PageRequest};
+use p38_core::store::TaskStore;
+use p38_core::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus};
+use p38_core::time::{Timestamp, from_millis, now, to_millis};
+use p38_core::{Error, Result};
+
+use crate::audit::insert_audit;
+use crate::rows::{self, task_cols, task_summary_cols, to_json};
+use crate::{Backend, SqlStore, db_err};
+
+fn lease_end(lease: Duration) -> i64 {
+    to_millis(now()) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4)
+}
+
+#[async_trait]
+impl TaskStore for SqlStore {
+    async fn enqueue(&self, new: NewTask, audit: Option<NewAudit>) -> Result<Task> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO tasks (agent_id, agent_version, status, trigger_kind, attempt, retry_of, scheduled_at, created_at) ",
+            "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7) RETURNING ",
+            task_cols!()
+        ))
+        .bind(new.agent_id)
+        .bind(new.agent_version)
+        .bind(new.trigger.as_str())
+        .bind(new.attempt)
+        .bind(new.retry_of)
+        .bind(to_millis(new.scheduled_at))
+        .bind(to_millis(now()))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let task = rows::task(&row)?;
+        if let Some(a) = audit {
+            let a = NewAudit { target: format!("task:{}", task.id), ..a };
+            insert_audit(&mut tx, &a).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(task)
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
+        sqlx::query(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::task(&r))
+            .transpose()
+    }
+
+    async fn list_tasks(&self, agent: AgentId, status: Option<TaskStatus>, page: PageRequest) -> Result<Page<Task>> {
+        let before = page.before.unwrap_or(i64::MAX);
+        let fetch = i64::from(page.limit) + 1;
+        // Two static statements rather than `($2 IS NULL OR ...)`: each uses
+        // its own index as a range scan, also under a generic plan.
+        let q = match status {
+            None => sqlx::query(concat!("SELECT ", task_summary_cols!(), " FROM tasks WHERE agent_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3"))
+                .bind(agent)
+                .bind(before)
+                .bind(fetch),
+            Some(s) => sqlx::query(concat!("SELECT ", task_summary_cols!(), " FROM tasks WHERE agent_id = $1 AND status = $2 AND id < $3 ORDER BY id DESC LIMIT $4"))
+                .bind(agent)
+                .bind(s.as_str())
+                .bind(before)
+                .bind(fetch),
+        };
+        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+        let tasks = rows.iter().map(rows::task).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(tasks, page.limit, |t| t.id))
+    }
+
+    async fn recent_finished(&self, agent: AgentId, n: u32) -> Result<Vec<Task>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ", task_summary_cols!(),
+            " FROM tasks WHERE agent_id = $1 AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled') ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(agent)
+        .bind(i64::from(n))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(rows::task).collect()
+    }
+
+    async fn cancel_task(&self, id: TaskId, audit: NewAudit) -> Result<Task> {
+        let mut tx = self.begin().await?;
+        let t = to_millis(now());
+        let row = sqlx::query(concat!(
+            "UPDATE tasks SET status = 'cancelled', completed_at = $2, error = 'cancelled by user', lease_until = NULL, ",
+            "duration_ms = CASE WHEN started_at IS NULL THEN NULL ELSE $2 - started_at END ",
+            "WHERE id = $1 AND status IN ('queued', 'running') RETURNING ",
+            task_cols!()
+        ))
+        .bind(id)
+        .bind(t)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let task = match row {
+            Some(r) => rows::task(&r)?,
+            None => {
+                drop(tx);
+                return Err(match self.get_task(id).await? {
+                    None => Error::not_found("task", id),
+                    Some(t) => Error::conflict("status", format!("task {id} already ended ({}); nothing to cancel", t.status.as_str())),
+                });
+            }
+        };
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(task)
+    }
+
+    async fn claim(&self, worker: &str, limit: u32, lease: Duration) -> Result<Vec<Task>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let sql = match self.backend {
+            Backend::Postgres => concat!(
+                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
+                "WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND scheduled_at <= $2 ",
+                "ORDER BY scheduled_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
+                task_cols!()
+            ),
+            Backend::Sqlite => concat!(
+                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
+                "WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND scheduled_at <= $2 ",
+                "ORDER BY scheduled_at, id LIMIT $4) RETURNING ",
+                task_cols!()
+            ),
+        };
+        let rows = sqlx::query(sql)
+            .bind(worker)
+            .bind(to_millis(now()))
+            .bind(lease_end(lease))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut tasks = rows.iter().map(rows::task).collect::<Result<Vec<_>>>()?;
+        tasks.sort_by_key(|t| (t.scheduled_at, t.id));
+        Ok(tasks)
+    }
+
+    async fn heartbeat(&self, worker: &str, ids: &[TaskId], lease: Duration) -> Result<Vec<TaskId>> {
+        let until = lease_end(lease);
+        let mut lost = Vec::new();
+        for &id in ids {
+            let done = sqlx::query("UPDATE tasks SET lease_until = $3 WHERE id = $1 AND worker = $2 AND status = 'running'")
+                .bind(id)
+                .bind(worker)
+                .bind(until)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                lost.push(id);
+            }
+        }
+        Ok(lost)
+    }
+
+    async fn complete(&self, id: TaskId, worker: &str, o: TaskOutcome) -> Result<bool> {
+        let status = o.status.filter(|s| s.is_final()).ok_or_else(|| Error::internal("a task outcome needs a final status"))?;
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE tasks SET status = $3, completed_at = $4, result = $5, stdout = $6, stderr = $7, logs = $8, error = $9, ",
+            "exit_code = $10, signal = $11, duration_ms = $12, cpu_ms = $13, peak_memory_kb = $14, unsandboxed = $15, lease_until = NULL ",
+            "WHERE id = $1 AND worker = $2 AND status = 'running'"
+        ))
+        .bind(id)
+        .bind(worker)
+        .bind(status.as_str())
+        .bind(to_millis(now()))
+        .bind(o.result.as_ref().map(to_json))
+        .bind(o.stdout)
+        .bind(o.stderr)
+        .bind(o.logs.as_ref().map(to_json))
+        .bind(o.error)
+        .bind(o.exit_code)
+        .bind(o.signal)
+        .bind(o.duration_ms)
+        .bind(o.cpu_ms)
+        .bind(o.peak_memory_kb)
+        .bind(o.unsandboxed as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        if let (TaskStatus::Succeeded, Some(state)) = (status, &o.new_state) {
+            sqlx::query(concat!(
+                "INSERT INTO agent_state (agent_id, state, run_count, updated_at) ",
+                "SELECT agent_id, $2, 1, $3 FROM tasks WHERE id = $1 ",
+                "ON CONFLICT (agent_id) DO UPDATE SET state = excluded.state, run_count = agent_state.run_count + 1, updated_at = excluded.updated_at"
+            ))
+            .bind(id)
+            .bind(to_json(state))
+            .bind(to_millis(now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn requeue_expired(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, attempt = attempt + 1 WHERE status = 'running' AND lease_until < $1",
+        )
+        .bind(to_millis(now()))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT scheduled_at FROM tasks WHERE status = 'queued' ORDER BY scheduled_at LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(row.map(|(ms,)| from_millis(ms)))
+    }
+}
