@@ -1,1 +1,65 @@
-//! placeholder
+//! Project38's application services: the one place where a request becomes
+//! a change. The HTTP API, the CLI and the MCP server call these functions;
+//! they check scopes and input, call the store, write the audit log and wake
+//! the workers. Nothing here knows about HTTP.
+#![deny(missing_docs)]
+
+pub mod agents;
+pub mod dto;
+pub mod health;
+pub mod tasks;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use p38_core::store::{QueueSignal, Store};
+
+/// Limits and defaults the services enforce.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Largest agent source accepted, in bytes (default 256 KiB).
+    pub max_code_bytes: usize,
+    /// Largest description accepted, in bytes.
+    pub max_description_bytes: usize,
+    /// Largest `config` object accepted, once serialised, in bytes.
+    pub max_config_bytes: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        AppConfig {
+            max_code_bytes: 256 * 1024,
+            max_description_bytes: 16 * 1024,
+            max_config_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// The services, cheap to clone and shared by every interface.
+#[derive(Clone)]
+pub struct App {
+    store: Arc<dyn Store>,
+    signal: Arc<dyn QueueSignal>,
+    config: AppConfig,
+}
+
+impl App {
+    /// Builds the services over a store and the workers' wake-up signal.
+    pub fn new(store: Arc<dyn Store>, signal: Arc<dyn QueueSignal>, config: AppConfig) -> App {
+        App {
+            store,
+            signal,
+            config,
+        }
+    }
+
+    /// The store, for interfaces that only read (health).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+}

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use chrono::{DateTime, Utc};
 use crate::{Error, Result};
+use chrono::{DateTime, Utc};
 
 /// An agent's numeric identifier.
 pub type AgentId = i64;
@@ -279,7 +279,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let first_ok = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 64 || !ok_chars || !first_ok {
         return Err(Error::validation(
             "name",
@@ -307,7 +310,9 @@ pub fn validate_secret_names(names: &[String]) -> Result<()> {
         if !ok {
             return Err(Error::validation(
                 format!("secrets[{i}]"),
-                format!("secret name {n:?} must be upper-case letters, digits and '_', starting with a letter (e.g. TELEGRAM_BOT_TOKEN)"),
+                format!(
+                    "secret name {n:?} must be upper-case letters, digits and '_', starting with a letter (e.g. TELEGRAM_BOT_TOKEN)"
+                ),
             ));
         }
         if names[..i].contains(n) {
@@ -375,7 +380,10 @@ mod tests {
             timeout_seconds: Some(0),
             ..Default::default()
         };
-        assert_eq!(s.validate().unwrap_err().field(), Some("settings.timeout_seconds"));
+        assert_eq!(
+            s.validate().unwrap_err().field(),
+            Some("settings.timeout_seconds")
+        );
         let s = AgentSettings {
             timezone: Some("Mars/Olympus".into()),
             ..Default::default()

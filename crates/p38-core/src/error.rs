@@ -9,6 +9,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The request cannot be parsed at all (not JSON, not UTF-8).
+    #[error("{0}")]
+    Malformed(String),
     /// The input is malformed or breaks a rule; `field` names the culprit.
     #[error("{message}")]
     Validation {
@@ -89,6 +92,7 @@ impl Error {
     /// The stable machine-readable code sent in error bodies.
     pub fn code(&self) -> &'static str {
         match self {
+            Error::Malformed(_) => "malformed",
             Error::Validation { .. } => "validation",
             Error::NotFound { .. } => "not_found",
             Error::Conflict { .. } => "conflict",

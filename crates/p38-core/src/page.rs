@@ -88,7 +88,12 @@ fn encode_cursor(id: i64) -> String {
 }
 
 fn decode_cursor(c: &str) -> Result<i64> {
-    let bad = || Error::validation("cursor", "cursor is not one this server issued; start again without it");
+    let bad = || {
+        Error::validation(
+            "cursor",
+            "cursor is not one this server issued; start again without it",
+        )
+    };
     let bytes = URL_SAFE_NO_PAD.decode(c).map_err(|_| bad())?;
     let text = String::from_utf8(bytes).map_err(|_| bad())?;
     text.strip_prefix("v1:")

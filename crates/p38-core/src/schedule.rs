@@ -29,7 +29,10 @@ impl Schedule {
     pub fn parse(text: &str) -> Result<Schedule> {
         let t = text.trim();
         if t.is_empty() {
-            return Err(Error::validation("schedule", "schedule is empty; use a cron expression such as \"*/5 * * * *\" or an interval such as \"every 30s\""));
+            return Err(Error::validation(
+                "schedule",
+                "schedule is empty; use a cron expression such as \"*/5 * * * *\" or an interval such as \"every 30s\"",
+            ));
         }
         if let Some(rest) = t.strip_prefix("every ") {
             return parse_interval(rest.trim()).map(Schedule::Every);
@@ -38,7 +41,9 @@ impl Schedule {
         if !t.starts_with('@') && !(5..=6).contains(&fields) {
             return Err(Error::validation(
                 "schedule",
-                format!("cron expression {t:?} has {fields} fields; use 5 (minute hour day month weekday) or 6 (with seconds first), or \"every 30s\""),
+                format!(
+                    "cron expression {t:?} has {fields} fields; use 5 (minute hour day month weekday) or 6 (with seconds first), or \"every 30s\""
+                ),
             ));
         }
         let parser = CronParser::builder()
@@ -48,7 +53,9 @@ impl Schedule {
         parser
             .parse(t)
             .map(|c| Schedule::Cron(Box::new(c)))
-            .map_err(|e| Error::validation("schedule", format!("invalid cron expression {t:?}: {e}")))
+            .map_err(|e| {
+                Error::validation("schedule", format!("invalid cron expression {t:?}: {e}"))
+            })
     }
 
     /// The first firing strictly after `after`, evaluating cron in `tz`.
@@ -84,7 +91,9 @@ fn parse_interval(s: &str) -> Result<Duration> {
     let bad = || {
         Error::validation(
             "schedule",
-            format!("invalid interval {s:?}; write a whole number and a unit: \"every 30s\", \"every 5m\", \"every 2h\", \"every 1d\""),
+            format!(
+                "invalid interval {s:?}; write a whole number and a unit: \"every 30s\", \"every 5m\", \"every 2h\", \"every 1d\""
+            ),
         )
     };
     let split = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -114,8 +123,12 @@ mod tests {
 
     #[test]
     fn intervals() {
-        assert!(matches!(Schedule::parse("every 30s").unwrap(), Schedule::Every(d) if d.as_secs() == 30));
-        assert!(matches!(Schedule::parse("every 5m").unwrap(), Schedule::Every(d) if d.as_secs() == 300));
+        assert!(
+            matches!(Schedule::parse("every 30s").unwrap(), Schedule::Every(d) if d.as_secs() == 30)
+        );
+        assert!(
+            matches!(Schedule::parse("every 5m").unwrap(), Schedule::Every(d) if d.as_secs() == 300)
+        );
         assert!(Schedule::parse("every 0s").is_err());
         assert!(Schedule::parse("every banana").is_err());
         assert!(Schedule::parse("every 5 parsecs").is_err());
@@ -125,9 +138,15 @@ mod tests {
     fn cron_five_and_six_fields() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 7, 3).unwrap();
         let s = Schedule::parse("0 * * * *").unwrap();
-        assert_eq!(s.next_after(t0, Tz::UTC).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t0, Tz::UTC).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap()
+        );
         let s = Schedule::parse("*/10 * * * * *").unwrap();
-        assert_eq!(s.next_after(t0, Tz::UTC).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 10, 7, 10).unwrap());
+        assert_eq!(
+            s.next_after(t0, Tz::UTC).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 10, 7, 10).unwrap()
+        );
         let up = s.upcoming(t0, Tz::UTC, 3);
         assert_eq!(up.len(), 3);
         assert_eq!((up[2] - up[1]).num_seconds(), 10);
@@ -139,12 +158,21 @@ mod tests {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
         let s = Schedule::parse("0 9 * * *").unwrap();
         let tz: Tz = "Asia/Jerusalem".parse().unwrap();
-        assert_eq!(s.next_after(t0, tz).unwrap(), Utc.with_ymd_and_hms(2026, 1, 1, 7, 0, 0).unwrap());
+        assert_eq!(
+            s.next_after(t0, tz).unwrap(),
+            Utc.with_ymd_and_hms(2026, 1, 1, 7, 0, 0).unwrap()
+        );
     }
 
     #[test]
     fn bad_cron_names_the_field() {
-        for bad in ["", "* * *", "61 * * * *", "* * * * * * * *", "hello world foo bar baz"] {
+        for bad in [
+            "",
+            "* * *",
+            "61 * * * *",
+            "* * * * * * * *",
+            "hello world foo bar baz",
+        ] {
             let e = Schedule::parse(bad).unwrap_err();
             assert_eq!(e.field(), Some("schedule"), "{bad}");
         }

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::Result;
 use crate::agent::{Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVersion, NewAgent};
 use crate::audit::{AuditEntry, NewAudit};
 use crate::auth::{ApiToken, Principal, Scope};
 use crate::page::{Page, PageRequest};
 use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus};
 use crate::time::Timestamp;
-use crate::Result;
 
 /// Agents and their versions.
 #[async_trait]
@@ -24,10 +24,20 @@ pub trait AgentStore: Send + Sync {
     /// One agent by name.
     async fn get_agent_by_name(&self, name: &str) -> Result<Option<Agent>>;
     /// Agents, newest first, optionally of one status.
-    async fn list_agents(&self, status: Option<AgentStatus>, page: PageRequest) -> Result<Page<Agent>>;
+    async fn list_agents(
+        &self,
+        status: Option<AgentStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Agent>>;
     /// Applies a change, bumps the version (recording a new code version when
     /// the code changed) and audits it, in one transaction.
-    async fn update_agent(&self, id: AgentId, change: AgentChange, actor: &str, audit: NewAudit) -> Result<Agent>;
+    async fn update_agent(
+        &self,
+        id: AgentId,
+        change: AgentChange,
+        actor: &str,
+        audit: NewAudit,
+    ) -> Result<Agent>;
     /// Deletes an agent with its versions, tasks and state; audits it.
     async fn delete_agent(&self, id: AgentId, audit: NewAudit) -> Result<()>;
     /// Every kept version, newest first.
@@ -44,7 +54,12 @@ pub trait TaskStore: Send + Sync {
     /// One task.
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>>;
     /// An agent's tasks, newest first, optionally of one status.
-    async fn list_tasks(&self, agent: AgentId, status: Option<TaskStatus>, page: PageRequest) -> Result<Page<Task>>;
+    async fn list_tasks(
+        &self,
+        agent: AgentId,
+        status: Option<TaskStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Task>>;
     /// The last `n` finished tasks of an agent, newest first.
     async fn recent_finished(&self, agent: AgentId, n: u32) -> Result<Vec<Task>>;
     /// Marks a queued or running task cancelled. A finished task is a
@@ -56,7 +71,8 @@ pub trait TaskStore: Send + Sync {
     async fn claim(&self, worker: &str, limit: u32, lease: Duration) -> Result<Vec<Task>>;
     /// Extends the lease of tasks this worker still runs; returns the ids
     /// whose lease it no longer holds (cancelled or taken over).
-    async fn heartbeat(&self, worker: &str, ids: &[TaskId], lease: Duration) -> Result<Vec<TaskId>>;
+    async fn heartbeat(&self, worker: &str, ids: &[TaskId], lease: Duration)
+    -> Result<Vec<TaskId>>;
     /// Records a final outcome (and the new agent state, for a success) if
     /// `worker` still holds the task; returns false when it does not.
     async fn complete(&self, id: TaskId, worker: &str, outcome: TaskOutcome) -> Result<bool>;
@@ -70,7 +86,14 @@ pub trait TaskStore: Send + Sync {
 #[async_trait]
 pub trait TokenStore: Send + Sync {
     /// Stores a token's hash; the caller shows the token once.
-    async fn create_token(&self, name: &str, scope: Scope, hash: &str, prefix: &str, audit: Option<NewAudit>) -> Result<ApiToken>;
+    async fn create_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        hash: &str,
+        prefix: &str,
+        audit: Option<NewAudit>,
+    ) -> Result<ApiToken>;
     /// The principal behind an unrevoked token hash.
     async fn principal_for_hash(&self, hash: &str) -> Result<Option<Principal>>;
     /// All tokens, revoked ones included.
@@ -97,4 +120,20 @@ pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore {
     async fn ping(&self) -> Result<()>;
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
+}
+
+/// Wakes workers when a task is queued, so a run starts at once instead of
+/// at the next poll. In one process this is an in-memory signal; across
+/// nodes the store's own notification channel.
+pub trait QueueSignal: Send + Sync {
+    /// A task became due.
+    fn task_queued(&self);
+}
+
+/// A signal that wakes nobody, for processes without local workers (the
+/// workers then find tasks by polling).
+pub struct NoSignal;
+
+impl QueueSignal for NoSignal {
+    fn task_queued(&self) {}
 }

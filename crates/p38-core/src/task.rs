@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::agent::AgentId;
-use chrono::{DateTime, Utc};
 use crate::{Error, Result};
+use chrono::{DateTime, Utc};
 
 /// A task's numeric identifier.
 pub type TaskId = i64;

@@ -1,1 +1,18 @@
-//! placeholder
+//! Project38's runtime: the worker that claims queued tasks from the store,
+//! runs each agent once in the sandbox through the embedded Python runner,
+//! masks every secret in what came back, and records the outcome and the
+//! state the agent carries to its next run.
+#![deny(missing_docs)]
+
+mod config;
+mod executor;
+mod history;
+mod python;
+mod signal;
+mod worker;
+
+pub use config::{DefaultLimits, RuntimeConfig};
+pub use executor::{Executor, RunFacts};
+pub use python::{RUNNER_SOURCE, resolve_python};
+pub use signal::LocalSignal;
+pub use worker::Worker;

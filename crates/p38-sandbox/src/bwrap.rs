@@ -52,6 +52,8 @@ pub(crate) struct Layout<'a> {
     /// Fds (in bwrap's fd table) the shim must move to 3 and 4.
     pub input_fd: i32,
     pub reply_fd: i32,
+    /// Fd (in bwrap's fd table) for `--info-fd`.
+    pub info_fd: i32,
 }
 
 fn os(s: impl AsRef<OsStr>) -> OsString {
@@ -72,8 +74,14 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
     if !l.network {
         push(&["--unshare-net".as_ref()]);
     }
+    // bwrap reports the host pid of the sandbox's PID 1 there; the watchdog
+    // signals that process (see process.rs).
+    let info_fd = l.info_fd.to_string();
+    push(&["--info-fd".as_ref(), info_fd.as_ref()]);
     push(&[
         "--die-with-parent".as_ref(),
+        // The init shim is PID 1 and reaps (see reaper.rs).
+        "--as-pid-1".as_ref(),
         "--new-session".as_ref(),
         "--clearenv".as_ref(),
         "--disable-userns".as_ref(),
@@ -117,9 +125,17 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         "/tmp".as_ref(),
     ]);
     if let Some(script) = l.script {
-        push(&["--ro-bind".as_ref(), script.as_os_str(), INNER_SCRIPT.as_ref()]);
+        push(&[
+            "--ro-bind".as_ref(),
+            script.as_os_str(),
+            INNER_SCRIPT.as_ref(),
+        ]);
     }
-    push(&["--ro-bind".as_ref(), l.init_program.as_os_str(), INNER_INIT.as_ref()]);
+    push(&[
+        "--ro-bind".as_ref(),
+        l.init_program.as_os_str(),
+        INNER_INIT.as_ref(),
+    ]);
     match l.workspace {
         Some(ws) => push(&[
             "--bind".as_ref(),
@@ -179,7 +195,13 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
             a.push(os("--ro"));
             a.push(os(p));
         }
-        let mut rw = vec!["/tmp", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+        let mut rw = vec![
+            "/tmp",
+            "/dev/null",
+            "/dev/zero",
+            "/dev/urandom",
+            "/dev/random",
+        ];
         if l.workspace.is_some() {
             rw.insert(0, INNER_WORKSPACE);
         }
@@ -235,11 +257,15 @@ mod tests {
             limits,
             input_fd: 7,
             reply_fd: 8,
+            info_fd: 9,
         }
     }
 
     fn joined(v: &[OsString]) -> String {
-        v.iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        v.iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
@@ -247,9 +273,15 @@ mod tests {
         let limits = Limits::default();
         let s = joined(&bwrap_args(&layout(&limits, false)));
         assert!(s.contains("--unshare-net"), "{s}");
-        assert!(s.contains(&format!("--size {} --tmpfs /tmp", 64 << 20)), "{s}");
+        assert!(
+            s.contains(&format!("--size {} --tmpfs /tmp", 64 << 20)),
+            "{s}"
+        );
         assert!(s.contains("--ro-bind /srv/a.py /p38/main.py"), "{s}");
-        assert!(s.contains("--bind /srv/ws /workspace --chdir /workspace"), "{s}");
+        assert!(
+            s.contains("--bind /srv/ws /workspace --chdir /workspace"),
+            "{s}"
+        );
         assert!(!s.contains("/etc"), "{s}");
         assert!(s.ends_with("-- /usr/bin/python3 -I -S /p38/main.py"), "{s}");
     }
@@ -259,7 +291,10 @@ mod tests {
         let limits = Limits::default();
         let s = joined(&bwrap_args(&layout(&limits, true)));
         assert!(!s.contains("--unshare-net"), "{s}");
-        assert!(s.contains("--ro-bind-try /etc/resolv.conf /etc/resolv.conf"), "{s}");
+        assert!(
+            s.contains("--ro-bind-try /etc/resolv.conf /etc/resolv.conf"),
+            "{s}"
+        );
         assert!(s.contains("--rx /etc"), "{s}");
     }
 }

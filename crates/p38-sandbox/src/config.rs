@@ -139,6 +139,11 @@ pub struct RunRequest {
     pub limits: Limits,
     /// Set to end the run early (reported as cancelled).
     pub cancel: CancelFlag,
+    /// When the caller is root: the unprivileged uid/gid for this run
+    /// instead of the configured one. The process limit counts per uid, so
+    /// giving each agent its own uid keeps one agent's processes from
+    /// eating another's budget.
+    pub run_as: Option<(u32, u32)>,
 }
 
 /// Bytes captured from one stream, capped.

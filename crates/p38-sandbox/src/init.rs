@@ -8,8 +8,10 @@
 //! 3. unless `--insecure`: applies landlock (refusing to continue when the
 //!    kernel does not enforce it) and the seccomp filter (which also sets
 //!    no_new_privs);
-//! 4. execs the command after `--` (with `--probe`, first checks that the
-//!    restrictions bite; without a command it then exits 0).
+//! 4. runs the command after `--`: sandboxed, as PID 1 that forks it and
+//!    reaps the namespace (see `reaper.rs`); insecure, by plain exec. With
+//!    `--probe` it first checks that the restrictions bite (and without a
+//!    command exits 0).
 //!
 //! Any failure prints ONE line starting with [`FAILURE_MARKER`] to stderr and
 //! exits with [`FAILURE_EXIT`]; the caller turns that into
@@ -82,7 +84,14 @@ fn run(raw: &[OsString]) -> Result<(), String> {
             return Ok(());
         }
     }
-    let (prog, rest) = args.command.split_first().ok_or("no command given after --")?;
+    if !args.insecure {
+        // Sandboxed: the shim is PID 1 of the namespace (see reaper.rs).
+        crate::reaper::run(&args.command)?;
+    }
+    let (prog, rest) = args
+        .command
+        .split_first()
+        .ok_or("no command given after --")?;
     let err = std::process::Command::new(prog).args(rest).exec();
     Err(format!("cannot execute {}: {err}", prog.to_string_lossy()))
 }
@@ -91,10 +100,14 @@ fn parse(raw: &[OsString]) -> Result<Args, String> {
     let mut a = Args::default();
     let mut it = raw.iter();
     let value = |it: &mut std::slice::Iter<'_, OsString>, flag: &str| -> Result<OsString, String> {
-        it.next().cloned().ok_or_else(|| format!("missing value after {flag}"))
+        it.next()
+            .cloned()
+            .ok_or_else(|| format!("missing value after {flag}"))
     };
     let number = |v: OsString, flag: &str| -> Result<u64, String> {
-        v.to_str().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad number after {flag}"))
+        v.to_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad number after {flag}"))
     };
     while let Some(flag) = it.next() {
         let f = flag.to_str().unwrap_or("");
@@ -108,7 +121,11 @@ fn parse(raw: &[OsString]) -> Result<Args, String> {
             "--input-fd" | "--reply-fd" => {
                 let n = number(value(&mut it, f)?, f)?;
                 let fd = i32::try_from(n).map_err(|_| format!("bad fd after {f}"))?;
-                if f == "--input-fd" { a.input_fd = Some(fd) } else { a.reply_fd = Some(fd) }
+                if f == "--input-fd" {
+                    a.input_fd = Some(fd)
+                } else {
+                    a.reply_fd = Some(fd)
+                }
             }
             "--rx" => a.rules.rx.push(PathBuf::from(value(&mut it, f)?)),
             "--ro" => a.rules.ro.push(PathBuf::from(value(&mut it, f)?)),
@@ -145,7 +162,10 @@ fn setup_fds(a: &Args) -> Result<(), String> {
             // SAFETY: plain fcntl on an fd number; failure is checked.
             let tmp = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 10) };
             if tmp < 0 {
-                return Err(format!("fd {src} is not open: {}", std::io::Error::last_os_error()));
+                return Err(format!(
+                    "fd {src} is not open: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
             temps.push((tmp, dst));
         }
@@ -180,11 +200,21 @@ fn set_limit(res: libc::__rlimit_resource_t, value: u64, name: &str) -> Result<(
         return Ok(()); // 0 = no limit: keep what was inherited
     }
     // RLIMIT_CPU: the soft limit sends SIGXCPU, the hard one a second later SIGKILL.
-    let hard = if res == libc::RLIMIT_CPU { value.saturating_add(1) } else { value };
-    let lim = libc::rlimit { rlim_cur: value, rlim_max: hard };
+    let hard = if res == libc::RLIMIT_CPU {
+        value.saturating_add(1)
+    } else {
+        value
+    };
+    let lim = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: hard,
+    };
     // SAFETY: setrlimit with a valid struct.
     if unsafe { libc::setrlimit(res, &lim) } != 0 {
-        return Err(format!("cannot set the {name} limit: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot set the {name} limit: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     Ok(())
 }
@@ -215,7 +245,17 @@ mod tests {
     #[test]
     fn parses_limits_paths_and_command() {
         let a = parse(&os(&[
-            "--input-fd", "7", "--cpu", "5", "--rx", "/usr", "--rw", "/tmp", "--", "py", "-I",
+            "--input-fd",
+            "7",
+            "--cpu",
+            "5",
+            "--rx",
+            "/usr",
+            "--rw",
+            "/tmp",
+            "--",
+            "py",
+            "-I",
         ]))
         .unwrap();
         assert_eq!(a.input_fd, Some(7));

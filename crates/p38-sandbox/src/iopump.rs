@@ -56,11 +56,27 @@ fn set_nonblocking(fd: &OwnedFd) {
 
 fn pump(s: Streams, output_cap: usize, reply_cap: usize, exited: &AtomicBool) -> Collected {
     let mut readers = [
-        Reader { fd: Some(s.stdout), cap: output_cap, out: Captured::default() },
-        Reader { fd: Some(s.stderr), cap: output_cap, out: Captured::default() },
-        Reader { fd: Some(s.reply), cap: reply_cap, out: Captured::default() },
+        Reader {
+            fd: Some(s.stdout),
+            cap: output_cap,
+            out: Captured::default(),
+        },
+        Reader {
+            fd: Some(s.stderr),
+            cap: output_cap,
+            out: Captured::default(),
+        },
+        Reader {
+            fd: Some(s.reply),
+            cap: reply_cap,
+            out: Captured::default(),
+        },
     ];
-    let mut input = if s.input_bytes.is_empty() { None } else { Some(s.input) };
+    let mut input = if s.input_bytes.is_empty() {
+        None
+    } else {
+        Some(s.input)
+    };
     let data = s.input_bytes;
     let mut written = 0usize;
     for r in &readers {
@@ -87,11 +103,19 @@ fn pump(s: Streams, output_cap: usize, reply_cap: usize, exited: &AtomicBool) ->
         let mut pfds: Vec<libc::pollfd> = Vec::with_capacity(4);
         for r in &readers {
             if let Some(fd) = &r.fd {
-                pfds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 });
+                pfds.push(libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
             }
         }
         if let Some(fd) = &input {
-            pfds.push(libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLOUT, revents: 0 });
+            pfds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLOUT,
+                revents: 0,
+            });
         }
         // SAFETY: pfds is a valid array of pollfd for the given length.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 50) };

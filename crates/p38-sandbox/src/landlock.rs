@@ -21,7 +21,7 @@ pub(crate) struct Rules {
     pub rx: Vec<PathBuf>,
     /// Read only (no execute).
     pub ro: Vec<PathBuf>,
-    /// Read + write (files and directories).
+    /// Read + write (files and directories), no execute.
     pub rw: Vec<PathBuf>,
 }
 
@@ -32,6 +32,9 @@ pub(crate) fn restrict(rules: &Rules) -> Result<(), String> {
     let read = AccessFs::from_read(abi);
     let read_only = read & !AccessFs::Execute;
     let all = AccessFs::from_all(abi);
+    // Writable places are not executable: a program cannot drop a binary
+    // into /workspace or /tmp and run it (Python files are run by reading).
+    let read_write = all & !AccessFs::Execute;
     let status = Ruleset::default()
         .set_compatibility(CompatLevel::BestEffort)
         .handle_access(all)
@@ -41,7 +44,7 @@ pub(crate) fn restrict(rules: &Rules) -> Result<(), String> {
         // rights to file rights for non-directories.
         .and_then(|r| r.add_rules(path_beneath_rules(&rules.rx, read)))
         .and_then(|r| r.add_rules(path_beneath_rules(&rules.ro, read_only)))
-        .and_then(|r| r.add_rules(path_beneath_rules(&rules.rw, all)))
+        .and_then(|r| r.add_rules(path_beneath_rules(&rules.rw, read_write)))
         .and_then(|r| r.restrict_self())
         .map_err(|e| format!("landlock could not be applied: {e}"))?;
     match status.ruleset {

@@ -30,7 +30,9 @@ mod iopump;
 mod landlock;
 mod probe;
 mod process;
+mod reaper;
 mod seccomp;
+mod watchdog;
 mod workspace;
 
 use std::ffi::OsString;
@@ -84,7 +86,13 @@ impl Sandbox {
             probe::check_interpreter(&config)?;
             bwrap
         };
-        let sandbox = Sandbox { inner: Arc::new(Inner { config, bwrap, drop_to }) };
+        let sandbox = Sandbox {
+            inner: Arc::new(Inner {
+                config,
+                bwrap,
+                drop_to,
+            }),
+        };
         if !sandbox.inner.config.insecure_no_sandbox {
             probe::run_probe(&sandbox)?;
         } else {
@@ -113,17 +121,37 @@ impl Sandbox {
     pub fn run_blocking(&self, req: RunRequest) -> Result<RunOutcome, SandboxError> {
         let script = std::path::absolute(&req.script)?;
         if !script.is_file() {
-            return Err(SandboxError::Spawn(format!("script {} is not a file", script.display())));
+            return Err(SandboxError::Spawn(format!(
+                "script {} is not a file",
+                script.display()
+            )));
         }
         let workspace = std::path::absolute(&req.workspace)?;
-        workspace::prepare(&workspace, self.inner.drop_to)?;
-        self.launch(Some(&script), Some(&workspace), req.network, &req.limits, req.input, &req.cancel)
+        let drop_to = match (self.inner.drop_to, req.run_as) {
+            (Some(_), Some((0, _))) => {
+                return Err(SandboxError::Spawn("run_as uid must not be 0".into()));
+            }
+            (Some(_), Some(ids)) => Some(ids),
+            (d, _) => d,
+        };
+        workspace::prepare(&workspace, drop_to)?;
+        self.launch(
+            drop_to,
+            Some(&script),
+            Some(&workspace),
+            req.network,
+            &req.limits,
+            req.input,
+            &req.cancel,
+        )
     }
 
     /// Builds the command line and runs it (also used by the probe, with no
     /// script and no workspace).
+    #[allow(clippy::too_many_arguments)]
     fn launch(
         &self,
+        drop_to: Option<(u32, u32)>,
         script: Option<&Path>,
         workspace: Option<&Path>,
         network: bool,
@@ -145,6 +173,7 @@ impl Sandbox {
             limits,
             input_fd: pipes.child_input.as_raw_fd(),
             reply_fd: pipes.child_reply.as_raw_fd(),
+            info_fd: pipes.child_info.as_raw_fd(),
         };
         let launch = if cfg.insecure_no_sandbox {
             let ws = workspace.unwrap_or(Path::new("/"));
@@ -153,7 +182,11 @@ impl Sandbox {
             let env = bwrap::inner_env()
                 .into_iter()
                 .map(|(k, v)| {
-                    let v = if k == "HOME" { ws.as_os_str().to_owned() } else { v.into() };
+                    let v = if k == "HOME" {
+                        ws.as_os_str().to_owned()
+                    } else {
+                        v.into()
+                    };
                     (OsString::from(k), v)
                 })
                 .collect();
@@ -162,7 +195,7 @@ impl Sandbox {
                 args,
                 env,
                 cwd: ws.to_path_buf(),
-                drop_to: self.inner.drop_to,
+                drop_to,
                 sandboxed: false,
             }
         } else {
@@ -171,7 +204,7 @@ impl Sandbox {
                 args: bwrap::bwrap_args(&layout),
                 env: Vec::new(),
                 cwd: PathBuf::from("/"),
-                drop_to: self.inner.drop_to,
+                drop_to,
                 sandboxed: true,
             }
         };

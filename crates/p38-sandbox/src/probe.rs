@@ -16,7 +16,11 @@ pub(crate) fn find_bwrap(configured: &Path) -> Result<PathBuf, SandboxError> {
         ))
     };
     if configured.components().count() > 1 || configured.is_absolute() {
-        return if is_executable(configured) { Ok(configured.to_path_buf()) } else { Err(missing()) };
+        return if is_executable(configured) {
+            Ok(configured.to_path_buf())
+        } else {
+            Err(missing())
+        };
     }
     let path = std::env::var_os("PATH").ok_or_else(missing)?;
     std::env::split_paths(&path)
@@ -33,7 +37,11 @@ fn is_executable(p: &Path) -> bool {
 /// Static sysctl checks; the probe run catches everything else (e.g. an
 /// AppArmor policy that forbids unprivileged user namespaces).
 pub(crate) fn check_user_namespaces() -> Result<(), SandboxError> {
-    let read = |p: &str| std::fs::read_to_string(p).ok().map(|s| s.trim().to_string());
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         return Err(SandboxError::Unavailable(
             "user namespaces are disabled: user.max_user_namespaces is 0 (run: sysctl -w user.max_user_namespaces=15000)".into(),
@@ -51,9 +59,15 @@ pub(crate) fn check_user_namespaces() -> Result<(), SandboxError> {
 /// the sandbox: `/usr` or the configured `python_prefix`.
 pub(crate) fn check_interpreter(config: &SandboxConfig) -> Result<(), SandboxError> {
     let real = std::fs::canonicalize(&config.python).map_err(|e| {
-        SandboxError::Unavailable(format!("python interpreter {} not usable: {e}", config.python.display()))
+        SandboxError::Unavailable(format!(
+            "python interpreter {} not usable: {e}",
+            config.python.display()
+        ))
     })?;
-    let prefix_ok = config.python_prefix.as_deref().is_some_and(|p| real.starts_with(p));
+    let prefix_ok = config
+        .python_prefix
+        .as_deref()
+        .is_some_and(|p| real.starts_with(p));
     if !real.starts_with("/usr") && !prefix_ok {
         return Err(SandboxError::Unavailable(format!(
             "python interpreter {} (really {}) is outside /usr: set python_prefix to its installation directory",
@@ -67,9 +81,20 @@ pub(crate) fn check_interpreter(config: &SandboxConfig) -> Result<(), SandboxErr
 /// Runs the init shim in probe mode inside bubblewrap (it applies rlimits,
 /// landlock and seccomp, checks they bite, then runs `python -I -S -c pass`).
 pub(crate) fn run_probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
-    let limits = Limits { wall: Duration::from_secs(30), ..Limits::default() };
+    let limits = Limits {
+        wall: Duration::from_secs(30),
+        ..Limits::default()
+    };
     let outcome = sandbox
-        .launch(None, None, false, &limits, Vec::new(), &CancelFlag::new())
+        .launch(
+            sandbox.inner.drop_to,
+            None,
+            None,
+            false,
+            &limits,
+            Vec::new(),
+            &CancelFlag::new(),
+        )
         .map_err(|e| SandboxError::Unavailable(explain(&e.to_string())))?;
     if outcome.exit_code == Some(0) {
         return Ok(());
@@ -87,7 +112,8 @@ fn explain(msg: &str) -> String {
     let lower = msg.to_lowercase();
     if lower.contains("landlock") || lower.contains("seccomp") {
         msg.to_string()
-    } else if lower.contains("namespace") || lower.contains("uid map") || lower.contains("uid_map") {
+    } else if lower.contains("namespace") || lower.contains("uid map") || lower.contains("uid_map")
+    {
         format!("user namespaces are not usable: {msg}")
     } else if lower.contains("can't find source path") || lower.contains("permission denied") {
         format!(

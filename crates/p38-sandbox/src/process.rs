@@ -25,22 +25,28 @@ use crate::iopump;
 pub(crate) struct Pipes {
     pub child_input: OwnedFd,
     pub child_reply: OwnedFd,
+    /// Write end for bwrap's `--info-fd` (unused in insecure mode).
+    pub child_info: OwnedFd,
     parent_input: OwnedFd,
     parent_reply: OwnedFd,
+    parent_info: OwnedFd,
 }
 
 impl Pipes {
     pub(crate) fn new() -> io::Result<Pipes> {
         let (in_r, in_w) = pipe()?;
         let (rep_r, rep_w) = pipe()?;
+        let (info_r, info_w) = pipe()?;
         Ok(Pipes {
             // Child ends are moved above 10 so std's stdio setup (dup2 onto
             // 0..2 in the child) can never clobber them even when the
             // server runs with a closed stdin/stdout.
             child_input: high_fd(in_r)?,
             child_reply: high_fd(rep_w)?,
+            child_info: high_fd(info_w)?,
             parent_input: in_w,
             parent_reply: rep_r,
+            parent_info: info_r,
         })
     }
 }
@@ -77,10 +83,7 @@ pub(crate) struct Launch {
     pub sandboxed: bool,
 }
 
-/// Why the watchdog ended the run.
-const END_NONE: u8 = 0;
-const END_TIMEOUT: u8 = 1;
-const END_CANCEL: u8 = 2;
+use crate::watchdog::{self, END_CANCEL, END_NONE, END_TIMEOUT};
 
 /// Runs to completion. Returns `Err` only when the process could not be
 /// started or the init shim / bubblewrap reported a setup failure.
@@ -100,7 +103,11 @@ pub(crate) fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let keep = [pipes.child_input.as_raw_fd(), pipes.child_reply.as_raw_fd()];
+    let keep = [
+        pipes.child_input.as_raw_fd(),
+        pipes.child_reply.as_raw_fd(),
+        pipes.child_info.as_raw_fd(),
+    ];
     let drop_to = launch.drop_to;
     // SAFETY: getpid is always safe.
     let parent_pid = unsafe { libc::getpid() };
@@ -115,6 +122,8 @@ pub(crate) fn run(
     let pid = child.id() as libc::pid_t;
     drop(pipes.child_input);
     drop(pipes.child_reply);
+    drop(pipes.child_info);
+    let info = launch.sandboxed.then_some(pipes.parent_info);
     let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
     let stderr: OwnedFd = child.stderr.take().expect("piped stderr").into();
 
@@ -148,7 +157,7 @@ pub(crate) fn run(
     let cancel = cancel.clone();
     let watchdog = std::thread::Builder::new()
         .name("p38-sandbox-watchdog".into())
-        .spawn(move || watchdog(pid, deadline, grace, cancel, done_rx));
+        .spawn(move || watchdog::run(pid, info, deadline, grace, cancel, done_rx));
     let watchdog = match watchdog {
         Ok(t) => t,
         Err(e) => {
@@ -175,11 +184,24 @@ pub(crate) fn run(
     exited.store(true, Ordering::SeqCst);
     let (stdout, stderr, reply) = io_thread.join().unwrap_or_default();
 
-    outcome(OutcomeParts { launch: &launch, status, usage, ended, wall, stdout, stderr, reply })
+    outcome(OutcomeParts {
+        launch: &launch,
+        status,
+        usage,
+        ended,
+        wall,
+        stdout,
+        stderr,
+        reply,
+    })
 }
 
 /// Runs in the forked child (async-signal-safe calls only).
-fn child_setup(keep: [RawFd; 2], drop_to: Option<(u32, u32)>, parent: libc::pid_t) -> io::Result<()> {
+fn child_setup(
+    keep: [RawFd; 3],
+    drop_to: Option<(u32, u32)>,
+    parent: libc::pid_t,
+) -> io::Result<()> {
     // SAFETY (whole fn): raw system calls on plain integers.
     unsafe {
         // Own session and process group: the watchdog kills the whole group.
@@ -197,7 +219,14 @@ fn child_setup(keep: [RawFd; 2], drop_to: Option<(u32, u32)>, parent: libc::pid_
             }
         }
         // After the uid change: changing credentials clears the death signal.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             return Err(io::Error::last_os_error());
         }
         if libc::getppid() != parent {
@@ -213,34 +242,18 @@ fn child_setup(keep: [RawFd; 2], drop_to: Option<(u32, u32)>, parent: libc::pid_
     Ok(())
 }
 
-fn watchdog(pid: libc::pid_t, deadline: Instant, grace: Duration, cancel: CancelFlag, done: mpsc::Receiver<()>) -> u8 {
-    let tick = Duration::from_millis(25);
-    let reason = loop {
-        match done.recv_timeout(tick) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return END_NONE,
-        }
-        if cancel.is_cancelled() {
-            break END_CANCEL;
-        }
-        if Instant::now() >= deadline {
-            break END_TIMEOUT;
-        }
-    };
-    // SAFETY: the group leader is not reaped before this thread is joined.
-    unsafe { libc::kill(-pid, libc::SIGTERM) };
-    if done.recv_timeout(grace).is_err() {
-        // SAFETY: as above.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
-    }
-    reason
-}
-
 fn wait_exit_nowait(pid: libc::pid_t) {
     loop {
         // SAFETY: siginfo is plain data filled by the kernel.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
         if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
             return;
         }
@@ -281,19 +294,18 @@ fn outcome(p: OutcomeParts<'_>) -> Result<RunOutcome, SandboxError> {
     } else {
         (None, Some(libc::WTERMSIG(p.status)))
     };
-    if !ended_by_us {
-        if let Some(msg) = setup_failure(exit_code, &p.stderr.bytes) {
-            return Err(SandboxError::Spawn(msg));
-        }
+    if !ended_by_us && let Some(msg) = setup_failure(exit_code, &p.stderr.bytes) {
+        return Err(SandboxError::Spawn(msg));
     }
     // bwrap's pid 1 reports a child killed by signal N as status 128+N.
-    if p.launch.sandboxed {
-        if let Some(code @ 129..=192) = exit_code {
-            exit_code = None;
-            signal = Some(code - 128);
-        }
+    if p.launch.sandboxed
+        && let Some(code @ 129..=192) = exit_code
+    {
+        exit_code = None;
+        signal = Some(code - 128);
     }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
+    let tv =
+        |t: libc::timeval| Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000);
     Ok(RunOutcome {
         reply: p.reply,
         stdout: p.stdout,
@@ -316,11 +328,15 @@ fn setup_failure(exit_code: Option<i32>, stderr: &[u8]) -> Option<String> {
     let first = text.lines().next().unwrap_or("").trim();
     match exit_code {
         Some(crate::init::FAILURE_EXIT) if first.starts_with(crate::init::FAILURE_MARKER) => {
-            Some(format!("sandbox setup failed: {}", &first[crate::init::FAILURE_MARKER.len()..]))
+            Some(format!(
+                "sandbox setup failed: {}",
+                &first[crate::init::FAILURE_MARKER.len()..]
+            ))
         }
-        Some(1) if first.starts_with("bwrap: ") => {
-            Some(format!("bubblewrap could not set up the sandbox: {}", &first[7..]))
-        }
+        Some(1) if first.starts_with("bwrap: ") => Some(format!(
+            "bubblewrap could not set up the sandbox: {}",
+            &first[7..]
+        )),
         _ => None,
     }
 }

@@ -69,7 +69,8 @@ fn target_arch() -> Result<TargetArch, String> {
 
 /// Compiles the filter.
 pub(crate) fn program() -> Result<BpfProgram, String> {
-    let rules: BTreeMap<i64, Vec<SeccompRule>> = denied().into_iter().map(|n| (n, vec![])).collect();
+    let rules: BTreeMap<i64, Vec<SeccompRule>> =
+        denied().into_iter().map(|n| (n, vec![])).collect();
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::Allow,
@@ -77,15 +78,16 @@ pub(crate) fn program() -> Result<BpfProgram, String> {
         target_arch()?,
     )
     .map_err(|e| format!("seccomp filter could not be built: {e}"))?;
-    filter
-        .try_into()
-        .map_err(|e: seccompiler::BackendError| format!("seccomp filter could not be compiled: {e}"))
+    filter.try_into().map_err(|e: seccompiler::BackendError| {
+        format!("seccomp filter could not be compiled: {e}")
+    })
 }
 
 /// Installs the filter on the calling thread (sets no_new_privs first).
 pub(crate) fn apply() -> Result<(), String> {
     let prog = program()?;
-    seccompiler::apply_filter(&prog).map_err(|e| format!("seccomp filter could not be installed: {e}"))
+    seccompiler::apply_filter(&prog)
+        .map_err(|e| format!("seccomp filter could not be installed: {e}"))
 }
 
 #[cfg(test)]

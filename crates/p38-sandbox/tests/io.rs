@@ -26,7 +26,12 @@ fn reply_roundtrip_and_streams_apart() {
     let mut req = env.request(ECHO);
     req.input = br#"{"secret": "s3cr3t", "n": 42}"#.to_vec();
     let out = env.run(req);
-    assert_eq!(out.exit_code, Some(0), "stderr: {}", text(&out.stderr.bytes));
+    assert_eq!(
+        out.exit_code,
+        Some(0),
+        "stderr: {}",
+        text(&out.stderr.bytes)
+    );
     assert!(out.sandboxed);
     let reply: serde_json::Value = serde_json::from_slice(&out.reply.bytes).expect("reply is JSON");
     assert_eq!(reply["got"]["n"], 42);
@@ -50,7 +55,12 @@ fn large_input_is_delivered_whole() {
     );
     req.input = vec![b'x'; 3 << 20];
     let out = env.run(req);
-    assert_eq!(text(&out.reply.bytes), (3 << 20).to_string(), "stderr: {}", text(&out.stderr.bytes));
+    assert_eq!(
+        text(&out.reply.bytes),
+        (3 << 20).to_string(),
+        "stderr: {}",
+        text(&out.stderr.bytes)
+    );
 }
 
 #[test]
@@ -62,7 +72,11 @@ fn stdout_over_cap_is_truncated_and_marked() {
     let mut req = env.request("import sys\nsys.stdout.write('a' * 300000)\nsys.stdout.flush()\nprint('done', file=sys.stderr)\n");
     req.limits.output_bytes = 1000;
     let out = env.run(req);
-    assert_eq!(out.exit_code, Some(0), "child must not block on a full pipe");
+    assert_eq!(
+        out.exit_code,
+        Some(0),
+        "child must not block on a full pipe"
+    );
     assert_eq!(out.stdout.bytes.len(), 1000);
     assert!(out.stdout.truncated);
     assert_eq!(text(&out.stderr.bytes), "done\n");
@@ -75,7 +89,10 @@ fn exit_code_and_signal_are_reported() {
         return;
     }
     let env = Env::new();
-    assert_eq!(env.run_script("import sys\nsys.exit(7)\n").exit_code, Some(7));
+    assert_eq!(
+        env.run_script("import sys\nsys.exit(7)\n").exit_code,
+        Some(7)
+    );
     let out = env.run_script("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n");
     assert_eq!(out.signal, Some(9));
     assert_eq!(out.exit_code, None);
@@ -105,7 +122,11 @@ async fn async_run_works() {
         return;
     }
     let env = Env::new();
-    let out = env.sandbox.run(env.request("print(6*7)\n")).await.expect("run");
+    let out = env
+        .sandbox
+        .run(env.request("print(6*7)\n"))
+        .await
+        .expect("run");
     assert_eq!(text(&out.stdout.bytes), "42\n");
     assert!(out.cpu > Duration::ZERO);
     assert!(out.peak_memory_kb > 0);
@@ -123,10 +144,18 @@ fn insecure_mode_runs_unsandboxed() {
     req.input = b"[1, 2]".to_vec();
     let out = env.run(req);
     assert!(!out.sandboxed);
-    assert_eq!(out.exit_code, Some(0), "stderr: {}", text(&out.stderr.bytes));
+    assert_eq!(
+        out.exit_code,
+        Some(0),
+        "stderr: {}",
+        text(&out.stderr.bytes)
+    );
     let reply: serde_json::Value = serde_json::from_slice(&out.reply.bytes).unwrap();
     assert_eq!(reply["got"], serde_json::json!([1, 2]));
-    assert_eq!(reply["cwd"].as_str().map(std::path::PathBuf::from), Some(env.workspace()));
+    assert_eq!(
+        reply["cwd"].as_str().map(std::path::PathBuf::from),
+        Some(env.workspace())
+    );
 }
 
 #[test]
@@ -139,7 +168,11 @@ fn missing_bwrap_is_unavailable_and_named() {
     let mut c = config(fresh_uid());
     c.bwrap = "no-such-bwrap-binary".into();
     let err = Sandbox::new(c).expect_err("must fail");
-    assert!(err.to_string().contains("install the Debian package bubblewrap"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("install the Debian package bubblewrap"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -151,4 +184,31 @@ fn interpreter_outside_usr_is_refused() {
     c.python = "/nonexistent/python3".into();
     let err = Sandbox::new(c).expect_err("must fail");
     assert!(err.to_string().contains("python"), "{err}");
+}
+
+#[test]
+fn cpu_and_memory_of_the_whole_tree_are_measured() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    // The busy work happens in a forked child, so only a tree-wide rusage sees it.
+    let out = env.run_script(
+        "import os, time\nif os.fork() == 0:\n    t = time.time()\n    while time.time() - t < 0.6: pass\n    os._exit(0)\nos.wait()\n",
+    );
+    assert_eq!(out.exit_code, Some(0), "{}", text(&out.stderr.bytes));
+    assert!(out.cpu >= Duration::from_millis(400), "cpu {:?}", out.cpu);
+    assert!(out.peak_memory_kb > 4000, "peak {} KiB", out.peak_memory_kb);
+}
+
+#[test]
+fn unreachable_init_program_makes_the_sandbox_unavailable() {
+    if !bwrap_available() {
+        return;
+    }
+    let mut c = config(fresh_uid());
+    c.init = vec!["/nonexistent/p38-init".into()];
+    let err = Sandbox::new(c).expect_err("must fail");
+    assert!(matches!(err, SandboxError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("/nonexistent/p38-init"), "{err}");
 }

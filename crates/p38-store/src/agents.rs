@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 
-use p38_core::agent::{Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVersion, NewAgent};
+use p38_core::agent::{
+    Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVersion, NewAgent,
+};
 use p38_core::audit::NewAudit;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::AgentStore;
@@ -16,7 +18,9 @@ use crate::{Backend, SqlStore, db_err};
 /// A unique violation on insert or update of an agent can only be its name.
 fn name_conflict(e: Error, name: &str) -> Error {
     match e {
-        Error::Conflict { .. } => Error::conflict("name", format!("an agent named {name:?} already exists")),
+        Error::Conflict { .. } => {
+            Error::conflict("name", format!("an agent named {name:?} already exists"))
+        }
         other => other,
     }
 }
@@ -48,53 +52,86 @@ impl AgentStore for SqlStore {
         .map_err(|e| name_conflict(db_err(e), &new.name))?;
         let agent = rows::agent(&row)?;
         insert_version(&mut tx, &agent).await?;
-        let audit = NewAudit { target: format!("agent:{}", agent.id), ..audit };
+        let audit = NewAudit {
+            target: format!("agent:{}", agent.id),
+            ..audit
+        };
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(agent)
     }
 
     async fn get_agent(&self, id: AgentId) -> Result<Option<Agent>> {
-        sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::agent(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            agent_cols!(),
+            " FROM agents WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::agent(&r))
+        .transpose()
     }
 
     async fn get_agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
-        sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::agent(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            agent_cols!(),
+            " FROM agents WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::agent(&r))
+        .transpose()
     }
 
-    async fn list_agents(&self, status: Option<AgentStatus>, page: PageRequest) -> Result<Page<Agent>> {
+    async fn list_agents(
+        &self,
+        status: Option<AgentStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Agent>> {
         let before = page.before.unwrap_or(i64::MAX);
         let fetch = i64::from(page.limit) + 1;
         let q = match status {
-            None => sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents WHERE id < $1 ORDER BY id DESC LIMIT $2"))
-                .bind(before)
-                .bind(fetch),
-            Some(s) => sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3"))
-                .bind(s.as_str())
-                .bind(before)
-                .bind(fetch),
+            None => sqlx::query(concat!(
+                "SELECT ",
+                agent_cols!(),
+                " FROM agents WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(before)
+            .bind(fetch),
+            Some(s) => sqlx::query(concat!(
+                "SELECT ",
+                agent_cols!(),
+                " FROM agents WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(s.as_str())
+            .bind(before)
+            .bind(fetch),
         };
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
         let agents = rows.iter().map(rows::agent).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(agents, page.limit, |a| a.id))
     }
 
-    async fn update_agent(&self, id: AgentId, change: AgentChange, actor: &str, audit: NewAudit) -> Result<Agent> {
+    async fn update_agent(
+        &self,
+        id: AgentId,
+        change: AgentChange,
+        actor: &str,
+        audit: NewAudit,
+    ) -> Result<Agent> {
         let mut tx = self.begin().await?;
         let select = match self.backend {
-            Backend::Postgres => concat!("SELECT ", agent_cols!(), " FROM agents WHERE id = $1 FOR UPDATE"),
+            Backend::Postgres => concat!(
+                "SELECT ",
+                agent_cols!(),
+                " FROM agents WHERE id = $1 FOR UPDATE"
+            ),
             Backend::Sqlite => concat!("SELECT ", agent_cols!(), " FROM agents WHERE id = $1"),
         };
         let row = sqlx::query(select)
@@ -151,7 +188,11 @@ impl AgentStore for SqlStore {
             "DELETE FROM agent_state WHERE agent_id = $1",
             "DELETE FROM agent_versions WHERE agent_id = $1",
         ] {
-            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db_err)?;
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
         }
         let done = sqlx::query("DELETE FROM agents WHERE id = $1")
             .bind(id)
@@ -176,13 +217,15 @@ impl AgentStore for SqlStore {
     }
 
     async fn get_state(&self, id: AgentId) -> Result<Option<AgentState>> {
-        sqlx::query("SELECT agent_id, state, run_count, updated_at FROM agent_state WHERE agent_id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::state(&r))
-            .transpose()
+        sqlx::query(
+            "SELECT agent_id, state, run_count, updated_at FROM agent_state WHERE agent_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::state(&r))
+        .transpose()
     }
 }
 

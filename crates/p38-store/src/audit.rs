@@ -13,16 +13,21 @@ use crate::{SqlStore, db_err};
 
 /// Appends an audit record inside the caller's transaction, so the change
 /// and its record commit or roll back together.
-pub(crate) async fn insert_audit(tx: &mut sqlx::Transaction<'static, sqlx::Any>, a: &NewAudit) -> Result<()> {
-    sqlx::query("INSERT INTO audit_log (actor, action, target, detail, at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(&a.actor)
-        .bind(&a.action)
-        .bind(&a.target)
-        .bind(a.detail.as_ref().map(to_json))
-        .bind(to_millis(now()))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
+pub(crate) async fn insert_audit(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    a: &NewAudit,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (actor, action, target, detail, at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&a.actor)
+    .bind(&a.action)
+    .bind(&a.target)
+    .bind(a.detail.as_ref().map(to_json))
+    .bind(to_millis(now()))
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
     Ok(())
 }
 

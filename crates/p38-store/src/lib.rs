@@ -182,7 +182,9 @@ fn backend_of(url: &str) -> Result<Backend> {
 /// Makes sure the folder of a SQLite file exists and asks sqlx to create
 /// the file (`mode=rwc`).
 fn prepare_sqlite_url(url: &str) -> Result<String> {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     if path.is_empty() || path == ":memory:" {
         return Err(Error::validation(
@@ -190,10 +192,12 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
             "SQLite needs a file path (sqlite://PATH); in-memory databases are not shared between connections",
         ));
     }
-    if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| {
-            Error::Unavailable(format!("cannot create {}: {e}", parent.display()))
-        })?;
+    if let Some(parent) = Path::new(path)
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
     }
     let query = if query.contains("mode=") {
         query.to_string()
@@ -208,11 +212,15 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
 fn check_schema_name(s: &str) -> Result<()> {
     if !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
     {
         Ok(())
     } else {
-        Err(Error::validation("schema", "schema name must be [a-z0-9_], at most 63 characters"))
+        Err(Error::validation(
+            "schema",
+            "schema name must be [a-z0-9_], at most 63 characters",
+        ))
     }
 }
 
@@ -257,7 +265,10 @@ mod tests {
         assert_eq!(backend_of("sqlite://x.db").unwrap(), Backend::Sqlite);
         assert_eq!(backend_of("postgres://u@h/db").unwrap(), Backend::Postgres);
         assert!(backend_of("mysql://x").is_err());
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:****@h:5432/db");
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:****@h:5432/db"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -45,7 +45,10 @@ impl TaskStore for SqlStore {
         .map_err(db_err)?;
         let task = rows::task(&row)?;
         if let Some(a) = audit {
-            let a = NewAudit { target: format!("task:{}", task.id), ..a };
+            let a = NewAudit {
+                target: format!("task:{}", task.id),
+                ..a
+            };
             insert_audit(&mut tx, &a).await?;
         }
         tx.commit().await.map_err(db_err)?;
@@ -53,16 +56,25 @@ impl TaskStore for SqlStore {
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>> {
-        sqlx::query(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .map(|r| rows::task(&r))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .map(|r| rows::task(&r))
+        .transpose()
     }
 
-    async fn list_tasks(&self, agent: AgentId, status: Option<TaskStatus>, page: PageRequest) -> Result<Page<Task>> {
+    async fn list_tasks(
+        &self,
+        agent: AgentId,
+        status: Option<TaskStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Task>> {
         let before = page.before.unwrap_or(i64::MAX);
         let fetch = i64::from(page.limit) + 1;
         // Two static statements rather than `($2 IS NULL OR ...)`: each uses
@@ -116,7 +128,13 @@ impl TaskStore for SqlStore {
                 drop(tx);
                 return Err(match self.get_task(id).await? {
                     None => Error::not_found("task", id),
-                    Some(t) => Error::conflict("status", format!("task {id} already ended ({}); nothing to cancel", t.status.as_str())),
+                    Some(t) => Error::conflict(
+                        "status",
+                        format!(
+                            "task {id} already ended ({}); nothing to cancel",
+                            t.status.as_str()
+                        ),
+                    ),
                 });
             }
         };
@@ -156,7 +174,12 @@ impl TaskStore for SqlStore {
         Ok(tasks)
     }
 
-    async fn heartbeat(&self, worker: &str, ids: &[TaskId], lease: Duration) -> Result<Vec<TaskId>> {
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        ids: &[TaskId],
+        lease: Duration,
+    ) -> Result<Vec<TaskId>> {
         let until = lease_end(lease);
         let mut lost = Vec::new();
         for &id in ids {
@@ -175,7 +198,10 @@ impl TaskStore for SqlStore {
     }
 
     async fn complete(&self, id: TaskId, worker: &str, o: TaskOutcome) -> Result<bool> {
-        let status = o.status.filter(|s| s.is_final()).ok_or_else(|| Error::internal("a task outcome needs a final status"))?;
+        let status = o
+            .status
+            .filter(|s| s.is_final())
+            .ok_or_else(|| Error::internal("a task outcome needs a final status"))?;
         let mut tx = self.begin().await?;
         let done = sqlx::query(concat!(
             "UPDATE tasks SET status = $3, completed_at = $4, result = $5, stdout = $6, stderr = $7, logs = $8, error = $9, ",
@@ -232,10 +258,12 @@ impl TaskStore for SqlStore {
     }
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT scheduled_at FROM tasks WHERE status = 'queued' ORDER BY scheduled_at LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT scheduled_at FROM tasks WHERE status = 'queued' ORDER BY scheduled_at LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(row.map(|(ms,)| from_millis(ms)))
     }
 }

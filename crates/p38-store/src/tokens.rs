@@ -14,7 +14,14 @@ use crate::{SqlStore, db_err};
 
 #[async_trait]
 impl TokenStore for SqlStore {
-    async fn create_token(&self, name: &str, scope: Scope, hash: &str, prefix: &str, audit: Option<NewAudit>) -> Result<ApiToken> {
+    async fn create_token(
+        &self,
+        name: &str,
+        scope: Scope,
+        hash: &str,
+        prefix: &str,
+        audit: Option<NewAudit>,
+    ) -> Result<ApiToken> {
         let mut tx = self.begin().await?;
         let row = sqlx::query("INSERT INTO api_tokens (name, scope, token_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id, name, scope, prefix, created_at, revoked_at")
             .bind(name)
@@ -27,26 +34,44 @@ impl TokenStore for SqlStore {
             .map_err(db_err)?;
         let token = rows::token(&row)?;
         if let Some(a) = audit {
-            insert_audit(&mut tx, &NewAudit { target: format!("token:{}", token.id), ..a }).await?;
+            insert_audit(
+                &mut tx,
+                &NewAudit {
+                    target: format!("token:{}", token.id),
+                    ..a
+                },
+            )
+            .await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(token)
     }
 
     async fn principal_for_hash(&self, hash: &str) -> Result<Option<Principal>> {
-        let row: Option<(i64, String, String)> =
-            sqlx::query_as("SELECT id, name, scope FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
-        row.map(|(token_id, name, scope)| Ok(Principal { token_id, name, scope: scope.parse()? }))
-            .transpose()
+        let row: Option<(i64, String, String)> = sqlx::query_as(
+            "SELECT id, name, scope FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|(token_id, name, scope)| {
+            Ok(Principal {
+                token_id,
+                name,
+                scope: scope.parse()?,
+            })
+        })
+        .transpose()
     }
 
     async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
-        let sql = "SELECT id, name, scope, prefix, created_at, revoked_at FROM api_tokens ORDER BY id";
-        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(db_err)?;
+        let sql =
+            "SELECT id, name, scope, prefix, created_at, revoked_at FROM api_tokens ORDER BY id";
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(rows::token).collect()
     }
 
@@ -66,10 +91,12 @@ impl TokenStore for SqlStore {
     }
 
     async fn count_active_admin_tokens(&self) -> Result<i64> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM api_tokens WHERE scope = 'admin' AND revoked_at IS NULL")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM api_tokens WHERE scope = 'admin' AND revoked_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(n)
     }
 }

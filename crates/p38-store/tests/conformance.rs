@@ -26,18 +26,44 @@ async fn backends(test: &str) -> Vec<Backend> {
     let mut out = Vec::new();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/p38.db", dir.path().display());
-    let store = SqlStore::connect(&url, StoreOptions::default()).await.unwrap();
-    out.push(Backend { name: "sqlite", store: Arc::new(store), schema: None, _dir: Some(dir) });
+    let store = SqlStore::connect(&url, StoreOptions::default())
+        .await
+        .unwrap();
+    out.push(Backend {
+        name: "sqlite",
+        store: Arc::new(store),
+        schema: None,
+        _dir: Some(dir),
+    });
     match std::env::var("P38_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => {
             let schema = format!("p38t_{}_{}", test, std::process::id());
-            let store = SqlStore::connect(&url, StoreOptions { schema: Some(schema.clone()), ..Default::default() })
-                .await
-                .expect("P38_TEST_DATABASE_URL is set but PostgreSQL is not reachable");
+            let store = SqlStore::connect(
+                &url,
+                StoreOptions {
+                    schema: Some(schema.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("P38_TEST_DATABASE_URL is set but PostgreSQL is not reachable");
             store.drop_schema(&schema).await.unwrap();
             store.close().await;
-            let store = SqlStore::connect(&url, StoreOptions { schema: Some(schema.clone()), ..Default::default() }).await.unwrap();
-            out.push(Backend { name: "postgres", store: Arc::new(store), schema: Some(schema), _dir: None });
+            let store = SqlStore::connect(
+                &url,
+                StoreOptions {
+                    schema: Some(schema.clone()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            out.push(Backend {
+                name: "postgres",
+                store: Arc::new(store),
+                schema: Some(schema),
+                _dir: None,
+            });
         }
         _ => eprintln!("SKIP postgres backend for {test}: P38_TEST_DATABASE_URL is not set"),
     }
@@ -52,7 +78,12 @@ async fn cleanup(b: Backend) {
 }
 
 fn audit(action: &str) -> NewAudit {
-    NewAudit { actor: "test".into(), action: action.into(), target: String::new(), detail: None }
+    NewAudit {
+        actor: "test".into(),
+        action: action.into(),
+        target: String::new(),
+        detail: None,
+    }
 }
 
 fn new_agent(name: &str) -> NewAgent {
@@ -66,20 +97,33 @@ fn new_agent(name: &str) -> NewAgent {
         secrets: vec!["API_KEY".into()],
         tools: vec!["telegram".into()],
         network: true,
-        settings: AgentSettings { timeout_seconds: Some(10), ..Default::default() },
+        settings: AgentSettings {
+            timeout_seconds: Some(10),
+            ..Default::default()
+        },
         created_by: "test".into(),
     }
 }
 
 fn new_task(agent_id: i64) -> NewTask {
-    NewTask { agent_id, agent_version: 1, trigger: Trigger::Manual, attempt: 1, retry_of: None, scheduled_at: now() }
+    NewTask {
+        agent_id,
+        agent_version: 1,
+        trigger: Trigger::Manual,
+        attempt: 1,
+        retry_of: None,
+        scheduled_at: now(),
+    }
 }
 
 #[tokio::test]
 async fn agents_round_trip_versions_and_conflicts() {
     for b in backends("agents").await {
         let s = &b.store;
-        let a = s.create_agent(new_agent("tesla"), audit("agent.create")).await.unwrap();
+        let a = s
+            .create_agent(new_agent("tesla"), audit("agent.create"))
+            .await
+            .unwrap();
         assert_eq!(a.name, "tesla", "{}", b.name);
         assert_eq!(a.version, 1);
         assert!(a.network);
@@ -88,34 +132,80 @@ async fn agents_round_trip_versions_and_conflicts() {
         let by_name = s.get_agent_by_name("tesla").await.unwrap().unwrap();
         assert_eq!(by_name.id, a.id);
 
-        let dup = s.create_agent(new_agent("tesla"), audit("agent.create")).await.unwrap_err();
-        assert!(matches!(&dup, Error::Conflict { field: Some(f), .. } if f == "name"), "{}: {dup:?}", b.name);
+        let dup = s
+            .create_agent(new_agent("tesla"), audit("agent.create"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&dup, Error::Conflict { field: Some(f), .. } if f == "name"),
+            "{}: {dup:?}",
+            b.name
+        );
 
-        let change = AgentChange { code: Some("def run(ctx):\n    return 2\n".into()), ..Default::default() };
-        let a2 = s.update_agent(a.id, change, "editor", audit("agent.update")).await.unwrap();
+        let change = AgentChange {
+            code: Some("def run(ctx):\n    return 2\n".into()),
+            ..Default::default()
+        };
+        let a2 = s
+            .update_agent(a.id, change, "editor", audit("agent.update"))
+            .await
+            .unwrap();
         assert_eq!(a2.version, 2);
-        let change = AgentChange { description: Some("new".into()), ..Default::default() };
-        let a3 = s.update_agent(a.id, change, "editor", audit("agent.update")).await.unwrap();
+        let change = AgentChange {
+            description: Some("new".into()),
+            ..Default::default()
+        };
+        let a3 = s
+            .update_agent(a.id, change, "editor", audit("agent.update"))
+            .await
+            .unwrap();
         assert_eq!(a3.version, 2, "non-code change keeps the code version");
         assert_eq!(a3.description, "new");
         let versions = s.list_versions(a.id).await.unwrap();
-        assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(
+            versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
         assert_eq!(versions[0].created_by, "editor");
 
-        s.create_agent(new_agent("other"), audit("agent.create")).await.unwrap();
-        let rename = AgentChange { name: Some("tesla".into()), ..Default::default() };
+        s.create_agent(new_agent("other"), audit("agent.create"))
+            .await
+            .unwrap();
+        let rename = AgentChange {
+            name: Some("tesla".into()),
+            ..Default::default()
+        };
         let other = s.get_agent_by_name("other").await.unwrap().unwrap();
-        assert!(matches!(s.update_agent(other.id, rename, "x", audit("agent.update")).await, Err(Error::Conflict { .. })));
-        assert!(matches!(s.update_agent(99_999, AgentChange::default(), "x", audit("a")).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            s.update_agent(other.id, rename, "x", audit("agent.update"))
+                .await,
+            Err(Error::Conflict { .. })
+        ));
+        assert!(matches!(
+            s.update_agent(99_999, AgentChange::default(), "x", audit("a"))
+                .await,
+            Err(Error::NotFound { .. })
+        ));
 
         s.delete_agent(a.id, audit("agent.delete")).await.unwrap();
         assert!(s.get_agent(a.id).await.unwrap().is_none());
-        assert!(matches!(s.delete_agent(a.id, audit("agent.delete")).await, Err(Error::NotFound { .. })));
+        assert!(matches!(
+            s.delete_agent(a.id, audit("agent.delete")).await,
+            Err(Error::NotFound { .. })
+        ));
 
         let log = s.list_audit(PageRequest::first(100)).await.unwrap();
         let actions: Vec<_> = log.items.iter().map(|e| e.action.as_str()).collect();
-        assert_eq!(actions.iter().filter(|a| **a == "agent.create").count(), 2, "failed creates are not audited");
-        assert!(log.items.iter().any(|e| e.target == format!("agent:{}", a.id)));
+        assert_eq!(
+            actions.iter().filter(|a| **a == "agent.create").count(),
+            2,
+            "failed creates are not audited"
+        );
+        assert!(
+            log.items
+                .iter()
+                .any(|e| e.target == format!("agent:{}", a.id))
+        );
         cleanup(b).await;
     }
 }
@@ -124,7 +214,10 @@ async fn agents_round_trip_versions_and_conflicts() {
 async fn keyset_pagination_walks_every_task_once() {
     for b in backends("pages").await {
         let s = &b.store;
-        let a = s.create_agent(new_agent("pager"), audit("c")).await.unwrap();
+        let a = s
+            .create_agent(new_agent("pager"), audit("c"))
+            .await
+            .unwrap();
         for _ in 0..23 {
             s.enqueue(new_task(a.id), None).await.unwrap();
         }
@@ -143,9 +236,15 @@ async fn keyset_pagination_walks_every_task_once() {
         let mut sorted = seen.clone();
         sorted.sort_unstable_by(|x, y| y.cmp(x));
         assert_eq!(seen, sorted, "newest first, no repeats");
-        let queued = s.list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(100)).await.unwrap();
+        let queued = s
+            .list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(100))
+            .await
+            .unwrap();
         assert_eq!(queued.items.len(), 23);
-        let done = s.list_tasks(a.id, Some(TaskStatus::Succeeded), PageRequest::first(100)).await.unwrap();
+        let done = s
+            .list_tasks(a.id, Some(TaskStatus::Succeeded), PageRequest::first(100))
+            .await
+            .unwrap();
         assert!(done.items.is_empty());
         cleanup(b).await;
     }
@@ -172,9 +271,15 @@ async fn claim_complete_state_and_cancel() {
             duration_ms: Some(5),
             ..Default::default()
         };
-        assert!(!s.complete(t1.id, "w2", outcome.clone()).await.unwrap(), "another worker cannot complete it");
+        assert!(
+            !s.complete(t1.id, "w2", outcome.clone()).await.unwrap(),
+            "another worker cannot complete it"
+        );
         assert!(s.complete(t1.id, "w1", outcome.clone()).await.unwrap());
-        assert!(!s.complete(t1.id, "w1", outcome).await.unwrap(), "completing twice is refused");
+        assert!(
+            !s.complete(t1.id, "w1", outcome).await.unwrap(),
+            "completing twice is refused"
+        );
         let st = s.get_state(a.id).await.unwrap().unwrap();
         assert_eq!(st.run_count, 1);
         assert_eq!(st.state["n"], 1);
@@ -185,14 +290,29 @@ async fn claim_complete_state_and_cancel() {
 
         let c = s.cancel_task(t2.id, audit("task.cancel")).await.unwrap();
         assert_eq!(c.status, TaskStatus::Cancelled);
-        assert!(matches!(s.cancel_task(t2.id, audit("task.cancel")).await, Err(Error::Conflict { .. })));
-        assert!(matches!(s.cancel_task(424_242, audit("task.cancel")).await, Err(Error::NotFound { .. })));
-        assert!(s.claim("w1", 5, Duration::from_secs(30)).await.unwrap().is_empty());
+        assert!(matches!(
+            s.cancel_task(t2.id, audit("task.cancel")).await,
+            Err(Error::Conflict { .. })
+        ));
+        assert!(matches!(
+            s.cancel_task(424_242, audit("task.cancel")).await,
+            Err(Error::NotFound { .. })
+        ));
+        assert!(
+            s.claim("w1", 5, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         // A failed run leaves the state as it was.
         let t3 = s.enqueue(new_task(a.id), None).await.unwrap();
         s.claim("w1", 1, Duration::from_secs(30)).await.unwrap();
-        let failed = TaskOutcome { status: Some(TaskStatus::Failed), new_state: Some(serde_json::json!({"n": 99})), ..Default::default() };
+        let failed = TaskOutcome {
+            status: Some(TaskStatus::Failed),
+            new_state: Some(serde_json::json!({"n": 99})),
+            ..Default::default()
+        };
         assert!(s.complete(t3.id, "w1", failed).await.unwrap());
         assert_eq!(s.get_state(a.id).await.unwrap().unwrap().state["n"], 1);
         cleanup(b).await;
@@ -210,9 +330,22 @@ async fn expired_leases_are_requeued_and_heartbeats_extend_them() {
         assert_eq!(s.requeue_expired().await.unwrap(), 1, "{}", b.name);
         let again = s.claim("alive", 1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(again[0].id, t.id);
-        assert_eq!(again[0].attempt, 2, "a re-run after a lost worker counts as a new attempt");
-        assert!(s.heartbeat("alive", &[t.id], Duration::from_secs(30)).await.unwrap().is_empty());
-        assert_eq!(s.heartbeat("dead", &[t.id], Duration::from_secs(30)).await.unwrap(), vec![t.id]);
+        assert_eq!(
+            again[0].attempt, 2,
+            "a re-run after a lost worker counts as a new attempt"
+        );
+        assert!(
+            s.heartbeat("alive", &[t.id], Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            s.heartbeat("dead", &[t.id], Duration::from_secs(30))
+                .await
+                .unwrap(),
+            vec![t.id]
+        );
         assert_eq!(s.requeue_expired().await.unwrap(), 0);
         cleanup(b).await;
     }
@@ -232,7 +365,10 @@ async fn concurrent_claims_never_hand_out_a_task_twice() {
             handles.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 loop {
-                    let got = s.claim(&format!("w{w}"), 3, Duration::from_secs(30)).await.unwrap();
+                    let got = s
+                        .claim(&format!("w{w}"), 3, Duration::from_secs(30))
+                        .await
+                        .unwrap();
                     if got.is_empty() {
                         break;
                     }
@@ -258,18 +394,36 @@ async fn concurrent_claims_never_hand_out_a_task_twice() {
 async fn tokens_hash_lookup_and_revocation() {
     for b in backends("tokens").await {
         let s = &b.store;
-        let t = s.create_token("ops", Scope::Operator, "h1", "p38_abc", Some(audit("token.create"))).await.unwrap();
+        let t = s
+            .create_token(
+                "ops",
+                Scope::Operator,
+                "h1",
+                "p38_abc",
+                Some(audit("token.create")),
+            )
+            .await
+            .unwrap();
         assert_eq!(t.scope, Scope::Operator);
         let p = s.principal_for_hash("h1").await.unwrap().unwrap();
         assert_eq!(p.scope, Scope::Operator);
         assert!(s.principal_for_hash("nope").await.unwrap().is_none());
         assert_eq!(s.count_active_admin_tokens().await.unwrap(), 0);
-        s.create_token("root", Scope::Admin, "h2", "p38_def", None).await.unwrap();
+        s.create_token("root", Scope::Admin, "h2", "p38_def", None)
+            .await
+            .unwrap();
         assert_eq!(s.count_active_admin_tokens().await.unwrap(), 1);
         let r = s.revoke_token(t.id, audit("token.revoke")).await.unwrap();
         assert!(r.revoked_at.is_some());
-        assert!(s.principal_for_hash("h1").await.unwrap().is_none(), "{}", b.name);
-        assert!(matches!(s.revoke_token(777, audit("token.revoke")).await, Err(Error::NotFound { .. })));
+        assert!(
+            s.principal_for_hash("h1").await.unwrap().is_none(),
+            "{}",
+            b.name
+        );
+        assert!(matches!(
+            s.revoke_token(777, audit("token.revoke")).await,
+            Err(Error::NotFound { .. })
+        ));
         assert_eq!(s.list_tokens().await.unwrap().len(), 2);
         s.ping().await.unwrap();
         cleanup(b).await;

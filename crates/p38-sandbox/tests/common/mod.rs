@@ -74,8 +74,12 @@ impl Env {
             input: Vec::new(),
             workspace: self.workspace(),
             network: false,
-            limits: Limits { wall: Duration::from_secs(30), ..Limits::default() },
+            limits: Limits {
+                wall: Duration::from_secs(30),
+                ..Limits::default()
+            },
             cancel: CancelFlag::new(),
+            run_as: None,
         }
     }
 
@@ -96,10 +100,16 @@ pub fn text(b: &[u8]) -> String {
 /// Pids of host processes whose real uid is `uid`.
 pub fn processes_of_uid(uid: u32) -> Vec<u32> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return out };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
         let real = status
             .lines()
             .find(|l| l.starts_with("Uid:"))

@@ -1,0 +1,353 @@
+//! Agent services: create, read, change, delete, run.
+
+use p38_core::agent::{
+    Agent, AgentChange, AgentState, AgentStatus, AgentVersion, NewAgent, validate_name,
+    validate_secret_names, validate_tools,
+};
+use p38_core::audit::NewAudit;
+use p38_core::auth::{Principal, Scope};
+use p38_core::page::{Page, PageRequest};
+use p38_core::schedule::Schedule;
+use p38_core::task::{NewTask, Task, Trigger};
+use p38_core::time::now;
+use p38_core::{Error, Result};
+
+use crate::App;
+use crate::dto::{AgentView, CreateAgent, UpdateAgent};
+
+/// How many upcoming firings an agent view lists.
+const NEXT_RUNS_SHOWN: usize = 5;
+
+impl App {
+    /// Creates an agent from hand-written code.
+    pub async fn create_agent(&self, who: &Principal, req: CreateAgent) -> Result<AgentView> {
+        who.require(Scope::Admin)?;
+        validate_name(&req.name)?;
+        self.check_code(&req.code)?;
+        self.check_description(&req.description)?;
+        let schedule = normalise_schedule(req.schedule)?;
+        let config = req.config.unwrap_or_else(|| serde_json::json!({}));
+        self.check_config(&config)?;
+        validate_secret_names(&req.secrets)?;
+        validate_tools(&req.tools)?;
+        req.settings.validate()?;
+        let new = NewAgent {
+            name: req.name,
+            description: req.description,
+            code: req.code,
+            status: req.status.unwrap_or(AgentStatus::Active),
+            schedule,
+            config,
+            secrets: req.secrets,
+            tools: req.tools,
+            network: req.network,
+            settings: req.settings,
+            created_by: who.actor(),
+        };
+        let detail = serde_json::json!({"name": new.name, "secrets": new.secrets, "tools": new.tools, "network": new.network});
+        let agent = self
+            .store
+            .create_agent(new, audit(who, "agent.create", "", Some(detail)))
+            .await?;
+        Ok(view(agent))
+    }
+
+    /// Finds an agent by id or by name.
+    pub async fn find_agent(&self, who: &Principal, id_or_name: &str) -> Result<Agent> {
+        who.require(Scope::Viewer)?;
+        let found = match id_or_name.parse::<i64>() {
+            Ok(id) => self.store.get_agent(id).await?,
+            Err(_) => self.store.get_agent_by_name(id_or_name).await?,
+        };
+        found.ok_or_else(|| Error::not_found("agent", id_or_name))
+    }
+
+    /// One agent with its next firings.
+    pub async fn get_agent(&self, who: &Principal, id_or_name: &str) -> Result<AgentView> {
+        self.find_agent(who, id_or_name).await.map(view)
+    }
+
+    /// Agents, newest first.
+    pub async fn list_agents(
+        &self,
+        who: &Principal,
+        status: Option<AgentStatus>,
+        page: PageRequest,
+    ) -> Result<Page<AgentView>> {
+        who.require(Scope::Viewer)?;
+        Ok(self.store.list_agents(status, page).await?.map(view))
+    }
+
+    /// Applies a partial change. Admins may change anything; operators may
+    /// only pause and resume (a change of `status` alone).
+    pub async fn update_agent(
+        &self,
+        who: &Principal,
+        id_or_name: &str,
+        req: UpdateAgent,
+    ) -> Result<AgentView> {
+        let only_status = req.status.is_some()
+            && req.name.is_none()
+            && req.description.is_none()
+            && req.code.is_none()
+            && req.schedule.is_none()
+            && req.config.is_none()
+            && req.secrets.is_none()
+            && req.tools.is_none()
+            && req.network.is_none()
+            && req.settings.is_none();
+        who.require(if only_status {
+            Scope::Operator
+        } else {
+            Scope::Admin
+        })?;
+        let agent = self.find_agent(who, id_or_name).await?;
+        if let Some(n) = &req.name {
+            validate_name(n)?;
+        }
+        if let Some(c) = &req.code {
+            self.check_code(c)?;
+        }
+        if let Some(d) = &req.description {
+            self.check_description(d)?;
+        }
+        if let Some(c) = &req.config {
+            self.check_config(c)?;
+        }
+        if let Some(s) = &req.secrets {
+            validate_secret_names(s)?;
+        }
+        if let Some(t) = &req.tools {
+            validate_tools(t)?;
+        }
+        if let Some(s) = &req.settings {
+            s.validate()?;
+        }
+        let schedule = match req.schedule {
+            None => None,
+            Some(s) => Some(normalise_schedule(s)?),
+        };
+        let change = AgentChange {
+            name: req.name,
+            description: req.description,
+            code: req.code,
+            status: req.status,
+            schedule,
+            config: req.config,
+            secrets: req.secrets,
+            tools: req.tools,
+            network: req.network,
+            settings: req.settings,
+        };
+        if change.is_empty() {
+            return Err(Error::Validation {
+                field: None,
+                message: "nothing to change: the body names no field".into(),
+            });
+        }
+        let fields = changed_fields(&change);
+        let a = audit(
+            who,
+            "agent.update",
+            &format!("agent:{}", agent.id),
+            Some(serde_json::json!({ "fields": fields })),
+        );
+        let updated = self
+            .store
+            .update_agent(agent.id, change, &who.actor(), a)
+            .await?;
+        Ok(view(updated))
+    }
+
+    /// Deletes an agent with its history.
+    pub async fn delete_agent(&self, who: &Principal, id_or_name: &str) -> Result<()> {
+        who.require(Scope::Admin)?;
+        let agent = self.find_agent(who, id_or_name).await?;
+        let detail = serde_json::json!({"name": agent.name});
+        self.store
+            .delete_agent(
+                agent.id,
+                audit(
+                    who,
+                    "agent.delete",
+                    &format!("agent:{}", agent.id),
+                    Some(detail),
+                ),
+            )
+            .await
+    }
+
+    /// Every kept code version, newest first.
+    pub async fn agent_versions(
+        &self,
+        who: &Principal,
+        id_or_name: &str,
+    ) -> Result<Vec<AgentVersion>> {
+        let agent = self.find_agent(who, id_or_name).await?;
+        self.store.list_versions(agent.id).await
+    }
+
+    /// The state carried between runs (empty before the first success).
+    pub async fn agent_state(&self, who: &Principal, id_or_name: &str) -> Result<AgentState> {
+        let agent = self.find_agent(who, id_or_name).await?;
+        Ok(self.store.get_state(agent.id).await?.unwrap_or(AgentState {
+            agent_id: agent.id,
+            state: serde_json::json!({}),
+            run_count: 0,
+            updated_at: agent.created_at,
+        }))
+    }
+
+    /// Queues a manual run and wakes the workers.
+    pub async fn execute_agent(&self, who: &Principal, id_or_name: &str) -> Result<Task> {
+        who.require(Scope::Operator)?;
+        let agent = self.find_agent(who, id_or_name).await?;
+        if !agent.status.can_run() {
+            return Err(Error::conflict(
+                "status",
+                format!(
+                    "agent {} is {}; only active or paused agents run",
+                    agent.name,
+                    agent.status.as_str()
+                ),
+            ));
+        }
+        let new = NewTask {
+            agent_id: agent.id,
+            agent_version: agent.version,
+            trigger: Trigger::Manual,
+            attempt: 1,
+            retry_of: None,
+            scheduled_at: now(),
+        };
+        let detail = serde_json::json!({"agent_id": agent.id});
+        let task = self
+            .store
+            .enqueue(new, Some(audit(who, "agent.execute", "", Some(detail))))
+            .await?;
+        self.signal.task_queued();
+        Ok(task)
+    }
+
+    fn check_code(&self, code: &str) -> Result<()> {
+        if code.len() > self.config.max_code_bytes {
+            return Err(Error::TooLarge {
+                field: Some("code".into()),
+                message: format!(
+                    "code is {} bytes; the limit is {} bytes",
+                    code.len(),
+                    self.config.max_code_bytes
+                ),
+            });
+        }
+        if code.trim().is_empty() {
+            return Err(Error::validation(
+                "code",
+                "code is empty; an agent is a Python module defining run(ctx)",
+            ));
+        }
+        if !code.contains("def run(") {
+            return Err(Error::validation(
+                "code",
+                "code must define a function run(ctx)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_description(&self, d: &str) -> Result<()> {
+        if d.len() > self.config.max_description_bytes {
+            return Err(Error::TooLarge {
+                field: Some("description".into()),
+                message: format!(
+                    "description is longer than {} bytes",
+                    self.config.max_description_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_config(&self, c: &serde_json::Value) -> Result<()> {
+        if !c.is_object() {
+            return Err(Error::validation("config", "config must be a JSON object"));
+        }
+        if c.to_string().len() > self.config.max_config_bytes {
+            return Err(Error::TooLarge {
+                field: Some("config".into()),
+                message: format!(
+                    "config is larger than {} bytes",
+                    self.config.max_config_bytes
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks a schedule and stores it trimmed; empty strings mean "none".
+fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
+    match s.map(|s| s.trim().to_string()) {
+        None => Ok(None),
+        Some(s) if s.is_empty() => Ok(None),
+        Some(s) => {
+            Schedule::parse(&s)?;
+            Ok(Some(s))
+        }
+    }
+}
+
+fn changed_fields(c: &AgentChange) -> Vec<&'static str> {
+    let mut f = Vec::new();
+    for (name, set) in [
+        ("name", c.name.is_some()),
+        ("description", c.description.is_some()),
+        ("code", c.code.is_some()),
+        ("status", c.status.is_some()),
+        ("schedule", c.schedule.is_some()),
+        ("config", c.config.is_some()),
+        ("secrets", c.secrets.is_some()),
+        ("tools", c.tools.is_some()),
+        ("network", c.network.is_some()),
+        ("settings", c.settings.is_some()),
+    ] {
+        if set {
+            f.push(name);
+        }
+    }
+    f
+}
+
+/// Adds the derived fields to an agent.
+pub fn view(agent: Agent) -> AgentView {
+    let next_runs = match (&agent.schedule, agent.status) {
+        (Some(s), AgentStatus::Active) => match Schedule::parse(s) {
+            Ok(sched) => {
+                let tz = agent
+                    .settings
+                    .timezone
+                    .as_deref()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(chrono_tz::UTC);
+                sched.upcoming(now(), tz, NEXT_RUNS_SHOWN)
+            }
+            Err(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    AgentView { agent, next_runs }
+}
+
+pub(crate) fn audit(
+    who: &Principal,
+    action: &str,
+    target: &str,
+    detail: Option<serde_json::Value>,
+) -> NewAudit {
+    NewAudit {
+        actor: who.actor(),
+        action: action.into(),
+        target: target.into(),
+        detail,
+    }
+}

@@ -1,0 +1,152 @@
+//! Request and response bodies shared by every interface. Requests reject
+//! unknown fields, so a typo (`"shedule"`) is an error, not a silent no-op.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use p38_core::agent::{Agent, AgentSettings, AgentStatus};
+use p38_core::auth::{ApiToken, Scope};
+
+/// `POST /api/agents`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgent {
+    /// Unique name: letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// What the agent does.
+    #[serde(default)]
+    pub description: String,
+    /// Python source defining `run(ctx)`.
+    pub code: String,
+    /// Cron expression (`"0 * * * *"`, 6 fields with seconds) or `"every 30s"`.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Configuration object handed to the agent as `ctx.config`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// Secret names the agent may read.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Tools the agent may call.
+    #[serde(default)]
+    pub tools: Vec<String>,
+    /// Network permission.
+    #[serde(default)]
+    pub network: bool,
+    /// Runtime limits and retry policy.
+    #[serde(default)]
+    pub settings: AgentSettings,
+    /// Initial status (default `active`: the admin who posts the code approves it).
+    #[serde(default)]
+    pub status: Option<AgentStatus>,
+}
+
+/// `PATCH /api/agents/{id}`: every field optional; `"schedule": null`
+/// removes the schedule.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAgent {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// New code (kept as a new version).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// New schedule, or null to remove it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub schedule: Option<Option<String>>,
+    /// New configuration object.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// New secret names.
+    #[serde(default)]
+    pub secrets: Option<Vec<String>>,
+    /// New tools.
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    /// New network permission.
+    #[serde(default)]
+    pub network: Option<bool>,
+    /// New settings (replaces the object).
+    #[serde(default)]
+    pub settings: Option<AgentSettings>,
+    /// New status (`paused` stops the schedule, `active` resumes it).
+    #[serde(default)]
+    pub status: Option<AgentStatus>,
+}
+
+/// Distinguishes a field that is present but null (`Some(None)`) from an
+/// absent one (`None`, via `#[serde(default)]`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// An agent with what is derived from it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentView {
+    /// The stored agent.
+    #[serde(flatten)]
+    pub agent: Agent,
+    /// The next times its schedule fires (empty when it has none or is not active).
+    pub next_runs: Vec<DateTime<Utc>>,
+}
+
+/// `POST /api/tokens`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// A label (who or what uses it).
+    pub name: String,
+    /// What it may do.
+    pub scope: Scope,
+}
+
+/// A new token: the only time the token itself is shown.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedToken {
+    /// The token's metadata.
+    #[serde(flatten)]
+    pub info: ApiToken,
+    /// The bearer token. Store it now: only its hash is kept.
+    pub token: String,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: String,
+    /// Project38 version.
+    pub version: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+    /// Whether the database answered.
+    pub database_reachable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patch_tells_null_from_absent() {
+        let u: UpdateAgent = serde_json::from_str(r#"{"schedule": null}"#).unwrap();
+        assert_eq!(u.schedule, Some(None));
+        let u: UpdateAgent = serde_json::from_str(r#"{}"#).unwrap();
+        assert_eq!(u.schedule, None);
+        let u: UpdateAgent = serde_json::from_str(r#"{"schedule": "every 5m"}"#).unwrap();
+        assert_eq!(u.schedule, Some(Some("every 5m".into())));
+        assert!(serde_json::from_str::<UpdateAgent>(r#"{"shedule": "x"}"#).is_err());
+    }
+}

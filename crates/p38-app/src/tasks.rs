@@ -1,0 +1,96 @@
+//! Task services: read, retry, cancel.
+
+use p38_core::auth::{Principal, Scope};
+use p38_core::page::{Page, PageRequest};
+use p38_core::task::{NewTask, Task, TaskStatus, Trigger};
+use p38_core::time::now;
+use p38_core::{Error, Result};
+
+use crate::App;
+use crate::agents::audit;
+
+impl App {
+    /// One task with its captured output.
+    pub async fn get_task(&self, who: &Principal, id: i64) -> Result<Task> {
+        who.require(Scope::Viewer)?;
+        self.store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| Error::not_found("task", id))
+    }
+
+    /// An agent's tasks, newest first, without captured output.
+    pub async fn list_tasks(
+        &self,
+        who: &Principal,
+        agent: &str,
+        status: Option<TaskStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Task>> {
+        let agent = self.find_agent(who, agent).await?;
+        self.store.list_tasks(agent.id, status, page).await
+    }
+
+    /// Queues a new attempt of a finished task, running the agent's current code.
+    pub async fn retry_task(&self, who: &Principal, id: i64) -> Result<Task> {
+        who.require(Scope::Operator)?;
+        let task = self.get_task(who, id).await?;
+        if !task.status.is_final() {
+            return Err(Error::conflict(
+                "status",
+                format!(
+                    "task {id} is still {}; retry it once it has ended",
+                    task.status.as_str()
+                ),
+            ));
+        }
+        let agent = self
+            .store
+            .get_agent(task.agent_id)
+            .await?
+            .ok_or_else(|| Error::not_found("agent", task.agent_id))?;
+        if !agent.status.can_run() {
+            return Err(Error::conflict(
+                "status",
+                format!(
+                    "agent {} is {}; only active or paused agents run",
+                    agent.name,
+                    agent.status.as_str()
+                ),
+            ));
+        }
+        let new = NewTask {
+            agent_id: agent.id,
+            agent_version: agent.version,
+            trigger: Trigger::Retry,
+            attempt: task.attempt + 1,
+            retry_of: Some(task.retry_of.unwrap_or(task.id)),
+            scheduled_at: now(),
+        };
+        let detail = serde_json::json!({"retry_of": task.id});
+        let t = self
+            .store
+            .enqueue(new, Some(audit(who, "task.retry", "", Some(detail))))
+            .await?;
+        self.signal.task_queued();
+        Ok(t)
+    }
+
+    /// Cancels a queued or running task; a running one is stopped by its worker.
+    pub async fn cancel_task(&self, who: &Principal, id: i64) -> Result<Task> {
+        who.require(Scope::Operator)?;
+        self.store
+            .cancel_task(id, audit(who, "task.cancel", &format!("task:{id}"), None))
+            .await
+    }
+
+    /// The audit log, newest first (admins only).
+    pub async fn list_audit(
+        &self,
+        who: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<p38_core::audit::AuditEntry>> {
+        who.require(Scope::Admin)?;
+        self.store.list_audit(page).await
+    }
+}

@@ -1,0 +1,260 @@
+//! `p38 agent ...`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+
+use crate::args::{AgentCmd, AgentFields};
+use crate::client::{Client, seg};
+use crate::output;
+
+const AGENT_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "id"),
+    ("NAME", "name"),
+    ("STATUS", "status"),
+    ("SCHEDULE", "schedule"),
+    ("VERSION", "version"),
+    ("UPDATED", "updated_at"),
+];
+
+/// Runs an agent subcommand.
+pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AgentCmd::List {
+            client,
+            status,
+            limit,
+            cursor,
+        } => {
+            let c = Client::new(&client)?;
+            let mut q = format!("/api/agents?limit={limit}");
+            if let Some(s) = status {
+                q.push_str(&format!("&status={}", seg(&s)));
+            }
+            if let Some(cur) = cursor {
+                q.push_str(&format!("&cursor={}", seg(&cur)));
+            }
+            let v = c.get(&q).await?;
+            if c.json {
+                output::json(&v);
+            } else {
+                output::table(
+                    v["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                    AGENT_COLUMNS,
+                );
+                output::next_page(&v);
+            }
+        }
+        AgentCmd::Create { client, fields } => {
+            let c = Client::new(&client)?;
+            let mut body = fields_body(&fields)?;
+            if !body.contains_key("name") {
+                bail!("--name is required");
+            }
+            if !body.contains_key("code") {
+                bail!("--file is required (the agent's Python code)");
+            }
+            if let Some(Value::Bool(false)) | None = body.get("network") {
+                body.remove("network");
+            }
+            let v = c.post("/api/agents", &Value::Object(body)).await?;
+            show_agent(&c, &v);
+        }
+        AgentCmd::Show { client, agent } => {
+            let c = Client::new(&client)?;
+            let v = c.get(&format!("/api/agents/{}", seg(&agent))).await?;
+            show_agent(&c, &v);
+        }
+        AgentCmd::Edit {
+            client,
+            agent,
+            fields,
+            no_schedule,
+            status,
+        } => {
+            let c = Client::new(&client)?;
+            let mut body = fields_body(&fields)?;
+            if no_schedule {
+                body.insert("schedule".into(), Value::Null);
+            }
+            if let Some(s) = status {
+                body.insert("status".into(), Value::String(s));
+            }
+            if body.is_empty() {
+                bail!(
+                    "nothing to change: pass at least one of --name, --file, --description, --schedule, --no-schedule, --config, --secret, --tool, --network, --settings, --status"
+                );
+            }
+            let v = c
+                .call(
+                    Method::PATCH,
+                    &format!("/api/agents/{}", seg(&agent)),
+                    Some(&Value::Object(body)),
+                )
+                .await?;
+            show_agent(&c, &v);
+        }
+        AgentCmd::Delete { client, agent } => {
+            let c = Client::new(&client)?;
+            c.call(
+                Method::DELETE,
+                &format!("/api/agents/{}", seg(&agent)),
+                None,
+            )
+            .await?;
+            if !c.json {
+                println!("deleted agent {agent}");
+            }
+        }
+        AgentCmd::Run {
+            client,
+            agent,
+            wait,
+            wait_timeout,
+        } => {
+            let c = Client::new(&client)?;
+            let task = c
+                .post(&format!("/api/agents/{}/execute", seg(&agent)), &json!({}))
+                .await?;
+            if !wait {
+                if c.json {
+                    output::json(&task);
+                } else {
+                    println!("queued task {} for agent {agent}", task["id"]);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let done = wait_for_task(
+                &c,
+                task["id"].as_i64().unwrap_or_default(),
+                Duration::from_secs(wait_timeout),
+            )
+            .await?;
+            crate::task_cmd::show_task(&c, &done);
+            return Ok(if done["status"] == "succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
+        AgentCmd::Versions { client, agent } => {
+            let c = Client::new(&client)?;
+            let v = c
+                .get(&format!("/api/agents/{}/versions", seg(&agent)))
+                .await?;
+            if c.json {
+                output::json(&v);
+            } else {
+                output::table(
+                    v.as_array().map(Vec::as_slice).unwrap_or(&[]),
+                    &[
+                        ("VERSION", "version"),
+                        ("BY", "created_by"),
+                        ("AT", "created_at"),
+                    ],
+                );
+            }
+        }
+        AgentCmd::State { client, agent } => {
+            let c = Client::new(&client)?;
+            let v = c.get(&format!("/api/agents/{}/state", seg(&agent))).await?;
+            if c.json {
+                output::json(&v);
+            } else {
+                println!("runs:  {}", v["run_count"]);
+                println!(
+                    "state: {}",
+                    serde_json::to_string_pretty(&v["state"]).unwrap_or_default()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Polls a task until it ends.
+pub async fn wait_for_task(c: &Client, id: i64, limit: Duration) -> anyhow::Result<Value> {
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let t = c.get(&format!("/api/tasks/{id}")).await?;
+        let status = t["status"].as_str().unwrap_or("");
+        if !matches!(status, "queued" | "running") {
+            return Ok(t);
+        }
+        if start.elapsed() > limit {
+            bail!(
+                "task {id} is still {status} after {} s; see `p38 task show {id}`",
+                limit.as_secs()
+            );
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+fn fields_body(f: &AgentFields) -> anyhow::Result<Map<String, Value>> {
+    let mut m = Map::new();
+    if let Some(n) = &f.name {
+        m.insert("name".into(), json!(n));
+    }
+    if let Some(p) = &f.file {
+        let code =
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        m.insert("code".into(), json!(code));
+    }
+    if let Some(d) = &f.description {
+        m.insert("description".into(), json!(d));
+    }
+    if let Some(s) = &f.schedule {
+        m.insert("schedule".into(), json!(s));
+    }
+    if let Some(c) = &f.config {
+        let v: Value = serde_json::from_str(c).context("--config is not valid JSON")?;
+        m.insert("config".into(), v);
+    }
+    if let Some(s) = &f.settings {
+        let v: Value = serde_json::from_str(s).context("--settings is not valid JSON")?;
+        m.insert("settings".into(), v);
+    }
+    if !f.secrets.is_empty() {
+        m.insert("secrets".into(), json!(f.secrets));
+    }
+    if !f.tools.is_empty() {
+        m.insert("tools".into(), json!(f.tools));
+    }
+    if let Some(n) = f.network {
+        m.insert("network".into(), json!(n));
+    }
+    Ok(m)
+}
+
+fn show_agent(c: &Client, v: &Value) {
+    if c.json {
+        output::json(v);
+        return;
+    }
+    output::fields(
+        v,
+        &[
+            "id",
+            "name",
+            "status",
+            "version",
+            "schedule",
+            "next_runs",
+            "secrets",
+            "tools",
+            "network",
+            "created_by",
+            "created_at",
+            "updated_at",
+        ],
+    );
+    if let Some(d) = v["description"].as_str().filter(|d| !d.is_empty()) {
+        println!("description:   {d}");
+    }
+}

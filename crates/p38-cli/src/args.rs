@@ -1,0 +1,324 @@
+//! Command-line arguments. Every setting is a flag and a `P38_*`
+//! environment variable (clap's `env`), documented in README.md.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Project38: describe an agent, approve it, run it around the clock in a sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "p38", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform in one process: API, workers (embedded SQLite by default).
+    Up(ServerArgs),
+    /// Run only the HTTP API (for multi-node setups).
+    Serve(ServerArgs),
+    /// Run only a worker (for multi-node setups).
+    Worker(ServerArgs),
+    /// Run an agent file once in the sandbox, storing nothing.
+    Run(RunArgs),
+    /// Manage agents.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Inspect and control tasks (runs).
+    #[command(subcommand)]
+    Task(TaskCmd),
+    /// Manage API tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+/// Settings of the server and worker processes.
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// Address the API listens on.
+    #[arg(long, env = "P38_BIND", default_value = "127.0.0.1:3838")]
+    pub bind: String,
+    /// Data folder: the SQLite database, the admin token, agent workspaces.
+    #[arg(long, env = "P38_DATA_DIR", default_value = "p38-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB (default: sqlite in the data folder).
+    #[arg(long, env = "P38_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Tasks a worker runs at once.
+    #[arg(long, env = "P38_CONCURRENCY", default_value_t = 5)]
+    pub concurrency: usize,
+    /// Python interpreter for agents (default /usr/bin/python3, else python3 on PATH).
+    #[arg(long, env = "P38_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// Run agents WITHOUT the sandbox. Dangerous; warned about and recorded on every task.
+    #[arg(long, env = "P38_INSECURE_NO_SANDBOX", default_value_t = false)]
+    pub insecure_no_sandbox: bool,
+    /// Default wall-clock limit of a run, in seconds.
+    #[arg(long, env = "P38_RUN_TIMEOUT", default_value_t = 300)]
+    pub run_timeout: u64,
+    /// Default memory limit of a run, in MiB.
+    #[arg(long, env = "P38_RUN_MEMORY_MB", default_value_t = 1024)]
+    pub run_memory_mb: u64,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest agent source, in bytes.
+    #[arg(long, env = "P38_MAX_CODE_BYTES", default_value_t = 256 * 1024)]
+    pub max_code_bytes: usize,
+    /// Seconds given to running tasks to finish on shutdown.
+    #[arg(long, env = "P38_SHUTDOWN_GRACE", default_value_t = 30)]
+    pub shutdown_grace: u64,
+    /// First unprivileged uid agents run as when Project38 runs as root.
+    #[arg(long, env = "P38_SANDBOX_UID_BASE", default_value_t = 200_000)]
+    pub sandbox_uid_base: u32,
+    /// Name recorded on tasks this worker runs (default hostname:pid).
+    #[arg(long, env = "P38_WORKER_ID")]
+    pub worker_id: Option<String>,
+    /// Log filter (tracing syntax), e.g. info or p38=debug.
+    #[arg(long, env = "P38_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format: text or json.
+    #[arg(long, env = "P38_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// `p38 run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The agent file (a Python module defining run(ctx)).
+    pub file: PathBuf,
+    /// Initial ctx.state, as JSON.
+    #[arg(long)]
+    pub state: Option<String>,
+    /// ctx.config, as JSON.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Declare a secret (read from P38_SECRET_<NAME>); repeatable.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Give the agent network access.
+    #[arg(long)]
+    pub network: bool,
+    /// Wall-clock limit in seconds.
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u32,
+    /// Print the whole outcome as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Python interpreter.
+    #[arg(long, env = "P38_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// Run without the sandbox (dangerous).
+    #[arg(long, env = "P38_INSECURE_NO_SANDBOX", default_value_t = false)]
+    pub insecure_no_sandbox: bool,
+}
+
+/// How the CLI reaches the server.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        env = "P38_URL",
+        default_value = "http://127.0.0.1:3838",
+        global = true
+    )]
+    pub url: String,
+    /// API token (default: the admin token in the data folder).
+    #[arg(long, env = "P38_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Data folder holding admin.token.
+    #[arg(long, env = "P38_DATA_DIR", default_value = "p38-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `p38 agent ...`.
+#[derive(Debug, Subcommand)]
+pub enum AgentCmd {
+    /// List agents.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only agents with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Cursor of the page to show.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Create an agent from a Python file.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(flatten)]
+        fields: AgentFields,
+    },
+    /// Show one agent (by id or name).
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Change an agent.
+    Edit {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+        #[command(flatten)]
+        fields: AgentFields,
+        /// Remove the schedule.
+        #[arg(long, conflicts_with = "schedule")]
+        no_schedule: bool,
+        /// New status: active, paused, disabled, draft.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Delete an agent with its history.
+    Delete {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Run an agent now.
+    Run {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+        /// Wait for the run to end and print its result and output.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        wait_timeout: u64,
+    },
+    /// List an agent's code versions.
+    Versions {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Show the state an agent carries between runs.
+    State {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+    },
+}
+
+/// Fields shared by create and edit.
+#[derive(Debug, Args, Clone, Default)]
+pub struct AgentFields {
+    /// Agent name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Python file with the agent's code.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// What the agent does.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Cron expression or "every 30s".
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// ctx.config, as a JSON object.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Secret the agent may read; repeatable.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+    /// Tool the agent may use; repeatable.
+    #[arg(long = "tool")]
+    pub tools: Vec<String>,
+    /// Network permission (true or false).
+    #[arg(long)]
+    pub network: Option<bool>,
+    /// Runtime settings as a JSON object (timeout_seconds, memory_mb, ...).
+    #[arg(long)]
+    pub settings: Option<String>,
+}
+
+/// `p38 task ...`.
+#[derive(Debug, Subcommand)]
+pub enum TaskCmd {
+    /// List an agent's tasks, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+        /// Only tasks with this status.
+        #[arg(long)]
+        status: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Cursor of the page to show.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one task with its output.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task id.
+        id: i64,
+    },
+    /// Queue a new attempt of a finished task.
+    Retry {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task id.
+        id: i64,
+    },
+    /// Cancel a queued or running task.
+    Cancel {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Task id.
+        id: i64,
+    },
+}
+
+/// `p38 token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token and print it once.
+    Create {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// admin, operator or viewer.
+        #[arg(long)]
+        scope: String,
+        /// A label for the token.
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+    /// List tokens (never the tokens themselves).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Token id.
+        id: i64,
+    },
+}

@@ -1,0 +1,107 @@
+//! The CLI's HTTP client: the CLI drives the server through the same API
+//! as every other user, so what it can do, the API can do.
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::args::ClientArgs;
+
+/// A connection to a Project38 server.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+    /// Print JSON rather than tables.
+    pub json: bool,
+}
+
+impl Client {
+    /// Builds a client; the token comes from `--token`/`P38_TOKEN`, else the
+    /// admin token file in the data folder.
+    pub fn new(args: &ClientArgs) -> anyhow::Result<Client> {
+        let token = match &args.token {
+            Some(t) if !t.trim().is_empty() => t.trim().to_string(),
+            _ => {
+                let path = args.data_dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .map(|s| s.trim().to_string())
+                    .with_context(|| {
+                        format!(
+                            "no token: set P38_TOKEN or pass --token (no readable {})",
+                            path.display()
+                        )
+                    })?
+            }
+        };
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Client {
+            http,
+            base: args.url.trim_end_matches('/').to_string(),
+            token,
+            json: args.json,
+        })
+    }
+
+    /// Sends a request and returns the JSON body, or the server's error as
+    /// a readable message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| {
+            anyhow!("cannot reach the Project38 server at {}: {e}\nhint: start it with `p38 up`, or point P38_URL at it", self.base)
+        })?;
+        let status = resp.status();
+        let text = resp.text().await.context("reading the response")?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let err = &value["error"];
+        let message = err["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| value.to_string());
+        match err["field"].as_str() {
+            Some(f) => bail!("{message} (field: {f}) [HTTP {}]", status.as_u16()),
+            None => bail!("{message} [HTTP {}]", status.as_u16()),
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// POST.
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+/// Percent-encodes a path segment (agent names are plain, but be safe).
+pub fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

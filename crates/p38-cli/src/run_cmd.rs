@@ -1,0 +1,144 @@
+//! `p38 run FILE.py`: one run in the same sandbox as the platform's, with
+//! nothing stored, so an author can try an agent before creating it.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use p38_core::agent::{Agent, AgentSettings, AgentStatus};
+use p38_core::task::TaskStatus;
+use p38_runtime::{Executor, RunFacts, RuntimeConfig};
+use p38_sandbox::CancelFlag;
+
+use crate::args::RunArgs;
+use crate::server_cmd::build_sandbox;
+
+/// Runs the file and prints the outcome; exits 0 only on success.
+pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
+    let code = std::fs::read_to_string(&a.file)
+        .with_context(|| format!("reading {}", a.file.display()))?;
+    let parse = |what: &str, s: &Option<String>| -> anyhow::Result<serde_json::Value> {
+        match s {
+            None => Ok(serde_json::json!({})),
+            Some(t) => {
+                let v: serde_json::Value = serde_json::from_str(t)
+                    .with_context(|| format!("--{what} is not valid JSON"))?;
+                anyhow::ensure!(v.is_object(), "--{what} must be a JSON object");
+                Ok(v)
+            }
+        }
+    };
+    let state = parse("state", &a.state)?;
+    let config = parse("config", &a.config)?;
+    p38_core::agent::validate_secret_names(&a.secrets)?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("p38-run-")
+        .tempdir()
+        .context("creating a scratch folder")?;
+    let mut cfg = RuntimeConfig::new(scratch.path());
+    cfg.limits.timeout = Duration::from_secs(a.timeout.max(1).into());
+    let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)?;
+    let exec = Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg.clone())
+        .context("preparing the scratch folder")?;
+    let now = chrono::Utc::now();
+    let agent = Agent {
+        id: 0,
+        name: a
+            .file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("agent")
+            .to_string(),
+        description: String::new(),
+        code: code.clone(),
+        status: AgentStatus::Active,
+        schedule: None,
+        config,
+        secrets: a.secrets.clone(),
+        tools: Vec::new(),
+        network: a.network,
+        settings: AgentSettings::default(),
+        version: 1,
+        created_by: "p38 run".into(),
+        created_at: now,
+        updated_at: now,
+    };
+    let facts = RunFacts {
+        task_id: 0,
+        attempt: 1,
+        trigger: "manual".into(),
+        scheduled_at: now.to_rfc3339(),
+    };
+    let o = exec
+        .run(
+            &agent,
+            &code,
+            facts,
+            state,
+            Vec::new(),
+            cfg.workspace(0),
+            CancelFlag::new(),
+        )
+        .await;
+    let ok = o.status == Some(TaskStatus::Succeeded);
+    if a.json {
+        let v = serde_json::json!({
+            "status": o.status.map(|s| s.as_str()),
+            "result": o.result, "state": o.new_state, "error": o.error,
+            "stdout": o.stdout, "stderr": o.stderr, "logs": o.logs,
+            "exit_code": o.exit_code, "signal": o.signal, "duration_ms": o.duration_ms,
+            "cpu_ms": o.cpu_ms, "peak_memory_kb": o.peak_memory_kb, "sandboxed": !o.unsandboxed,
+        });
+        crate::output::json(&v);
+    } else {
+        print_outcome(&o);
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_outcome(o: &p38_core::task::TaskOutcome) {
+    println!("status:   {}", o.status.map(|s| s.as_str()).unwrap_or("-"));
+    if let Some(r) = &o.result {
+        println!("result:   {r}");
+    }
+    if let Some(s) = &o.new_state {
+        println!("state:    {s}");
+    }
+    println!(
+        "time:     {} ms wall, {} ms cpu, {} KiB peak memory{}",
+        o.duration_ms.unwrap_or(0),
+        o.cpu_ms.unwrap_or(0),
+        o.peak_memory_kb.unwrap_or(0),
+        if o.unsandboxed { " (UNSANDBOXED)" } else { "" }
+    );
+    if let Some(e) = &o.error {
+        println!("error:\n{e}");
+    }
+    if let Some(logs) = o
+        .logs
+        .as_ref()
+        .and_then(|l| l.as_array())
+        .filter(|l| !l.is_empty())
+    {
+        println!("logs:");
+        for l in logs {
+            println!(
+                "  [{}] {}",
+                l["level"].as_str().unwrap_or(""),
+                l["message"].as_str().unwrap_or("")
+            );
+        }
+    }
+    for (name, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+        if let Some(t) = text.as_deref().filter(|t| !t.is_empty()) {
+            println!("{name}:\n{}", t.trim_end());
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! `p38 up`, `p38 serve`, `p38 worker`: one process with the API, the
+//! worker, or both.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::watch;
+
+use p38_app::{App, AppConfig};
+use p38_core::store::{NoSignal, QueueSignal, Store};
+use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Worker};
+use p38_server::HttpConfig;
+use p38_store::{SqlStore, StoreOptions, redact_url};
+
+use crate::args::ServerArgs;
+
+/// Runs the API and/or a worker until SIGINT or SIGTERM.
+pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCode> {
+    init_logging(&a.log, &a.log_format)?;
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("creating the data folder {}", a.data_dir.display()))?;
+    let url = a
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", a.data_dir.join("p38.db").display()));
+    let store = SqlStore::connect(&url, StoreOptions::default()).await?;
+    let store: Arc<dyn Store> = Arc::new(store);
+    tracing::info!(database = %redact_url(&url), "database ready");
+
+    let wake = LocalSignal::default();
+    let executor = if worker {
+        Some(Arc::new(build_executor(&a, &a.data_dir)?))
+    } else {
+        None
+    };
+    let signal: Arc<dyn QueueSignal> = if worker {
+        Arc::new(wake.clone())
+    } else {
+        Arc::new(NoSignal)
+    };
+    let app = App::new(
+        store.clone(),
+        signal,
+        AppConfig {
+            max_code_bytes: a.max_code_bytes,
+            ..AppConfig::default()
+        },
+    );
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let grace = Duration::from_secs(a.shutdown_grace);
+    let mut jobs = tokio::task::JoinSet::new();
+
+    if api {
+        if let Some(path) = app.ensure_admin_token(&a.data_dir).await? {
+            eprintln!(
+                "Created the first admin token in {} (mode 0600).",
+                path.display()
+            );
+        }
+        let listener = tokio::net::TcpListener::bind(&a.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (set P38_BIND or --bind)", a.bind))?;
+        let addr = listener.local_addr()?;
+        let router = p38_server::router(
+            app.clone(),
+            &HttpConfig {
+                max_body_bytes: a.max_body_bytes,
+            },
+        );
+        eprintln!("Project38 API listening on http://{addr}");
+        eprintln!(
+            "API token: {} (or set P38_TOKEN)",
+            a.data_dir.join("admin.token").display()
+        );
+        let mut rx = stop_rx.clone();
+        jobs.spawn(async move {
+            let shutdown = async move {
+                let _ = rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = p38_server::serve(listener, router, shutdown, grace).await {
+                tracing::error!(error = %e, "the API server stopped");
+            }
+        });
+    }
+    if let Some(exec) = executor {
+        let w = Worker::new(store.clone(), exec, wake.0.clone());
+        let rx = stop_rx.clone();
+        jobs.spawn(async move { w.run(rx, grace).await });
+    }
+
+    wait_for_signal().await;
+    eprintln!(
+        "Shutting down: no new work is taken; running tasks get {} s to finish.",
+        a.shutdown_grace
+    );
+    let _ = stop_tx.send(true);
+    while jobs.join_next().await.is_some() {}
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Builds the sandbox (probing the host) and the executor.
+pub fn build_executor(a: &ServerArgs, data_dir: &Path) -> anyhow::Result<Executor> {
+    let mut cfg = RuntimeConfig::new(data_dir);
+    cfg.concurrency = a.concurrency.max(1);
+    cfg.limits.timeout = Duration::from_secs(a.run_timeout.max(1));
+    cfg.limits.memory_mb = a.run_memory_mb.max(16);
+    cfg.uid_base = a.sandbox_uid_base;
+    if let Some(id) = &a.worker_id {
+        cfg.worker_id = id.clone();
+    }
+    let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)?;
+    Ok(
+        Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg)
+            .context("preparing the runtime folder")?,
+    )
+}
+
+/// Probes the sandbox; without it agents do not run, unless the operator
+/// explicitly chose to run them unsandboxed.
+pub fn build_sandbox(
+    python: Option<&Path>,
+    insecure: bool,
+) -> anyhow::Result<p38_sandbox::Sandbox> {
+    let (python, prefix) = p38_runtime::resolve_python(python).map_err(anyhow::Error::msg)?;
+    let exe = std::env::current_exe().context("finding the p38 binary for the sandbox's init")?;
+    let mut cfg = p38_sandbox::SandboxConfig::new(
+        python,
+        vec![exe.into_os_string(), p38_sandbox::init::SUBCOMMAND.into()],
+    );
+    cfg.python_prefix = prefix;
+    cfg.insecure_no_sandbox = insecure;
+    if insecure {
+        eprintln!(
+            "WARNING: --insecure-no-sandbox: agents run WITHOUT namespaces, landlock or seccomp. Every task records this."
+        );
+    }
+    match p38_sandbox::Sandbox::new(cfg) {
+        Ok(s) => Ok(s),
+        Err(e) => bail!(
+            "the sandbox is not available, so agents cannot run: {e}\nhint: fix what is named above (e.g. `apt-get install bubblewrap`), or start with --insecure-no-sandbox to run agents unsandboxed (not recommended)"
+        ),
+    }
+}
+
+fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .with_context(|| format!("invalid log filter {filter:?} (P38_LOG)"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let r = match format {
+        "json" => builder.json().try_init(),
+        "text" => builder.try_init(),
+        other => bail!("unknown log format {other:?} (P38_LOG_FORMAT): use text or json"),
+    };
+    r.map_err(|e| anyhow::anyhow!("logging: {e}"))
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

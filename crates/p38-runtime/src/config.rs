@@ -1,0 +1,131 @@
+//! Runtime settings and per-run limits.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use p38_core::agent::AgentSettings;
+use p38_sandbox::Limits;
+
+/// Limits applied when an agent does not override them.
+#[derive(Debug, Clone)]
+pub struct DefaultLimits {
+    /// Wall-clock limit of one run.
+    pub timeout: Duration,
+    /// CPU seconds.
+    pub cpu_seconds: u64,
+    /// Address space, MiB.
+    pub memory_mb: u64,
+    /// Largest file written, MiB.
+    pub max_file_mb: u64,
+    /// Open files.
+    pub open_files: u64,
+    /// Processes and threads.
+    pub processes: u64,
+    /// Private /tmp size, MiB.
+    pub tmp_mb: u64,
+}
+
+impl Default for DefaultLimits {
+    fn default() -> Self {
+        DefaultLimits {
+            timeout: Duration::from_secs(300),
+            cpu_seconds: 300,
+            memory_mb: 1024,
+            max_file_mb: 64,
+            open_files: 256,
+            processes: 64,
+            tmp_mb: 64,
+        }
+    }
+}
+
+impl DefaultLimits {
+    /// The sandbox limits for one agent: its overrides, else these defaults.
+    pub fn for_agent(&self, s: &AgentSettings, output_cap: usize) -> Limits {
+        const MIB: u64 = 1024 * 1024;
+        let timeout = s
+            .timeout_seconds
+            .map(|t| Duration::from_secs(t.into()))
+            .unwrap_or(self.timeout);
+        Limits {
+            wall: timeout,
+            grace: Duration::from_secs(2),
+            cpu_seconds: s.cpu_seconds.map(u64::from).unwrap_or(self.cpu_seconds),
+            memory_bytes: s.memory_mb.map(u64::from).unwrap_or(self.memory_mb) * MIB,
+            file_size_bytes: s.max_file_mb.map(u64::from).unwrap_or(self.max_file_mb) * MIB,
+            open_files: s.open_files.map(u64::from).unwrap_or(self.open_files),
+            processes: s.processes.map(u64::from).unwrap_or(self.processes),
+            tmp_bytes: self.tmp_mb * MIB,
+            // Keep a margin past the stored cap: masking runs on the whole
+            // capture, so a secret cut by the sandbox's cap lies beyond the
+            // point where the stored text is truncated.
+            output_bytes: output_cap + 64 * 1024,
+            reply_bytes: 16 * MIB as usize,
+        }
+    }
+}
+
+/// How a worker behaves.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Data folder: workspaces live in `workspaces/{agent_id}`, the runner in `runtime/`.
+    pub data_dir: PathBuf,
+    /// Name recorded on the tasks this worker runs.
+    pub worker_id: String,
+    /// Tasks run at once by this worker (default 5).
+    pub concurrency: usize,
+    /// How long a claim holds without a heartbeat.
+    pub lease: Duration,
+    /// How often running tasks' leases are extended and cancellations noticed.
+    pub heartbeat: Duration,
+    /// Poll interval when no wake-up signal arrives.
+    pub poll: Duration,
+    /// Default limits.
+    pub limits: DefaultLimits,
+    /// Stored stdout and stderr cap, bytes each (default 1 MiB).
+    pub output_cap: usize,
+    /// Largest state an agent may keep, bytes (default 1 MiB).
+    pub max_state_bytes: usize,
+    /// First of the unprivileged uids agents run as when the server is root
+    /// (agent N runs as `uid_base + N % 60000`).
+    pub uid_base: u32,
+    /// Finished runs summarised in `ctx.history`.
+    pub history_runs: u32,
+}
+
+impl RuntimeConfig {
+    /// Defaults for a data folder.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        RuntimeConfig {
+            data_dir: data_dir.into(),
+            worker_id: default_worker_id(),
+            concurrency: 5,
+            lease: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(2),
+            poll: Duration::from_secs(1),
+            limits: DefaultLimits::default(),
+            output_cap: 1024 * 1024,
+            max_state_bytes: 1024 * 1024,
+            uid_base: 200_000,
+            history_runs: 5,
+        }
+    }
+
+    /// Where an agent's workspace is.
+    pub fn workspace(&self, agent_id: i64) -> PathBuf {
+        self.data_dir.join("workspaces").join(agent_id.to_string())
+    }
+
+    /// The uid/gid an agent runs as when the server is root.
+    pub fn agent_ids(&self, agent_id: i64) -> (u32, u32) {
+        let n = self.uid_base + (agent_id.rem_euclid(60_000) as u32);
+        (n, n)
+    }
+}
+
+/// `hostname:pid`, unique enough to tell workers apart in task rows.
+fn default_worker_id() -> String {
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
+    format!("{}:{}", host.trim(), std::process::id())
+}

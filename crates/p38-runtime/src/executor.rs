@@ -1,0 +1,270 @@
+//! Runs one agent once: resolves its declared secrets, sends the runner its
+//! input over a pipe, runs the sandbox, masks every secret in what came
+//! back and turns it into a task outcome.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use p38_core::agent::Agent;
+use p38_core::task::{TaskOutcome, TaskStatus};
+use p38_sandbox::{CancelFlag, RunOutcome, RunRequest, Sandbox};
+use p38_secrets::{Masker, SecretResolver};
+
+use crate::config::RuntimeConfig;
+use crate::python::RUNNER_SOURCE;
+
+/// What the agent learns about the run it is in (`ctx.run`).
+#[derive(Debug, Clone, Default)]
+pub struct RunFacts {
+    /// Task id (0 for an unstored `p38 run`).
+    pub task_id: i64,
+    /// Attempt number.
+    pub attempt: i64,
+    /// manual, schedule or retry.
+    pub trigger: String,
+    /// When the run was due, RFC 3339.
+    pub scheduled_at: String,
+}
+
+/// Runs agents in the sandbox.
+pub struct Executor {
+    sandbox: Sandbox,
+    secrets: Arc<dyn SecretResolver>,
+    runner: PathBuf,
+    cfg: RuntimeConfig,
+}
+
+impl Executor {
+    /// Writes the runner into `DATA_DIR/runtime/` (readable by the sandbox
+    /// user) and keeps the sandbox and secret resolver.
+    pub fn new(
+        sandbox: Sandbox,
+        secrets: Arc<dyn SecretResolver>,
+        cfg: RuntimeConfig,
+    ) -> std::io::Result<Executor> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = cfg.data_dir.join("runtime");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(cfg.data_dir.join("workspaces"))?;
+        // The sandbox user must traverse these folders to reach its own
+        // workspace and the runner; 0711 lets it pass without listing them.
+        for d in [&cfg.data_dir, &cfg.data_dir.join("workspaces")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))?;
+        }
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        let runner = dir.join("runner.py");
+        let tmp = dir.join(format!("runner.py.{}", std::process::id()));
+        std::fs::write(&tmp, RUNNER_SOURCE)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::rename(&tmp, &runner)?;
+        Ok(Executor {
+            sandbox,
+            secrets,
+            runner,
+            cfg,
+        })
+    }
+
+    /// Whether runs are sandboxed.
+    pub fn sandboxed(&self) -> bool {
+        self.sandbox.is_sandboxed()
+    }
+
+    /// The runtime settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.cfg
+    }
+
+    /// Runs `agent` once in `workspace`. Never fails: every problem becomes
+    /// a failed outcome with a message for the user.
+    pub async fn run(
+        &self,
+        agent: &Agent,
+        code: &str,
+        facts: RunFacts,
+        state: serde_json::Value,
+        history: Vec<serde_json::Value>,
+        workspace: PathBuf,
+        cancel: CancelFlag,
+    ) -> TaskOutcome {
+        let secrets = match self.secrets.resolve(&agent.secrets).await {
+            Ok(s) => s,
+            Err(e) => return failed(format!("secrets: {e}"), !self.sandboxed()),
+        };
+        let masker = Masker::new(secrets.values());
+        let exposed: BTreeMap<&str, &str> = secrets
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.expose()))
+            .collect();
+        let input = serde_json::json!({
+            "code": code,
+            "state": state,
+            "config": agent.config,
+            "secrets": exposed,
+            "tools": agent.tools,
+            "run": {
+                "task_id": facts.task_id,
+                "attempt": facts.attempt,
+                "trigger": facts.trigger,
+                "scheduled_at": facts.scheduled_at,
+                "agent_id": agent.id,
+                "agent_name": agent.name,
+            },
+            "history": history,
+            "max_state_bytes": self.cfg.max_state_bytes,
+        });
+        // The only copy of the secret values outside this process is this
+        // buffer, written to the runner's pipe.
+        let input = input.to_string().into_bytes();
+        let limits = self
+            .cfg
+            .limits
+            .for_agent(&agent.settings, self.cfg.output_cap);
+        let timeout_s = limits.wall.as_secs();
+        let memory_mb = limits.memory_bytes / (1024 * 1024);
+        let req = RunRequest {
+            script: self.runner.clone(),
+            input,
+            workspace,
+            network: agent.network,
+            limits,
+            cancel,
+            run_as: Some(self.cfg.agent_ids(agent.id)),
+        };
+        match self.sandbox.run(req).await {
+            Ok(out) => outcome(out, &masker, self.cfg.output_cap, timeout_s, memory_mb),
+            Err(e) => failed(masker.mask(&format!("sandbox: {e}")), !self.sandboxed()),
+        }
+    }
+}
+
+fn failed(error: String, unsandboxed: bool) -> TaskOutcome {
+    TaskOutcome {
+        status: Some(TaskStatus::Failed),
+        error: Some(error),
+        unsandboxed,
+        ..Default::default()
+    }
+}
+
+/// Turns what the sandbox saw into a masked task outcome.
+fn outcome(out: RunOutcome, m: &Masker, cap: usize, timeout_s: u64, memory_mb: u64) -> TaskOutcome {
+    let mut o = TaskOutcome {
+        stdout: Some(capped(
+            &m.mask(&String::from_utf8_lossy(&out.stdout.bytes)),
+            cap,
+            out.stdout.truncated,
+        )),
+        stderr: Some(capped(
+            &m.mask(&String::from_utf8_lossy(&out.stderr.bytes)),
+            cap,
+            out.stderr.truncated,
+        )),
+        exit_code: out.exit_code.map(i64::from),
+        signal: out.signal.map(i64::from),
+        duration_ms: Some(out.wall.as_millis() as i64),
+        cpu_ms: Some(out.cpu.as_millis() as i64),
+        peak_memory_kb: Some(out.peak_memory_kb as i64),
+        unsandboxed: !out.sandboxed,
+        ..Default::default()
+    };
+    let reply: Option<serde_json::Value> = if out.reply.truncated {
+        None
+    } else {
+        serde_json::from_slice(&out.reply.bytes).ok()
+    };
+    if let Some(r) = &reply {
+        o.logs = r.get("logs").map(|l| m.mask_json(l));
+    }
+    if out.cancelled {
+        o.status = Some(TaskStatus::Cancelled);
+        o.error = Some("cancelled".into());
+        return o;
+    }
+    if out.timed_out {
+        o.status = Some(TaskStatus::TimedOut);
+        o.error = Some(format!(
+            "timed out: the run exceeded its wall-clock limit of {timeout_s} s and was stopped"
+        ));
+        return o;
+    }
+    match reply {
+        Some(r) if r["ok"] == serde_json::Value::Bool(true) => {
+            o.status = Some(TaskStatus::Succeeded);
+            o.result = Some(m.mask_json(&r["result"]));
+            o.new_state = Some(m.mask_json(&r["state"]));
+        }
+        Some(r) => {
+            let e = &r["error"];
+            let kind = e["kind"].as_str().unwrap_or("");
+            let head = format!(
+                "{}: {}",
+                e["type"].as_str().unwrap_or("Error"),
+                e["message"].as_str().unwrap_or("")
+            );
+            let text = if kind == "memory" {
+                format!(
+                    "memory limit exceeded ({memory_mb} MiB): {head}\n{}",
+                    e["traceback"].as_str().unwrap_or("")
+                )
+            } else {
+                format!("{head}\n{}", e["traceback"].as_str().unwrap_or(""))
+            };
+            o.status = Some(TaskStatus::Failed);
+            o.error = Some(m.mask(text.trim_end()));
+        }
+        None => {
+            o.status = Some(TaskStatus::Failed);
+            o.error = Some(if out.reply.truncated {
+                "the agent's result and state were larger than 16 MiB".into()
+            } else {
+                died_without_reply(&out, memory_mb)
+            });
+        }
+    }
+    o
+}
+
+fn died_without_reply(out: &RunOutcome, memory_mb: u64) -> String {
+    match (out.signal, out.exit_code) {
+        (Some(24), _) => "CPU time limit exceeded (SIGXCPU)".into(),
+        (Some(9), _) => format!(
+            "the agent was killed (SIGKILL): it probably exceeded a resource limit (memory {memory_mb} MiB)"
+        ),
+        (Some(s), _) => format!("the agent was killed by signal {s} before it reported a result"),
+        (None, Some(c)) => format!(
+            "the agent process exited with code {c} before it reported a result (os._exit or a crash)"
+        ),
+        (None, None) => "the agent ended without reporting a result".into(),
+    }
+}
+
+/// Cuts text to `cap` bytes at a character boundary and marks truncation.
+fn capped(s: &str, cap: usize, was_truncated: bool) -> String {
+    if s.len() <= cap && !was_truncated {
+        return s.to_string();
+    }
+    let mut end = cap.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}\n[... output truncated at {} KiB]",
+        &s[..end],
+        cap / 1024
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capping_marks_truncation_on_char_boundaries() {
+        assert_eq!(capped("abc", 10, false), "abc");
+        let s = capped("ééé", 3, false);
+        assert!(s.starts_with('é') && s.contains("truncated"));
+        assert!(capped("abc", 10, true).contains("truncated"));
+    }
+}

@@ -1,0 +1,195 @@
+"""Project38 agent runner.
+
+Written into every sandbox by the runtime. It reads one JSON message from
+file descriptor 3 (the agent's code, state, config, declared secrets, run
+facts and recent history), loads the agent, calls ``run(ctx)`` and writes
+one JSON message to file descriptor 4: the returned value, the new state
+and the log lines, or the error with its traceback. Standard library only.
+"""
+
+import datetime
+import json
+import linecache
+import os
+import sys
+import traceback
+import types
+
+AGENT_FILE = "agent.py"
+MAX_LOG_LINES = 1000
+MAX_LOG_CHARS = 4000
+
+
+class SecretNotDeclared(KeyError):
+    """Raised when an agent reads a secret it did not declare."""
+
+
+class Secrets:
+    """Read-only view of the secrets this agent declared."""
+
+    def __init__(self, values):
+        self._values = dict(values)
+
+    def __getitem__(self, name):
+        try:
+            return self._values[name]
+        except KeyError:
+            raise SecretNotDeclared(
+                f"secret {name!r} is not available to this agent: declare it in the agent's secrets"
+            ) from None
+
+    def get(self, name, default=None):
+        """Return the secret, or ``default`` when it was not declared."""
+        return self._values.get(name, default)
+
+    def __contains__(self, name):
+        return name in self._values
+
+    def keys(self):
+        """Names of the available secrets."""
+        return self._values.keys()
+
+    def __repr__(self):
+        return f"<secrets {sorted(self._values)}>"
+
+
+class Log:
+    """``ctx.log``: structured log lines kept with the task."""
+
+    def __init__(self):
+        self.lines = []
+        self.dropped = 0
+
+    def _add(self, level, msg, args):
+        if len(self.lines) >= MAX_LOG_LINES:
+            self.dropped += 1
+            return
+        text = str(msg) % args if args else str(msg)
+        if len(text) > MAX_LOG_CHARS:
+            text = text[:MAX_LOG_CHARS] + "...[truncated]"
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+        self.lines.append({"level": level, "message": text, "at": now})
+
+    def debug(self, msg, *args):
+        """Log at debug level."""
+        self._add("debug", msg, args)
+
+    def info(self, msg, *args):
+        """Log at info level."""
+        self._add("info", msg, args)
+
+    def warning(self, msg, *args):
+        """Log at warning level."""
+        self._add("warning", msg, args)
+
+    warn = warning
+
+    def error(self, msg, *args):
+        """Log at error level."""
+        self._add("error", msg, args)
+
+
+class Tools:
+    """``ctx.tools``: the tool gateway (browser, filesystem, notifications)."""
+
+    def __init__(self, declared):
+        self.declared = list(declared)
+
+    def __getattr__(self, name):
+        raise RuntimeError(
+            f"tool {name!r} cannot be called: this Project38 version has no tool gateway yet"
+        )
+
+
+class Context:
+    """What ``run(ctx)`` receives."""
+
+    def __init__(self, msg):
+        self.state = msg.get("state") or {}
+        self.config = msg.get("config") or {}
+        self.secrets = Secrets(msg.get("secrets") or {})
+        self.log = Log()
+        self.run = types.SimpleNamespace(**(msg.get("run") or {}))
+        self.history = msg.get("history") or []
+        self.tools = Tools(msg.get("tools") or [])
+        self.workspace = os.getcwd()
+
+
+def read_message():
+    """Read the whole input message from fd 3."""
+    chunks = []
+    with os.fdopen(3, "rb") as f:
+        while True:
+            b = f.read(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return json.loads(b"".join(chunks).decode("utf-8"))
+
+
+def load_agent(code):
+    """Compile the agent as module ``agent`` so tracebacks show its lines."""
+    linecache.cache[AGENT_FILE] = (len(code), None, code.splitlines(True), AGENT_FILE)
+    module = types.ModuleType("agent")
+    module.__file__ = AGENT_FILE
+    sys.modules["agent"] = module
+    exec(compile(code, AGENT_FILE, "exec"), module.__dict__)  # noqa: S102 - this is the runner
+    run = getattr(module, "run", None)
+    if not callable(run):
+        raise TypeError("the agent does not define a function run(ctx)")
+    return run
+
+
+def error_of(exc):
+    """Describe an exception, with the traceback limited to the agent's frames."""
+    tb = traceback.TracebackException.from_exception(exc)
+    frames = [f for f in tb.stack if f.filename == AGENT_FILE]
+    tb.stack = traceback.StackSummary.from_list(frames)
+    kind = "memory" if isinstance(exc, MemoryError) else type(exc).__name__
+    return {
+        "type": type(exc).__name__,
+        "kind": kind,
+        "message": str(exc),
+        "traceback": "".join(tb.format()),
+    }
+
+
+def main():
+    """Run the agent once and report."""
+    reply = {"ok": False}
+    ctx = None
+    try:
+        msg = read_message()
+        max_state = int(msg.get("max_state_bytes") or 1048576)
+        ctx = Context(msg)
+        run = load_agent(msg["code"])
+        value = run(ctx)
+        try:
+            result = json.loads(json.dumps(value))
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"run() returned a value that is not JSON-serialisable: {e}") from None
+        if not isinstance(ctx.state, dict):
+            raise TypeError("ctx.state must stay a dict")
+        try:
+            state_text = json.dumps(ctx.state)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"ctx.state holds a value that is not JSON-serialisable: {e}") from None
+        if len(state_text.encode("utf-8")) > max_state:
+            raise ValueError(
+                f"ctx.state is {len(state_text.encode('utf-8'))} bytes; the limit is {max_state} bytes"
+            )
+        reply = {"ok": True, "result": result, "state": json.loads(state_text)}
+    except BaseException as e:  # noqa: BLE001 - report everything, SystemExit included
+        reply = {"ok": False, "error": error_of(e)}
+    if ctx is not None:
+        reply["logs"] = ctx.log.lines
+        reply["logs_dropped"] = ctx.log.dropped
+    data = json.dumps(reply).encode("utf-8")
+    with os.fdopen(4, "wb") as out:
+        out.write(data)
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    main()

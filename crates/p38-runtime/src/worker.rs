@@ -1,0 +1,205 @@
+//! The worker: claims due tasks up to its concurrency, runs each in the
+//! sandbox, extends their leases while they run, stops the ones that were
+//! cancelled, and records outcomes. It finds work by claiming rows, woken
+//! early by the queue signal; a worker that dies leaves leases that expire,
+//! and its tasks are claimed again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use p38_core::store::Store;
+use p38_core::task::{Task, TaskOutcome, TaskStatus};
+use p38_sandbox::CancelFlag;
+
+use crate::executor::{Executor, RunFacts};
+use crate::history::summarise;
+
+/// A worker bound to a store and an executor.
+pub struct Worker {
+    store: Arc<dyn Store>,
+    exec: Arc<Executor>,
+    wake: Arc<Notify>,
+    running: Arc<Mutex<HashMap<i64, CancelFlag>>>,
+}
+
+impl Worker {
+    /// A worker woken by `wake` (the [`crate::LocalSignal`] of this process).
+    pub fn new(store: Arc<dyn Store>, exec: Arc<Executor>, wake: Arc<Notify>) -> Worker {
+        Worker {
+            store,
+            exec,
+            wake,
+            running: Arc::default(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true; then stops claiming and waits up to
+    /// `grace` for running tasks, cancelling what is left. Cancelled tasks
+    /// are recorded as such; none is lost.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
+        let cfg = self.exec.config().clone();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut beat = tokio::time::interval(cfg.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, sandboxed = self.exec.sandboxed(), "worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let free = cfg.concurrency.saturating_sub(tasks.len());
+            let mut full_batch = false;
+            if free > 0 {
+                match self
+                    .store
+                    .claim(&cfg.worker_id, free as u32, cfg.lease)
+                    .await
+                {
+                    Ok(claimed) => {
+                        full_batch = claimed.len() == free;
+                        for t in claimed {
+                            self.spawn(&mut tasks, t);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming tasks failed; retrying"),
+                }
+            }
+            if full_batch && tasks.len() < cfg.concurrency {
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(cfg.poll) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                _ = beat.tick() => self.heartbeat(&cfg.worker_id, cfg.lease).await,
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(running = tasks.len(), "worker stopping: no new claims");
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            for flag in self.running.lock().expect("lock poisoned").values() {
+                flag.cancel();
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+        tracing::info!("worker stopped");
+    }
+
+    fn spawn(&self, set: &mut JoinSet<()>, task: Task) {
+        let flag = CancelFlag::new();
+        self.running
+            .lock()
+            .expect("lock poisoned")
+            .insert(task.id, flag.clone());
+        let store = self.store.clone();
+        let exec = self.exec.clone();
+        let running = self.running.clone();
+        set.spawn(async move {
+            let id = task.id;
+            let worker = exec.config().worker_id.clone();
+            let outcome = run_task(&*store, &exec, &task, flag).await;
+            let status = outcome.status;
+            match store.complete(id, &worker, outcome).await {
+                Ok(true) => tracing::info!(task = id, status = ?status, "task finished"),
+                Ok(false) => tracing::info!(task = id, "task was cancelled or taken over; its outcome is discarded"),
+                Err(e) => tracing::error!(task = id, error = %e, "recording the outcome failed; the lease will expire and the task will run again"),
+            }
+            running.lock().expect("lock poisoned").remove(&id);
+        });
+    }
+
+    /// Extends leases, stops tasks this worker no longer holds (cancelled
+    /// by a user, or taken over after a lost lease), and puts tasks of dead
+    /// workers back in the queue.
+    async fn heartbeat(&self, worker: &str, lease: Duration) {
+        let ids: Vec<i64> = self
+            .running
+            .lock()
+            .expect("lock poisoned")
+            .keys()
+            .copied()
+            .collect();
+        if !ids.is_empty() {
+            match self.store.heartbeat(worker, &ids, lease).await {
+                Ok(lost) => {
+                    let running = self.running.lock().expect("lock poisoned");
+                    for id in lost {
+                        if let Some(flag) = running.get(&id) {
+                            tracing::info!(
+                                task = id,
+                                "stopping a task this worker no longer holds"
+                            );
+                            flag.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+            }
+        }
+        match self.store.requeue_expired().await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::warn!(
+                    count = n,
+                    "re-queued tasks whose worker stopped renewing its lease"
+                );
+                self.wake.notify_one();
+            }
+            Err(e) => tracing::warn!(error = %e, "re-queueing expired tasks failed"),
+        }
+    }
+}
+
+/// Loads what a run needs and runs it; every failure is an outcome.
+async fn run_task(
+    store: &dyn Store,
+    exec: &Executor,
+    task: &Task,
+    cancel: CancelFlag,
+) -> TaskOutcome {
+    let fail = |e: String| TaskOutcome {
+        status: Some(TaskStatus::Failed),
+        error: Some(e),
+        ..Default::default()
+    };
+    let agent = match store.get_agent(task.agent_id).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return fail("the agent was deleted".into()),
+        Err(e) => return fail(format!("loading the agent failed: {e}")),
+    };
+    let code = if agent.version == task.agent_version {
+        agent.code.clone()
+    } else {
+        match store.list_versions(agent.id).await {
+            Ok(vs) => match vs.into_iter().find(|v| v.version == task.agent_version) {
+                Some(v) => v.code,
+                None => agent.code.clone(),
+            },
+            Err(e) => return fail(format!("loading the agent's code failed: {e}")),
+        }
+    };
+    let state = match store.get_state(agent.id).await {
+        Ok(s) => s.map(|s| s.state).unwrap_or_else(|| serde_json::json!({})),
+        Err(e) => return fail(format!("loading the agent's state failed: {e}")),
+    };
+    let history = match store
+        .recent_finished(agent.id, exec.config().history_runs)
+        .await
+    {
+        Ok(h) => summarise(&h),
+        Err(_) => Vec::new(),
+    };
+    let facts = RunFacts {
+        task_id: task.id,
+        attempt: task.attempt,
+        trigger: task.trigger.as_str().into(),
+        scheduled_at: task.scheduled_at.to_rfc3339(),
+    };
+    let workspace = exec.config().workspace(agent.id);
+    exec.run(&agent, &code, facts, state, history, workspace, cancel)
+        .await
+}

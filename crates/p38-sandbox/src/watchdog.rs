@@ -1,0 +1,158 @@
+//! Ends a run at its deadline or on cancellation.
+//!
+//! Sandboxed runs: bwrap writes the host pid of the sandbox's PID 1 (the init
+//! shim) to its `--info-fd`; the watchdog opens a pidfd for it (race-free
+//! signalling), sends SIGTERM (the shim forwards it to every process in the
+//! namespace), waits `grace`, then SIGKILLs it, which tears the whole PID
+//! namespace down while keeping the rusage chain to the server intact.
+//! Anything still alive after that (or insecure runs, which have no PID 1)
+//! gets SIGTERM/SIGKILL on the whole process group. The group leader is not
+//! reaped before this thread is joined, so its pgid cannot be reused.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::config::CancelFlag;
+
+/// The watchdog did nothing.
+pub(crate) const END_NONE: u8 = 0;
+/// The wall-clock deadline was reached.
+pub(crate) const END_TIMEOUT: u8 = 1;
+/// The cancel flag was set.
+pub(crate) const END_CANCEL: u8 = 2;
+
+const TICK: Duration = Duration::from_millis(25);
+
+/// Learns the sandbox's PID 1 from bwrap's info JSON.
+struct Info {
+    fd: Option<OwnedFd>,
+    bytes: Vec<u8>,
+    pidfd: Option<OwnedFd>,
+}
+
+impl Info {
+    /// Waits up to `timeout` for info data; returns early when there is some.
+    fn poll(&mut self, timeout: Duration, bwrap_pid: libc::pid_t) {
+        let Some(fd) = &self.fd else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let mut p = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
+        if p.revents == 0 {
+            return;
+        }
+        let mut buf = [0u8; 1024];
+        // SAFETY: reading into a local buffer.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 && self.bytes.len() < 16 * 1024 {
+            self.bytes.extend_from_slice(&buf[..n as usize]);
+            self.try_open(bwrap_pid);
+        } else if n <= 0 {
+            self.fd = None; // EOF or error: no (more) info
+        }
+    }
+
+    fn try_open(&mut self, bwrap_pid: libc::pid_t) {
+        if self.pidfd.is_some() {
+            return;
+        }
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.bytes) else {
+            return;
+        };
+        let Some(pid) = v.get("child-pid").and_then(|p| p.as_i64()) else {
+            return;
+        };
+        // SAFETY: pidfd_open returns a new fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return;
+        }
+        // SAFETY: fd is a fresh pidfd.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+        // Guard against pid reuse between bwrap writing the pid and the open:
+        // the process must still be bwrap's child.
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines().find_map(|l| {
+                    l.strip_prefix("PPid:")
+                        .and_then(|v| v.trim().parse::<i32>().ok())
+                })
+            });
+        if parent == Some(bwrap_pid) {
+            self.pidfd = Some(pidfd);
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) -> bool {
+        let Some(fd) = &self.pidfd else { return false };
+        // SAFETY: pidfd_send_signal on a pidfd we own.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                sig,
+                std::ptr::null::<()>(),
+                0,
+            )
+        };
+        rc == 0
+    }
+}
+
+/// Returns why it ended the run (or [`END_NONE`]).
+pub(crate) fn run(
+    pid: libc::pid_t,
+    info_fd: Option<OwnedFd>,
+    deadline: Instant,
+    grace: Duration,
+    cancel: CancelFlag,
+    done: mpsc::Receiver<()>,
+) -> u8 {
+    let mut info = Info {
+        fd: info_fd,
+        bytes: Vec::new(),
+        pidfd: None,
+    };
+    let finished =
+        |done: &mpsc::Receiver<()>| !matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty));
+    let reason = loop {
+        info.poll(TICK, pid);
+        if finished(&done) {
+            return END_NONE;
+        }
+        if cancel.is_cancelled() {
+            break END_CANCEL;
+        }
+        if Instant::now() >= deadline {
+            break END_TIMEOUT;
+        }
+    };
+    let group = |sig| {
+        // SAFETY: our own, not yet reaped, process group.
+        unsafe { libc::kill(-pid, sig) };
+    };
+    if info.signal(libc::SIGTERM) {
+        if done.recv_timeout(grace).is_ok() {
+            return reason;
+        }
+        info.signal(libc::SIGKILL);
+        if done.recv_timeout(Duration::from_secs(1)).is_ok() {
+            return reason;
+        }
+    } else {
+        group(libc::SIGTERM);
+        if done.recv_timeout(grace).is_ok() {
+            return reason;
+        }
+    }
+    group(libc::SIGKILL);
+    reason
+}

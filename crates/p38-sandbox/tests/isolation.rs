@@ -1,0 +1,254 @@
+//! What the sandboxed program must not see or do.
+
+mod common;
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+const CANARY: &str = "P38_SANDBOX_TEST_CANARY";
+
+/// Runs a script that prints one verdict line and returns it.
+fn verdict(env: &Env, script: &str) -> String {
+    let out = env.run_script(script);
+    assert_eq!(
+        out.exit_code,
+        Some(0),
+        "script failed: {}",
+        text(&out.stderr.bytes)
+    );
+    text(&out.stdout.bytes).trim().to_string()
+}
+
+/// Python that tries to read `path` and prints "read" or the errno name.
+fn try_read(path: &str) -> String {
+    format!(
+        "import errno\ntry:\n    open({path:?}, 'rb').read()\n    print('read')\nexcept OSError as e:\n    print(errno.errorcode.get(e.errno, e.errno))\n"
+    )
+}
+
+fn try_write(path: &str) -> String {
+    format!(
+        "import errno\ntry:\n    open({path:?}, 'wb').write(b'x')\n    print('wrote')\nexcept OSError as e:\n    print(errno.errorcode.get(e.errno, e.errno))\n"
+    )
+}
+
+#[test]
+fn etc_shadow_is_not_readable() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    assert_ne!(verdict(&env, &try_read("/etc/shadow")), "read");
+}
+
+/// A world-readable secret next to the workspace, so only the sandbox (not
+/// file permissions) can be what hides it.
+fn plant(env: &Env, rel: &str) -> String {
+    let p = env.dir.path().join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, "secret").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn sibling_workspace_is_not_readable() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let host_path = plant(&env, "other/secret.txt");
+    assert_ne!(verdict(&env, &try_read(&host_path)), "read");
+    assert_ne!(
+        verdict(&env, &try_read("/workspace/../other/secret.txt")),
+        "read"
+    );
+}
+
+#[test]
+fn data_dir_is_not_readable() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let host_path = plant(&env, "p38.db");
+    assert_ne!(verdict(&env, &try_read(&host_path)), "read");
+}
+
+#[test]
+fn root_home_is_not_visible() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    assert_eq!(
+        verdict(&env, "import os\nprint(os.path.exists('/root'))\n"),
+        "False"
+    );
+}
+
+fn set_canary() {
+    // SAFETY: set once, before any sandbox is spawned by this test; other
+    // threads of this test binary do not read this variable.
+    unsafe { std::env::set_var(CANARY, "leaked") };
+}
+
+#[test]
+fn server_environment_is_not_visible() {
+    if !bwrap_available() {
+        return;
+    }
+    set_canary();
+    let env = Env::new();
+    let script = format!("import os\nprint({CANARY:?} in os.environ, sorted(os.environ))\n");
+    let v = verdict(&env, &script);
+    assert!(v.starts_with("False"), "{v}");
+    assert!(!v.contains(CANARY), "{v}");
+}
+
+#[test]
+fn proc_1_environ_holds_no_canary() {
+    if !bwrap_available() {
+        return;
+    }
+    set_canary();
+    let env = Env::new();
+    let script = format!(
+        "try:\n    data = open('/proc/1/environ', 'rb').read()\nexcept OSError:\n    data = b''\nprint({CANARY:?}.encode() in data)\n"
+    );
+    assert_eq!(verdict(&env, &script), "False");
+}
+
+#[test]
+fn writing_outside_workspace_and_tmp_fails() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    for path in ["/usr/x", "/p38/x", "/x", "/etc/x", "/proc/x"] {
+        assert_ne!(verdict(&env, &try_write(path)), "wrote", "{path}");
+    }
+    assert_eq!(verdict(&env, &try_write("/workspace/ok")), "wrote");
+    assert_eq!(verdict(&env, &try_write("/tmp/ok")), "wrote");
+    assert!(env.workspace().join("ok").exists());
+}
+
+fn connect_script(port: u16) -> String {
+    format!(
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n    print('connected')\nexcept OSError as e:\n    print('failed', e)\n"
+    )
+}
+
+#[test]
+fn host_loopback_is_unreachable_without_network() {
+    if !bwrap_available() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let env = Env::new();
+    let v = verdict(&env, &connect_script(port));
+    assert!(v.starts_with("failed"), "{v}");
+}
+
+#[test]
+fn host_loopback_is_reachable_with_network() {
+    if !bwrap_available() {
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let env = Env::new();
+    let mut req = env.request(&connect_script(port));
+    req.network = true;
+    let out = env.run(req);
+    assert_eq!(
+        text(&out.stdout.bytes).trim(),
+        "connected",
+        "{}",
+        text(&out.stderr.bytes)
+    );
+}
+
+#[test]
+fn ptrace_is_denied() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let script = r#"
+import ctypes, ctypes.util
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.ptrace(0, 0, None, None)  # PTRACE_TRACEME
+print(rc, ctypes.get_errno())
+"#;
+    assert_eq!(verdict(&env, script), "-1 1"); // EPERM
+}
+
+#[test]
+fn mount_is_denied() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let script = r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)
+print(rc, ctypes.get_errno())
+"#;
+    assert_eq!(verdict(&env, script), "-1 1");
+}
+
+#[test]
+fn unshare_is_denied() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let script = r#"
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER = 0x10000000
+rc = libc.unshare(CLONE_NEWUSER)
+print(rc, ctypes.get_errno())
+"#;
+    assert_eq!(verdict(&env, script), "-1 1");
+}
+
+#[test]
+fn hostname_and_pid_namespace_are_private() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let v = verdict(
+        &env,
+        "import os, socket\nprint(socket.gethostname(), len([p for p in os.listdir('/proc') if p.isdigit()]))\n",
+    );
+    let mut parts = v.split_whitespace();
+    assert_eq!(parts.next(), Some("p38-sandbox"));
+    let n: usize = parts.next().and_then(|s| s.parse().ok()).unwrap();
+    assert!(n <= 3, "sees {n} processes");
+}
+
+#[test]
+fn programs_written_to_the_workspace_cannot_be_executed() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let script = r##"
+import os, subprocess
+with open("/workspace/x.sh", "w") as f:
+    f.write("#!/bin/sh\necho ran\n")
+os.chmod("/workspace/x.sh", 0o755)
+try:
+    print(subprocess.run(["/workspace/x.sh"], capture_output=True).stdout.decode().strip())
+except PermissionError:
+    print("denied")
+"##;
+    assert_eq!(verdict(&env, script), "denied"); // landlock: no execute under /workspace
+}

@@ -1,0 +1,196 @@
+//! Extractors whose rejections speak the API's error shape: JSON bodies
+//! (syntax errors are 400, schema errors 422 naming the field, oversized
+//! bodies 413), query strings, and the bearer token.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use p38_core::Error;
+use p38_core::auth::Principal;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A JSON request body.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json" || mime.ends_with("+json")
+            });
+        if !is_json {
+            return Err(Error::Malformed(
+                "send the body as JSON with the header Content-Type: application/json".into(),
+            )
+            .into());
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge {
+                    field: None,
+                    message:
+                        "request body is larger than the server accepts (see P38_MAX_BODY_BYTES)"
+                            .into(),
+                }
+            } else {
+                Error::Malformed(format!("could not read the request body: {e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson).map_err(ApiError)
+    }
+}
+
+/// Parses JSON, telling syntax errors (400) from values that do not fit
+/// the expected shape (422 with the path of the offending field).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Syntax
+                | serde_json::error::Category::Eof
+                | serde_json::error::Category::Io => Err(Error::Malformed(format!(
+                    "request body is not valid JSON: {inner}"
+                ))),
+                serde_json::error::Category::Data => {
+                    let msg = inner.to_string();
+                    // serde reports unknown and missing fields at the parent
+                    // path; name the field itself.
+                    let field = field_from_message(&msg).map(|f| {
+                        if path == "." {
+                            f.clone()
+                        } else {
+                            format!("{path}.{f}")
+                        }
+                    });
+                    let field = field.unwrap_or_else(|| {
+                        if path == "." {
+                            String::new()
+                        } else {
+                            path.clone()
+                        }
+                    });
+                    Err(Error::Validation {
+                        field: (!field.is_empty()).then_some(field),
+                        message: msg.split(" at line ").next().unwrap_or(&msg).to_string(),
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn field_from_message(msg: &str) -> Option<String> {
+    for marker in ["unknown field `", "missing field `"] {
+        if let Some(rest) = msg.split(marker).nth(1) {
+            return rest.split('`').next().map(str::to_string);
+        }
+    }
+    None
+}
+
+/// A query string.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded_de(q);
+        de.map(ApiQuery).map_err(ApiError)
+    }
+}
+
+fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, Error> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| Error::Malformed("bad query string".into()))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| {
+        let msg = e.body_text();
+        let field = msg.split('`').nth(1).map(str::to_string);
+        Error::Validation {
+            field,
+            message: msg
+                .trim_start_matches("Failed to deserialize query string: ")
+                .to_string(),
+        }
+    })
+}
+
+/// The authenticated caller, from `Authorization: Bearer <token>`.
+pub struct Auth(pub Principal);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            Error::Unauthorized(
+                "missing Authorization header; send Authorization: Bearer <token>".into(),
+            )
+        })?;
+        let text = header
+            .to_str()
+            .map_err(|_| Error::Unauthorized("malformed Authorization header".into()))?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .or_else(|| text.strip_prefix("bearer "))
+            .ok_or_else(|| Error::Unauthorized("Authorization must be: Bearer <token>".into()))?;
+        Ok(Auth(state.app.authenticate(token.trim()).await?))
+    }
+}
+
+/// Parses a numeric path id, naming the parameter when it is not a number.
+pub fn parse_id(what: &'static str, s: &str) -> Result<i64, Error> {
+    s.parse::<i64>()
+        .map_err(|_| Error::validation("id", format!("{what} id must be a number, got {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct S {
+        name: String,
+        n: Option<u32>,
+    }
+
+    #[test]
+    fn json_errors_name_fields() {
+        assert!(matches!(parse_json::<S>(b"{"), Err(Error::Malformed(_))));
+        let e = parse_json::<S>(br#"{"name": "a", "nn": 1}"#).unwrap_err();
+        assert_eq!(e.field(), Some("nn"));
+        let e = parse_json::<S>(br#"{"n": 1}"#).unwrap_err();
+        assert_eq!(e.field(), Some("name"));
+        let e = parse_json::<S>(br#"{"name": 5}"#).unwrap_err();
+        assert_eq!(e.field(), Some("name"));
+        let e = parse_json::<S>(br#"{"name": "x", "n": -1}"#).unwrap_err();
+        assert_eq!(e.field(), Some("n"));
+    }
+}

@@ -1,0 +1,150 @@
+//! `/api/agents`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use p38_app::dto::{AgentView, CreateAgent, UpdateAgent};
+use p38_core::agent::{AgentState, AgentStatus, AgentVersion};
+use p38_core::page::{Page, PageRequest};
+use p38_core::task::{Task, TaskStatus};
+
+use super::PageQuery;
+use crate::AppState;
+use crate::error::{ApiResult, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery, Auth};
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents, create_agent))
+        .routes(routes!(get_agent, update_agent, delete_agent))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_state))
+        .routes(routes!(execute_agent))
+        .routes(routes!(list_agent_tasks))
+}
+
+/// Agents, newest first.
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AgentView>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_agents(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<AgentView>>> {
+    let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<AgentStatus>)
+        .transpose()?;
+    Ok(Json(s.app.list_agents(&who, status, page).await?))
+}
+
+/// Creates an agent from its code (admin).
+#[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = CreateAgent, security(("bearer" = [])),
+    responses((status = 201, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiJson(req): ApiJson<CreateAgent>,
+) -> ApiResult<(StatusCode, Json<AgentView>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.create_agent(&who, req).await?),
+    ))
+}
+
+/// One agent, by id or name, with its next scheduled runs.
+#[utoipa::path(get, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AgentView>> {
+    Ok(Json(s.app.get_agent(&who, &id).await?))
+}
+
+/// Changes an agent (admin; operators may change `status` alone to pause or resume).
+#[utoipa::path(patch, path = "/api/agents/{id}", tag = "agents", request_body = UpdateAgent, params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateAgent>,
+) -> ApiResult<Json<AgentView>> {
+    Ok(Json(s.app.update_agent(&who, &id, req).await?))
+}
+
+/// Deletes an agent with its tasks, versions and state (admin).
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.app.delete_agent(&who, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every kept code version, newest first.
+#[utoipa::path(get, path = "/api/agents/{id}/versions", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 200, body = Vec<AgentVersion>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_versions(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<AgentVersion>>> {
+    Ok(Json(s.app.agent_versions(&who, &id).await?))
+}
+
+/// The state the agent carries between runs.
+#[utoipa::path(get, path = "/api/agents/{id}/state", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 200, body = AgentState), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_state(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AgentState>> {
+    Ok(Json(s.app.agent_state(&who, &id).await?))
+}
+
+/// Queues a manual run (operator); answers at once with the queued task.
+#[utoipa::path(post, path = "/api/agents/{id}/execute", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 202, body = Task), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Agent not active or paused", body = ErrorBody)))]
+async fn execute_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Task>)> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.app.execute_agent(&who, &id).await?),
+    ))
+}
+
+/// An agent's tasks, newest first, cursor-paginated; captured output is left out (see `GET /api/tasks/{id}`).
+#[utoipa::path(get, path = "/api/agents/{id}/tasks", tag = "tasks", params(("id" = String, Path, description = "Agent id or name"), PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<Task>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn list_agent_tasks(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<Task>>> {
+    let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<TaskStatus>)
+        .transpose()?;
+    Ok(Json(s.app.list_tasks(&who, &id, status, page).await?))
+}

@@ -1,0 +1,23 @@
+//! Route handlers, one module per resource. Each handler parses, calls one
+//! service function and returns its result; nothing else.
+
+pub(crate) mod agents;
+pub(crate) mod audit;
+pub(crate) mod health;
+pub(crate) mod tasks;
+pub(crate) mod tokens;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// Cursor pagination parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Only items with this status.
+    pub status: Option<String>,
+}
