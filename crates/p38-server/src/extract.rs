@@ -76,8 +76,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                     // serde reports unknown and missing fields at the parent
                     // path; name the field itself.
                     let field = field_from_message(&msg).map(|f| {
-                        if path == "." {
-                            f.clone()
+                        if path == "." || path == f || path.ends_with(&format!(".{f}")) {
+                            if path == "." { f } else { path.clone() }
                         } else {
                             format!("{path}.{f}")
                         }
@@ -186,6 +186,15 @@ mod tests {
         assert!(matches!(parse_json::<S>(b"{"), Err(Error::Malformed(_))));
         let e = parse_json::<S>(br#"{"name": "a", "nn": 1}"#).unwrap_err();
         assert_eq!(e.field(), Some("nn"));
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: S,
+        }
+        let e = parse_json::<Outer>(br#"{"inner": {"name": "a", "zz": 1}}"#).unwrap_err();
+        assert_eq!(e.field(), Some("inner.zz"));
+        let e = parse_json::<Outer>(br#"{"inner": {}}"#).unwrap_err();
+        assert_eq!(e.field(), Some("inner.name"));
         let e = parse_json::<S>(br#"{"n": 1}"#).unwrap_err();
         assert_eq!(e.field(), Some("name"));
         let e = parse_json::<S>(br#"{"name": 5}"#).unwrap_err();

@@ -199,6 +199,17 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
     }
+    // Create the file ourselves, owner-only, before SQLite opens it: SQLite
+    // gives the -wal and -shm files the database file's mode.
+    if !Path::new(path).exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| Error::Unavailable(format!("cannot create the database file {path}: {e}")))?;
+    }
     let query = if query.contains("mode=") {
         query.to_string()
     } else if query.is_empty() {

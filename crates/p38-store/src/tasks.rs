@@ -20,6 +20,22 @@ use crate::audit::insert_audit;
 use crate::rows::{self, task_cols, task_summary_cols, to_json};
 use crate::{Backend, SqlStore, db_err};
 
+/// Runs of one agent never overlap: a task is claimable only when no task
+/// of its agent is running and it is its agent's oldest due task. On
+/// PostgreSQL the second condition also closes the race between workers:
+/// a competitor that finds the oldest task locked skips the whole agent
+/// (the next task is not its agent's oldest in its snapshot), and a task
+/// claimed meanwhile fails the re-check of `status = 'queued'`.
+macro_rules! one_per_agent {
+    () => {
+        concat!(
+            "AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.agent_id = t.agent_id AND r.status = 'running') ",
+            "AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.agent_id = t.agent_id AND e.status = 'queued' ",
+            "AND e.scheduled_at <= $2 AND e.id < t.id) "
+        )
+    };
+}
+
 fn lease_end(lease: Duration) -> i64 {
     to_millis(now()) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -150,14 +166,16 @@ impl TaskStore for SqlStore {
         let sql = match self.backend {
             Backend::Postgres => concat!(
                 "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
-                "WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND scheduled_at <= $2 ",
-                "ORDER BY scheduled_at, id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
+                "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
+                one_per_agent!(),
+                "ORDER BY t.scheduled_at, t.id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
                 task_cols!()
             ),
             Backend::Sqlite => concat!(
                 "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
-                "WHERE id IN (SELECT id FROM tasks WHERE status = 'queued' AND scheduled_at <= $2 ",
-                "ORDER BY scheduled_at, id LIMIT $4) RETURNING ",
+                "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
+                one_per_agent!(),
+                "ORDER BY t.scheduled_at, t.id LIMIT $4) RETURNING ",
                 task_cols!()
             ),
         };
