@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use p38_core::agent::{Agent, AgentSettings, AgentStatus};
 use p38_core::task::TaskStatus;
-use p38_runtime::{Executor, RunFacts, RuntimeConfig};
+use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
 use p38_sandbox::CancelFlag;
 
 use crate::args::RunArgs;
@@ -72,17 +72,8 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         trigger: "manual".into(),
         scheduled_at: now.to_rfc3339(),
     };
-    let o = exec
-        .run(
-            &agent,
-            &code,
-            facts,
-            state,
-            Vec::new(),
-            cfg.workspace(0),
-            CancelFlag::new(),
-        )
-        .await;
+    let job = Job { code, facts, state, history: Vec::new(), workspace: cfg.workspace(0), cancel: CancelFlag::new() };
+    let o = exec.run(&agent, job).await;
     let ok = o.status == Some(TaskStatus::Succeeded);
     if a.json {
         let v = serde_json::json!({

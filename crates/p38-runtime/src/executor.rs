@@ -27,6 +27,23 @@ pub struct RunFacts {
     pub scheduled_at: String,
 }
 
+/// Everything one run needs besides the agent.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The code to run (the task's version of the agent).
+    pub code: String,
+    /// `ctx.run`.
+    pub facts: RunFacts,
+    /// `ctx.state`: what the last successful run left.
+    pub state: serde_json::Value,
+    /// `ctx.history`: summaries of the last runs.
+    pub history: Vec<serde_json::Value>,
+    /// Host folder bound at /workspace.
+    pub workspace: PathBuf,
+    /// Set to stop the run.
+    pub cancel: CancelFlag,
+}
+
 /// Runs agents in the sandbox.
 pub struct Executor {
     sandbox: Sandbox,
@@ -78,16 +95,7 @@ impl Executor {
 
     /// Runs `agent` once in `workspace`. Never fails: every problem becomes
     /// a failed outcome with a message for the user.
-    pub async fn run(
-        &self,
-        agent: &Agent,
-        code: &str,
-        facts: RunFacts,
-        state: serde_json::Value,
-        history: Vec<serde_json::Value>,
-        workspace: PathBuf,
-        cancel: CancelFlag,
-    ) -> TaskOutcome {
+    pub async fn run(&self, agent: &Agent, job: Job) -> TaskOutcome {
         let secrets = match self.secrets.resolve(&agent.secrets).await {
             Ok(s) => s,
             Err(e) => return failed(format!("secrets: {e}"), !self.sandboxed()),
@@ -98,20 +106,20 @@ impl Executor {
             .map(|(k, v)| (k.as_str(), v.expose()))
             .collect();
         let input = serde_json::json!({
-            "code": code,
-            "state": state,
+            "code": job.code,
+            "state": job.state,
             "config": agent.config,
             "secrets": exposed,
             "tools": agent.tools,
             "run": {
-                "task_id": facts.task_id,
-                "attempt": facts.attempt,
-                "trigger": facts.trigger,
-                "scheduled_at": facts.scheduled_at,
+                "task_id": job.facts.task_id,
+                "attempt": job.facts.attempt,
+                "trigger": job.facts.trigger,
+                "scheduled_at": job.facts.scheduled_at,
                 "agent_id": agent.id,
                 "agent_name": agent.name,
             },
-            "history": history,
+            "history": job.history,
             "max_state_bytes": self.cfg.max_state_bytes,
         });
         // The only copy of the secret values outside this process is this
@@ -126,10 +134,10 @@ impl Executor {
         let req = RunRequest {
             script: self.runner.clone(),
             input,
-            workspace,
+            workspace: job.workspace,
             network: agent.network,
             limits,
-            cancel,
+            cancel: job.cancel,
             run_as: Some(self.cfg.agent_ids(agent.id)),
         };
         match self.sandbox.run(req).await {

@@ -12,7 +12,7 @@ mod signal;
 mod worker;
 
 pub use config::{DefaultLimits, RuntimeConfig};
-pub use executor::{Executor, RunFacts};
+pub use executor::{Executor, Job, RunFacts};
 pub use python::{RUNNER_SOURCE, resolve_python};
 pub use signal::LocalSignal;
 pub use worker::Worker;

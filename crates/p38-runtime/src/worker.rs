@@ -15,7 +15,7 @@ use p38_core::store::Store;
 use p38_core::task::{Task, TaskOutcome, TaskStatus};
 use p38_sandbox::CancelFlag;
 
-use crate::executor::{Executor, RunFacts};
+use crate::executor::{Executor, Job, RunFacts};
 use crate::history::summarise;
 
 /// A worker bound to a store and an executor.
@@ -200,6 +200,5 @@ async fn run_task(
         scheduled_at: task.scheduled_at.to_rfc3339(),
     };
     let workspace = exec.config().workspace(agent.id);
-    exec.run(&agent, &code, facts, state, history, workspace, cancel)
-        .await
+    exec.run(&agent, Job { code, facts, state, history, workspace, cancel }).await
 }

@@ -156,6 +156,7 @@ def error_of(exc):
 
 def main():
     """Run the agent once and report."""
+    main_pid = os.getpid()
     reply = {"ok": False}
     ctx = None
     try:
@@ -181,6 +182,10 @@ def main():
         reply = {"ok": True, "result": result, "state": json.loads(state_text)}
     except BaseException as e:  # noqa: BLE001 - report everything, SystemExit included
         reply = {"ok": False, "error": error_of(e)}
+    if os.getpid() != main_pid:
+        # A process the agent forked came back out of run(): only the
+        # agent's own process reports; a copy leaves without a word.
+        os._exit(0)
     if ctx is not None:
         reply["logs"] = ctx.log.lines
         reply["logs_dropped"] = ctx.log.dropped

@@ -1,0 +1,413 @@
+//! Real agents in the real sandbox, through the real store and worker:
+//! each fact the runtime promises, with its own assertion.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p38_core::agent::{AgentSettings, AgentStatus, NewAgent};
+use p38_core::audit::NewAudit;
+use p38_core::store::{AgentStore, Store, TaskStore};
+use p38_core::task::{NewTask, Task, TaskStatus, Trigger};
+use p38_core::time::now;
+use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Worker};
+use p38_sandbox::{Sandbox, SandboxConfig};
+use p38_store::{SqlStore, StoreOptions};
+use tokio::sync::watch;
+
+struct Rig {
+    dir: tempfile::TempDir,
+    store: Arc<SqlStore>,
+    wake: LocalSignal,
+    stop: watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
+}
+
+fn have_bwrap() -> bool {
+    if std::path::Path::new("/usr/bin/bwrap").exists() {
+        return true;
+    }
+    eprintln!("SKIP: bubblewrap (/usr/bin/bwrap) is not installed; install the Debian package bubblewrap");
+    false
+}
+
+impl Rig {
+    async fn new() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/p38.db", dir.path().display());
+        let store = Arc::new(SqlStore::connect(&url, StoreOptions::default()).await.unwrap());
+        let exe = PathBuf::from(env!("CARGO_BIN_EXE_p38"));
+        let sandbox = tokio::task::spawn_blocking(move || {
+            Sandbox::new(SandboxConfig::new("/usr/bin/python3", vec![exe.into_os_string(), "__sandbox-init".into()]))
+        })
+        .await
+        .unwrap()
+        .expect("sandbox available");
+        let mut cfg = RuntimeConfig::new(dir.path());
+        cfg.heartbeat = Duration::from_millis(200);
+        cfg.poll = Duration::from_millis(100);
+        let exec = Arc::new(Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg).unwrap());
+        let wake = LocalSignal::default();
+        let (stop, rx) = watch::channel(false);
+        let w = Worker::new(store.clone() as Arc<dyn Store>, exec, wake.0.clone());
+        let worker = tokio::spawn(w.run(rx, Duration::from_secs(5)));
+        Rig { dir, store, wake, stop, worker }
+    }
+
+    async fn agent(&self, name: &str, code: &str, tweak: impl FnOnce(&mut NewAgent)) -> i64 {
+        let mut a = NewAgent {
+            name: name.into(),
+            description: String::new(),
+            code: code.into(),
+            status: AgentStatus::Active,
+            schedule: None,
+            config: serde_json::json!({"greeting": "hi"}),
+            secrets: vec![],
+            tools: vec![],
+            network: false,
+            settings: AgentSettings::default(),
+            created_by: "test".into(),
+        };
+        tweak(&mut a);
+        let audit = NewAudit { actor: "test".into(), action: "agent.create".into(), target: String::new(), detail: None };
+        self.store.create_agent(a, audit).await.unwrap().id
+    }
+
+    async fn enqueue(&self, agent: i64) -> i64 {
+        let t = NewTask { agent_id: agent, agent_version: 1, trigger: Trigger::Manual, attempt: 1, retry_of: None, scheduled_at: now() };
+        let id = self.store.enqueue(t, None).await.unwrap().id;
+        self.wake.0.notify_one();
+        id
+    }
+
+    async fn wait(&self, task: i64, limit: Duration) -> Task {
+        let start = Instant::now();
+        loop {
+            let t = self.store.get_task(task).await.unwrap().unwrap();
+            if t.status.is_final() {
+                return t;
+            }
+            assert!(start.elapsed() < limit, "task {task} still {:?} after {limit:?}", t.status);
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn run(&self, name: &str, code: &str, tweak: impl FnOnce(&mut NewAgent)) -> Task {
+        let a = self.agent(name, code, tweak).await;
+        let t = self.enqueue(a).await;
+        self.wait(t, Duration::from_secs(60)).await
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_result_and_logs_are_captured_apart() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = r#"
+import sys
+def run(ctx):
+    print("to stdout")
+    print("to stderr", file=sys.stderr)
+    ctx.log.info("hello %s", ctx.config["greeting"])
+    return {"answer": 42, "run": ctx.run.task_id, "attempt": ctx.run.attempt}
+"#;
+    let t = rig.run("io", code, |_| {}).await;
+    assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.error);
+    assert_eq!(t.stdout.as_deref().map(str::trim), Some("to stdout"));
+    assert_eq!(t.stderr.as_deref().map(str::trim), Some("to stderr"));
+    let r = t.result.unwrap();
+    assert_eq!(r["answer"], 42);
+    assert_eq!(r["run"], t.id);
+    assert_eq!(r["attempt"], 1);
+    assert_eq!(t.logs.unwrap()[0]["message"], "hello hi");
+    assert!(t.duration_ms.unwrap() > 0 && t.peak_memory_kb.unwrap() > 0);
+    assert!(!t.unsandboxed);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_is_carried_across_150_consecutive_runs() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = "def run(ctx):\n    ctx.state['n'] = ctx.state.get('n', 0) + 1\n    return ctx.state['n']\n";
+    let a = rig.agent("counter", code, |_| {}).await;
+    let mut last = 0;
+    for _ in 0..150 {
+        last = rig.enqueue(a).await;
+    }
+    let t = rig.wait(last, Duration::from_secs(300)).await;
+    assert_eq!(t.status, TaskStatus::Succeeded);
+    assert_eq!(t.result, Some(serde_json::json!(150)), "the 150th run saw the 149 before it");
+    let st = rig.store.get_state(a).await.unwrap().unwrap();
+    assert_eq!(st.state["n"], 150);
+    assert_eq!(st.run_count, 150);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_leaves_state_as_it_was_and_history_tells_of_it() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = r#"
+def run(ctx):
+    ctx.state["n"] = ctx.state.get("n", 0) + 1
+    if ctx.config.get("fail") and len(ctx.history) == 1:
+        raise ValueError("boom")
+    return {"n": ctx.state["n"], "history": [h["status"] for h in ctx.history]}
+"#;
+    let a = rig.agent("flaky", code, |a| a.config = serde_json::json!({"fail": true})).await;
+    let t1 = rig.enqueue(a).await;
+    assert_eq!(rig.wait(t1, Duration::from_secs(30)).await.status, TaskStatus::Succeeded);
+    let t2 = rig.enqueue(a).await;
+    let failed = rig.wait(t2, Duration::from_secs(30)).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    let err = failed.error.unwrap();
+    assert!(err.contains("ValueError: boom") && err.contains("agent.py"), "{err}");
+    assert_eq!(rig.store.get_state(a).await.unwrap().unwrap().state["n"], 1, "failed run did not save state");
+    let t3 = rig.enqueue(a).await;
+    let ok = rig.wait(t3, Duration::from_secs(30)).await;
+    let r = ok.result.unwrap();
+    assert_eq!(r["n"], 2, "the run after a failure starts from the last good state");
+    assert_eq!(r["history"], serde_json::json!(["failed", "succeeded"]));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_state_fails_the_run_clearly() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let t = rig.run("fat", "def run(ctx):\n    ctx.state['x'] = 'a' * 2_000_000\n", |_| {}).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(t.error.unwrap().contains("ctx.state is"), "names the state limit");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_agent_and_its_children_are_killed_at_the_timeout() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = r#"
+import os, time
+def run(ctx):
+    for _ in range(3):
+        if os.fork() == 0:
+            while True:
+                with open("/workspace/child-%d" % os.getpid(), "a") as f:
+                    f.write("x")
+                time.sleep(0.05)
+    while True:
+        pass
+"#;
+    let start = Instant::now();
+    let t = rig.run("spin", code, |a| a.settings.timeout_seconds = Some(2)).await;
+    assert_eq!(t.status, TaskStatus::TimedOut);
+    assert!(t.error.unwrap().contains("timed out"));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    // The children are gone: their files stop growing.
+    let ws = rig.dir.path().join("workspaces").join(t.agent_id.to_string());
+    let size = || -> u64 { std::fs::read_dir(&ws).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
+    let before = size();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(size(), before, "no child process survived the timeout");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_bomb_fork_bomb_and_disk_filler_are_stopped_and_recorded() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let memory = "def run(ctx):\n    hog = []\n    while True:\n        hog.append(bytearray(50 * 1024 * 1024))\n";
+    let t = rig.run("mem", memory, |a| a.settings.memory_mb = Some(256)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(t.error.as_deref().unwrap().contains("memory limit exceeded"), "{:?}", t.error);
+
+    let fork = "import os\ndef run(ctx):\n    while True:\n        os.fork()\n";
+    let t = rig.run("forks", fork, |a| a.settings.processes = Some(16)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(t.error.as_deref().unwrap().contains("BlockingIOError") || t.error.as_deref().unwrap().contains("Resource temporarily unavailable"), "{:?}", t.error);
+
+    let disk = "def run(ctx):\n    with open('/workspace/big', 'wb') as f:\n        while True:\n            f.write(b'x' * 1048576)\n";
+    let t = rig.run("disk", disk, |a| a.settings.max_file_mb = Some(8)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(t.error.as_deref().unwrap().contains("File too large"), "{:?}", t.error);
+    let big = rig.dir.path().join("workspaces").join(t.agent_id.to_string()).join("big");
+    assert!(std::fs::metadata(big).unwrap().len() <= 8 * 1024 * 1024);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_is_out_of_reach() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    // Another agent's workspace with a file in it, and the database file.
+    let other = rig.dir.path().join("workspaces").join("999");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("secret.txt"), "other agent's data").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+import os, socket, ctypes
+def attempt(f):
+    try:
+        f()
+        return "ALLOWED"
+    except Exception as e:
+        return "denied: " + type(e).__name__
+
+def run(ctx):
+    out = {{}}
+    out["shadow"] = attempt(lambda: open("/etc/shadow").read())
+    out["database"] = attempt(lambda: open({db:?}).read())
+    out["other_workspace"] = attempt(lambda: open({other:?}).read())
+    out["proc1_environ"] = "CANARY_ENV" in open("/proc/1/environ").read() if os.path.exists("/proc/1/environ") else False
+    out["server_env"] = "P38_TEST_CANARY" in os.environ
+    out["write_usr"] = attempt(lambda: open("/usr/p38-x", "w").write("x"))
+    out["write_root"] = attempt(lambda: open("/p38-x", "w").write("x"))
+    out["write_tmp"] = attempt(lambda: open("/tmp/ok", "w").write("x"))
+    out["write_workspace"] = attempt(lambda: open("/workspace/ok", "w").write("x"))
+    out["connect_host"] = attempt(lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2))
+    libc = ctypes.CDLL(None, use_errno=True)
+    out["ptrace"] = libc.ptrace(0, 0, None, None)
+    return out
+"#,
+        db = rig.dir.path().join("p38.db").display().to_string(),
+        other = other.join("secret.txt").display().to_string(),
+        port = port,
+    );
+    let t = rig.run("prober", &code, |_| {}).await;
+    assert_eq!(t.status, TaskStatus::Succeeded, "{:?} {:?}", t.error, t.stderr);
+    let r = t.result.unwrap();
+    assert!(r["shadow"].as_str().unwrap().starts_with("denied"), "/etc/shadow: {r}");
+    assert!(r["database"].as_str().unwrap().starts_with("denied"), "database file: {r}");
+    assert!(r["other_workspace"].as_str().unwrap().starts_with("denied"), "other workspace: {r}");
+    assert_eq!(r["proc1_environ"], false);
+    assert_eq!(r["server_env"], false);
+    assert!(r["write_usr"].as_str().unwrap().starts_with("denied"));
+    assert!(r["write_root"].as_str().unwrap().starts_with("denied"));
+    assert_eq!(r["write_tmp"], "ALLOWED");
+    assert_eq!(r["write_workspace"], "ALLOWED");
+    assert!(r["connect_host"].as_str().unwrap().starts_with("denied"), "no network permission: {r}");
+    assert_eq!(r["ptrace"], -1, "ptrace is refused");
+
+    // With the network permission the same connection goes through.
+    let net = format!("import socket\ndef run(ctx):\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n    return 'connected'\n");
+    let t = rig.run("netter", &net, |a| a.network = true).await;
+    assert_eq!(t.result, Some(serde_json::json!("connected")), "{:?}", t.error);
+    drop(listener);
+    rig.stop().await;
+}
+
+#[allow(unsafe_code)]
+fn set_env(k: &str, v: &str) {
+    // SAFETY: set before any thread of this test reads the environment;
+    // each test uses its own variable names.
+    unsafe { std::env::set_var(k, v) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_masked_everywhere_they_are_stored() {
+    if !have_bwrap() {
+        return;
+    }
+    let canary = "sk-canary-7f3e9a1c5b";
+    set_env("P38_SECRET_CANARY_KEY", canary);
+    set_env("P38_SECRET_OTHER_KEY", "sk-other-0000aaaa");
+    let rig = Rig::new().await;
+    let code = r#"
+import base64, sys
+def run(ctx):
+    key = ctx.secrets["CANARY_KEY"]
+    print("stdout", key)
+    print("b64", base64.b64encode(("xx" + key).encode()).decode(), file=sys.stderr)
+    ctx.log.warning("log %s", key)
+    ctx.state["k"] = key
+    try:
+        ctx.secrets["OTHER_KEY"]
+    except KeyError as e:
+        print("undeclared:", e)
+    return {"echo": key, "nested": [key + "!"]}
+"#;
+    let t = rig.run("leaky", code, |a| a.secrets = vec!["CANARY_KEY".into()]).await;
+    assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.error);
+    let all = serde_json::to_string(&t).unwrap();
+    assert!(!all.contains(canary), "canary leaked into the task: {all}");
+    assert!(t.stdout.as_deref().unwrap().contains("***"));
+    assert!(t.stdout.as_deref().unwrap().contains("not available to this agent"), "undeclared secret refused");
+    let raise = "def run(ctx):\n    raise RuntimeError('bad key ' + ctx.secrets['CANARY_KEY'])\n";
+    let t = rig.run("raiser", raise, |a| a.secrets = vec!["CANARY_KEY".into()]).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(!t.error.as_deref().unwrap().contains(canary) && t.error.as_deref().unwrap().contains("***"));
+    let state = rig.store.get_state(t.agent_id - 1).await.unwrap().unwrap();
+    assert_eq!(state.state["k"], "***");
+    rig.store.close().await;
+    // Nothing in the database file (or its WAL) holds the canary.
+    for f in ["p38.db", "p38.db-wal"] {
+        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
+            assert!(!bytes.windows(canary.len()).any(|w| w == canary.as_bytes()), "canary found in {f}");
+        }
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_but_unset_secret_fails_the_run_by_name() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let t = rig.run("needy", "def run(ctx):\n    return 1\n", |a| a.secrets = vec!["NEVER_SET_ANYWHERE".into()]).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    assert!(t.error.unwrap().contains("P38_SECRET_NEVER_SET_ANYWHERE"));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_running_task_is_stopped() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let a = rig.agent("sleeper", "import time\ndef run(ctx):\n    time.sleep(60)\n", |_| {}).await;
+    let id = rig.enqueue(a).await;
+    let start = Instant::now();
+    while rig.store.get_task(id).await.unwrap().unwrap().status != TaskStatus::Running {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let audit = NewAudit { actor: "test".into(), action: "task.cancel".into(), target: String::new(), detail: None };
+    rig.store.cancel_task(id, audit).await.unwrap();
+    // The worker notices at its next heartbeat and kills the run; the
+    // agent can run again right after.
+    let next = rig.enqueue(a).await;
+    let start = Instant::now();
+    loop {
+        let t = rig.store.get_task(next).await.unwrap().unwrap();
+        if t.status == TaskStatus::Running {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the cancelled run still blocks the agent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.store.get_task(id).await.unwrap().unwrap().status, TaskStatus::Cancelled);
+    rig.stop().await;
+}
