@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what Project38 needs on a Debian machine, idempotently:
+# bubblewrap (the sandbox), python3 (agents), ruff (agent validation).
+# Runs as root, or through sudo when it is available.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "setup: not root and no sudo: install bubblewrap and python3 yourself" >&2
+  fi
+fi
+
+need=()
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+[ -x /usr/bin/python3 ] || need+=(python3)
+if [ ${#need[@]} -gt 0 ] && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+  echo "setup: installing ${need[*]}" >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# ruff validates generated agents; the factory says when it is absent.
+if ! command -v ruff >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check ruff 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages ruff 2>/dev/null \
+    || echo "setup: could not install ruff with pip; the lint stage will report itself skipped" >&2
+fi
