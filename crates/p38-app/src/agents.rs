@@ -8,7 +8,7 @@ use p38_core::audit::NewAudit;
 use p38_core::auth::{Principal, Scope};
 use p38_core::page::{Page, PageRequest};
 use p38_core::schedule::Schedule;
-use p38_core::task::{NewTask, Task, Trigger};
+use p38_core::task::{NewTask, Task, TaskKind, Trigger};
 use p38_core::time::now;
 use p38_core::{Error, Result};
 
@@ -31,11 +31,14 @@ impl App {
         validate_secret_names(&req.secrets)?;
         validate_tools(&req.tools)?;
         req.settings.validate()?;
+        let status = req.status.unwrap_or(AgentStatus::Active);
+        let next_fire_at = next_fire(schedule.as_deref(), status, &req.settings);
         let new = NewAgent {
+            next_fire_at,
             name: req.name,
             description: req.description,
             code: req.code,
-            status: req.status.unwrap_or(AgentStatus::Active),
+            status,
             schedule,
             config,
             secrets: req.secrets,
@@ -127,7 +130,21 @@ impl App {
             None => None,
             Some(s) => Some(normalise_schedule(s)?),
         };
+        let timing_changed = schedule.is_some() || req.status.is_some() || req.settings.is_some();
+        let next_fire_at = timing_changed.then(|| {
+            let sched = match &schedule {
+                Some(s) => s.as_deref(),
+                None => agent.schedule.as_deref(),
+            };
+            let status = req.status.unwrap_or(agent.status);
+            next_fire(
+                sched,
+                status,
+                req.settings.as_ref().unwrap_or(&agent.settings),
+            )
+        });
         let change = AgentChange {
+            next_fire_at,
             name: req.name,
             description: req.description,
             code: req.code,
@@ -216,6 +233,7 @@ impl App {
             agent_id: agent.id,
             agent_version: agent.version,
             trigger: Trigger::Manual,
+            kind: TaskKind::Agent,
             attempt: 1,
             retry_of: None,
             scheduled_at: now(),
@@ -285,6 +303,20 @@ impl App {
     }
 }
 
+/// When a schedule fires next from now: only active agents fire. A resumed
+/// agent starts from now, never catching up the time it was paused.
+fn next_fire(
+    schedule: Option<&str>,
+    status: AgentStatus,
+    settings: &p38_core::agent::AgentSettings,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if status != AgentStatus::Active {
+        return None;
+    }
+    let sched = Schedule::parse(schedule?).ok()?;
+    sched.next_after(now(), settings.tz())
+}
+
 /// Checks a schedule and stores it trimmed; empty strings mean "none".
 fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
     match s.map(|s| s.trim().to_string()) {
@@ -320,18 +352,14 @@ fn changed_fields(c: &AgentChange) -> Vec<&'static str> {
 
 /// Adds the derived fields to an agent.
 pub fn view(agent: Agent) -> AgentView {
-    let next_runs = match (&agent.schedule, agent.status) {
-        (Some(s), AgentStatus::Active) => match Schedule::parse(s) {
+    let next_runs = match (&agent.schedule, agent.next_fire_at) {
+        (Some(s), Some(first)) => match Schedule::parse(s) {
             Ok(sched) => {
-                let tz = agent
-                    .settings
-                    .timezone
-                    .as_deref()
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(chrono_tz::UTC);
-                sched.upcoming(now(), tz, NEXT_RUNS_SHOWN)
+                let mut runs = vec![first];
+                runs.extend(sched.upcoming(first, agent.settings.tz(), NEXT_RUNS_SHOWN - 1));
+                runs
             }
-            Err(_) => Vec::new(),
+            Err(_) => vec![first],
         },
         _ => Vec::new(),
     };

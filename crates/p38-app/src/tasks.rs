@@ -63,6 +63,7 @@ impl App {
             agent_id: agent.id,
             agent_version: agent.version,
             trigger: Trigger::Retry,
+            kind: task.kind,
             attempt: task.attempt + 1,
             retry_of: Some(task.retry_of.unwrap_or(task.id)),
             scheduled_at: now(),

@@ -75,6 +75,10 @@ pub struct ServerArgs {
     /// First unprivileged uid agents run as when Project38 runs as root.
     #[arg(long, env = "P38_SANDBOX_UID_BASE", default_value_t = 200_000)]
     pub sandbox_uid_base: u32,
+    /// Seconds a claimed task stays with its worker without a heartbeat;
+    /// after that another worker runs it again.
+    #[arg(long, env = "P38_LEASE_SECONDS", default_value_t = 30)]
+    pub lease_seconds: u64,
     /// Name recorded on tasks this worker runs (default hostname:pid).
     #[arg(long, env = "P38_WORKER_ID")]
     pub worker_id: Option<String>,

@@ -65,6 +65,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         created_by: "p38 run".into(),
         created_at: now,
         updated_at: now,
+        next_fire_at: None,
     };
     let facts = RunFacts {
         task_id: 0,

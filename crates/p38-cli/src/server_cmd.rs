@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use p38_app::{App, AppConfig};
 use p38_core::store::{NoSignal, QueueSignal, Store};
-use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Worker};
+use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Scheduler, Worker};
 use p38_server::HttpConfig;
 use p38_store::{SqlStore, StoreOptions, redact_url};
 
@@ -86,8 +86,14 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
             }
         });
     }
+    if api {
+        let holder = format!("{}:scheduler", a.worker_id.clone().unwrap_or_else(|| RuntimeConfig::new(&a.data_dir).worker_id));
+        let sched = Scheduler::new(store.clone(), Arc::new(wake.clone()), wake.schedules.clone(), holder);
+        let rx = stop_rx.clone();
+        jobs.spawn(async move { sched.run(rx).await });
+    }
     if let Some(exec) = executor {
-        let w = Worker::new(store.clone(), exec, wake.0.clone());
+        let w = Worker::new(store.clone(), exec, wake.tasks.clone());
         let rx = stop_rx.clone();
         jobs.spawn(async move { w.run(rx, grace).await });
     }
@@ -109,6 +115,8 @@ pub fn build_executor(a: &ServerArgs, data_dir: &Path) -> anyhow::Result<Executo
     cfg.limits.timeout = Duration::from_secs(a.run_timeout.max(1));
     cfg.limits.memory_mb = a.run_memory_mb.max(16);
     cfg.uid_base = a.sandbox_uid_base;
+    cfg.lease = Duration::from_secs(a.lease_seconds.max(1));
+    cfg.heartbeat = (cfg.lease / 3).min(Duration::from_secs(2));
     if let Some(id) = &a.worker_id {
         cfg.worker_id = id.clone();
     }

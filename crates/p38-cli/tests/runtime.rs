@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use p38_core::agent::{AgentSettings, AgentStatus, NewAgent};
 use p38_core::audit::NewAudit;
 use p38_core::store::{AgentStore, Store, TaskStore};
-use p38_core::task::{NewTask, Task, TaskStatus, Trigger};
+use p38_core::task::{NewTask, Task, TaskKind, TaskStatus, Trigger};
 use p38_core::time::now;
 use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Worker};
 use p38_sandbox::{Sandbox, SandboxConfig};
@@ -49,7 +49,7 @@ impl Rig {
         let exec = Arc::new(Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg).unwrap());
         let wake = LocalSignal::default();
         let (stop, rx) = watch::channel(false);
-        let w = Worker::new(store.clone() as Arc<dyn Store>, exec, wake.0.clone());
+        let w = Worker::new(store.clone() as Arc<dyn Store>, exec, wake.tasks.clone());
         let worker = tokio::spawn(w.run(rx, Duration::from_secs(5)));
         Rig { dir, store, wake, stop, worker }
     }
@@ -67,6 +67,7 @@ impl Rig {
             network: false,
             settings: AgentSettings::default(),
             created_by: "test".into(),
+            next_fire_at: None,
         };
         tweak(&mut a);
         let audit = NewAudit { actor: "test".into(), action: "agent.create".into(), target: String::new(), detail: None };
@@ -74,9 +75,9 @@ impl Rig {
     }
 
     async fn enqueue(&self, agent: i64) -> i64 {
-        let t = NewTask { agent_id: agent, agent_version: 1, trigger: Trigger::Manual, attempt: 1, retry_of: None, scheduled_at: now() };
+        let t = NewTask { agent_id: agent, agent_version: 1, trigger: Trigger::Manual, kind: TaskKind::Agent, attempt: 1, retry_of: None, scheduled_at: now() };
         let id = self.store.enqueue(t, None).await.unwrap().id;
-        self.wake.0.notify_one();
+        self.wake.tasks.notify_one();
         id
     }
 

@@ -105,6 +105,54 @@ pub struct AgentSettings {
     /// First retry delay in seconds; doubles each attempt (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_base_seconds: Option<u32>,
+    /// What a schedule does after downtime: run once to catch up (default) or skip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misfire: Option<MisfirePolicy>,
+    /// What a firing does while the previous run is still going: skip (default) or queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<OverlapPolicy>,
+}
+
+/// What a schedule does when it was due while nothing could fire it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MisfirePolicy {
+    /// Run once for all the missed firings, then go on with the schedule.
+    RunOnce,
+    /// Drop the missed firings; wait for the next one.
+    Skip,
+}
+
+/// What a firing does while a run of the same agent is queued or running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// Drop this firing.
+    Skip,
+    /// Queue it to run after the current one.
+    Queue,
+}
+
+impl AgentSettings {
+    /// Retries after a failure (default 3).
+    pub fn retries(&self) -> u32 {
+        self.max_retries.unwrap_or(3)
+    }
+
+    /// Delay before retry number `n` (1-based): base, 2×base, 4×base, ...
+    /// (default base 2 s: 2 s, 4 s, 8 s).
+    pub fn retry_delay(&self, n: u32) -> std::time::Duration {
+        let base = u64::from(self.retry_base_seconds.unwrap_or(2));
+        std::time::Duration::from_secs(base.saturating_mul(1u64 << n.saturating_sub(1).min(20)))
+    }
+
+    /// The schedule's time zone (default UTC).
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.timezone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
 }
 
 impl AgentSettings {
@@ -173,6 +221,8 @@ pub struct Agent {
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// When the schedule fires next (none when unscheduled or not active).
+    pub next_fire_at: Option<DateTime<Utc>>,
 }
 
 /// What is needed to create an agent.
@@ -200,6 +250,8 @@ pub struct NewAgent {
     pub settings: AgentSettings,
     /// Creator.
     pub created_by: String,
+    /// When the schedule fires next (none when not scheduled or not active).
+    pub next_fire_at: Option<DateTime<Utc>>,
 }
 
 /// A change to an agent; `None` leaves a field as it is.
@@ -225,6 +277,8 @@ pub struct AgentChange {
     pub network: Option<bool>,
     /// New settings (replaces the whole object).
     pub settings: Option<AgentSettings>,
+    /// New next firing; `Some(None)` stops the schedule.
+    pub next_fire_at: Option<Option<DateTime<Utc>>>,
 }
 
 impl AgentChange {
@@ -240,6 +294,7 @@ impl AgentChange {
             && self.tools.is_none()
             && self.network.is_none()
             && self.settings.is_none()
+            && self.next_fire_at.is_none()
     }
 }
 

@@ -11,6 +11,7 @@ use crate::audit::{AuditEntry, NewAudit};
 use crate::auth::{ApiToken, Principal, Scope};
 use crate::page::{Page, PageRequest};
 use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus};
+
 use crate::time::Timestamp;
 
 /// Agents and their versions.
@@ -80,6 +81,63 @@ pub trait TaskStore: Send + Sync {
     async fn requeue_expired(&self) -> Result<u64>;
     /// The earliest `scheduled_at` among queued tasks, to sleep until then.
     async fn next_due(&self) -> Result<Option<Timestamp>>;
+    /// Hands running tasks of `worker` back to the queue (graceful
+    /// shutdown): another worker runs them. Returns how many.
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64>;
+}
+
+/// An agent whose schedule is due.
+#[derive(Debug, Clone)]
+pub struct DueAgent {
+    /// The agent.
+    pub id: AgentId,
+    /// Its code version.
+    pub version: i64,
+    /// Its schedule text.
+    pub schedule: String,
+    /// Its settings (time zone, misfire and overlap policies).
+    pub settings: crate::agent::AgentSettings,
+    /// The firing that is due.
+    pub next_fire_at: Timestamp,
+}
+
+/// What happened to one firing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FireResult {
+    /// A task was queued.
+    Queued(TaskId),
+    /// The firing was dropped (overlap or misfire policy); the schedule moved on.
+    Skipped,
+    /// Another scheduler fired it first, or the agent changed meanwhile.
+    Lost,
+}
+
+/// The scheduler's view of the store. Firing is a compare-and-set on the
+/// agent's `next_fire_at`, so two schedulers can never fire the same
+/// instant twice, even while both believe they lead.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Active agents whose next firing is at or before `now`, earliest first.
+    async fn due_agents(&self, now: Timestamp, limit: u32) -> Result<Vec<DueAgent>>;
+    /// In one transaction: moves the agent's next firing from `expected` to
+    /// `next` (failing with [`FireResult::Lost`] if it is no longer
+    /// `expected`), and queues `task` unless `skip_if_busy` and a run of the
+    /// agent is queued or running.
+    async fn fire(
+        &self,
+        agent: AgentId,
+        expected: Timestamp,
+        next: Option<Timestamp>,
+        task: Option<NewTask>,
+        skip_if_busy: bool,
+    ) -> Result<FireResult>;
+    /// The earliest next firing of any active agent.
+    async fn next_fire_time(&self) -> Result<Option<Timestamp>>;
+    /// Takes or renews the scheduler lease for `holder` until `now + lease`;
+    /// true when `holder` leads.
+    async fn try_lead(&self, holder: &str, lease: Duration) -> Result<bool>;
+    /// Gives the lease up (clean shutdown), so another scheduler takes over at once.
+    async fn resign(&self, holder: &str) -> Result<()>;
 }
 
 /// API tokens.
@@ -115,11 +173,15 @@ pub trait AuditStore: Send + Sync {
 
 /// Everything a service needs from persistence.
 #[async_trait]
-pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore {
+pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// "sqlite" or "postgres".
     fn backend(&self) -> &'static str;
+    /// Forwards the database's own "task queued" notifications (PostgreSQL
+    /// LISTEN/NOTIFY) to `wake`, so workers on other nodes start at once.
+    /// A no-op on SQLite, where all workers share the process.
+    async fn listen(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Result<()>;
 }
 
 /// Wakes workers when a task is queued, so a run starts at once instead of
@@ -128,6 +190,9 @@ pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore {
 pub trait QueueSignal: Send + Sync {
     /// A task became due.
     fn task_queued(&self);
+    /// An agent's schedule or status changed: the scheduler recomputes
+    /// when to wake.
+    fn schedule_changed(&self) {}
 }
 
 /// A signal that wakes nobody, for processes without local workers (the

@@ -107,6 +107,41 @@ impl std::str::FromStr for Trigger {
     }
 }
 
+/// What a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// The agent's code, in the sandbox.
+    Agent,
+    /// Nothing: completes at once without starting a process. Measures the
+    /// queue itself.
+    Noop,
+}
+
+impl TaskKind {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Agent => "agent",
+            TaskKind::Noop => "noop",
+        }
+    }
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "agent" => Ok(TaskKind::Agent),
+            "noop" => Ok(TaskKind::Noop),
+            _ => Err(Error::validation(
+                "kind",
+                format!("unknown task kind {s:?}; expected agent or noop"),
+            )),
+        }
+    }
+}
+
 /// A stored task.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Task {
@@ -120,6 +155,8 @@ pub struct Task {
     pub status: TaskStatus,
     /// Why it was created.
     pub trigger: Trigger,
+    /// What it runs.
+    pub kind: TaskKind,
     /// 1 for the first attempt, 2 for the first retry, ...
     pub attempt: i64,
     /// The first attempt this one retries, if any.
@@ -169,6 +206,8 @@ pub struct NewTask {
     pub agent_version: i64,
     /// Why.
     pub trigger: Trigger,
+    /// What it runs.
+    pub kind: TaskKind,
     /// Attempt number.
     pub attempt: i64,
     /// The first attempt, for retries.
@@ -206,4 +245,8 @@ pub struct TaskOutcome {
     pub unsandboxed: bool,
     /// State to save for the next run (successful runs only).
     pub new_state: Option<serde_json::Value>,
+    /// When set on a failed or timed-out run, a retry is queued for this
+    /// time in the same transaction that records the failure, so it cannot
+    /// be lost.
+    pub retry_at: Option<DateTime<Utc>>,
 }

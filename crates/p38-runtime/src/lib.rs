@@ -8,11 +8,13 @@ mod config;
 mod executor;
 mod history;
 mod python;
+mod scheduler;
 mod signal;
 mod worker;
 
 pub use config::{DefaultLimits, RuntimeConfig};
 pub use executor::{Executor, Job, RunFacts};
 pub use python::{RUNNER_SOURCE, resolve_python};
+pub use scheduler::{MISFIRE_GRACE, Plan, Scheduler, plan};
 pub use signal::LocalSignal;
 pub use worker::Worker;

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use p38_core::store::Store;
-use p38_core::task::{Task, TaskOutcome, TaskStatus};
+use p38_core::task::{Task, TaskKind, TaskOutcome, TaskStatus};
 use p38_sandbox::CancelFlag;
 
 use crate::executor::{Executor, Job, RunFacts};
@@ -46,6 +46,9 @@ impl Worker {
         let mut beat = tokio::time::interval(cfg.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, sandboxed = self.exec.sandboxed(), "worker started");
+        if let Err(e) = self.store.listen(self.wake.clone()).await {
+            tracing::warn!(error = %e, "no task notifications from the database; polling every {:?}", cfg.poll);
+        }
         loop {
             if *shutdown.borrow() {
                 break;
@@ -70,9 +73,20 @@ impl Worker {
             if full_batch && tasks.len() < cfg.concurrency {
                 continue;
             }
+            // Sleep until the next delayed task (a retry) is due, at most
+            // one poll interval; a wake-up ends the sleep early.
+            let mut sleep = cfg.poll;
+            if tasks.len() < cfg.concurrency {
+                if let Ok(Some(due)) = self.store.next_due().await {
+                    let until = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+                    if !until.is_zero() {
+                        sleep = sleep.min(until);
+                    }
+                }
+            }
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(cfg.poll) => {}
+                _ = tokio::time::sleep(sleep) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = beat.tick() => self.heartbeat(&cfg.worker_id, cfg.lease).await,
                 _ = shutdown.changed() => {}
@@ -81,7 +95,24 @@ impl Worker {
         tracing::info!(running = tasks.len(), "worker stopping: no new claims");
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {
-            for flag in self.running.lock().expect("lock poisoned").values() {
+            // Hand what is left back to the queue first, so that stopping
+            // the processes cannot record them as cancelled: another worker
+            // runs them.
+            let left: Vec<(i64, CancelFlag)> = self
+                .running
+                .lock()
+                .expect("lock poisoned")
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect();
+            let ids: Vec<i64> = left.iter().map(|(id, _)| *id).collect();
+            match self.store.release(&cfg.worker_id, &ids).await {
+                Ok(n) => tracing::info!(released = n, "handed unfinished tasks back to the queue"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "releasing tasks failed; their leases will expire")
+                }
+            }
+            for (_, flag) in left {
                 flag.cancel();
             }
             while tasks.join_next().await.is_some() {}
@@ -154,13 +185,22 @@ impl Worker {
     }
 }
 
-/// Loads what a run needs and runs it; every failure is an outcome.
+/// Loads what a run needs and runs it; every failure is an outcome. A
+/// failed or timed-out run within the agent's retry budget carries the time
+/// of its retry, which the store queues with the outcome.
 async fn run_task(
     store: &dyn Store,
     exec: &Executor,
     task: &Task,
     cancel: CancelFlag,
 ) -> TaskOutcome {
+    if task.kind == TaskKind::Noop {
+        return TaskOutcome {
+            status: Some(TaskStatus::Succeeded),
+            duration_ms: Some(0),
+            ..Default::default()
+        };
+    }
     let fail = |e: String| TaskOutcome {
         status: Some(TaskStatus::Failed),
         error: Some(e),
@@ -200,5 +240,66 @@ async fn run_task(
         scheduled_at: task.scheduled_at.to_rfc3339(),
     };
     let workspace = exec.config().workspace(agent.id);
-    exec.run(&agent, Job { code, facts, state, history, workspace, cancel }).await
+    let mut outcome = exec
+        .run(
+            &agent,
+            Job {
+                code,
+                facts,
+                state,
+                history,
+                workspace,
+                cancel,
+            },
+        )
+        .await;
+    if matches!(
+        outcome.status,
+        Some(TaskStatus::Failed | TaskStatus::TimedOut)
+    ) {
+        outcome.retry_at = retry_time(task.attempt, &agent.settings);
+    }
+    outcome
+}
+
+/// When to retry after attempt `attempt` failed: none past the agent's
+/// retry budget; otherwise the backoff delay plus up to 10 % jitter, so
+/// agents that failed together do not retry in lockstep.
+pub(crate) fn retry_time(
+    attempt: i64,
+    s: &p38_core::agent::AgentSettings,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let n = u32::try_from(attempt).ok()?;
+    if n > s.retries() {
+        return None;
+    }
+    let base = s.retry_delay(n);
+    let jitter = base.mul_f64(rand::random::<f64>() * 0.1);
+    let delay = chrono::Duration::from_std(base + jitter).ok()?;
+    Some(chrono::Utc::now() + delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p38_core::agent::AgentSettings;
+
+    #[test]
+    fn retries_back_off_2_4_8_seconds_then_stop() {
+        let s = AgentSettings::default();
+        for (attempt, secs) in [(1, 2.0), (2, 4.0), (3, 8.0)] {
+            let at = retry_time(attempt, &s).unwrap();
+            let d = (at - chrono::Utc::now()).num_milliseconds() as f64 / 1000.0;
+            assert!(
+                d > secs - 0.1 && d <= secs * 1.1 + 0.05,
+                "attempt {attempt}: {d}"
+            );
+        }
+        assert!(retry_time(4, &s).is_none(), "three retries by default");
+        let none = AgentSettings {
+            max_retries: Some(0),
+            ..Default::default()
+        };
+        assert!(retry_time(1, &none).is_none());
+    }
 }

@@ -13,6 +13,7 @@
 mod agents;
 mod audit;
 mod rows;
+mod schedule;
 mod tasks;
 mod tokens;
 
@@ -49,6 +50,10 @@ pub struct StoreOptions {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// The URL without Project38's own parameters (PostgreSQL LISTEN needs
+    /// a connection of its own).
+    url: String,
+    schema: Option<String>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -60,8 +65,13 @@ impl SqlStore {
     pub async fn connect(url: &str, opts: StoreOptions) -> Result<SqlStore> {
         install_default_drivers();
         let backend = backend_of(url)?;
+        let (url, url_schema) = take_schema_param(url);
+        let mut opts = opts;
+        if opts.schema.is_none() {
+            opts.schema = url_schema;
+        }
         let url = match backend {
-            Backend::Sqlite => prepare_sqlite_url(url)?,
+            Backend::Sqlite => prepare_sqlite_url(&url)?,
             Backend::Postgres => url.to_string(),
         };
         let schema = opts.schema.clone();
@@ -107,7 +117,12 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| Error::Unavailable(format!("database migration failed: {e}")))?;
-        Ok(SqlStore { pool, backend })
+        Ok(SqlStore {
+            pool,
+            backend,
+            url,
+            schema: opts.schema,
+        })
     }
 
     /// Which database this is.
@@ -164,6 +179,64 @@ impl Store for SqlStore {
             Backend::Postgres => "postgres",
         }
     }
+
+    async fn listen(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let url = self.url.clone();
+        // Notifications are per database, not per schema: a listener of one
+        // schema may be woken by another's tasks and then finds nothing to
+        // claim, which is harmless.
+        let _ = &self.schema;
+        let mut listener = sqlx::postgres::PgListener::connect(&url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot LISTEN for tasks: {e}")))?;
+        listener
+            .listen("p38_tasks")
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot LISTEN for tasks: {e}")))?;
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(_) => wake.notify_one(),
+                    Err(e) => {
+                        // PgListener reconnects by itself on the next recv;
+                        // wake the worker so it polls meanwhile.
+                        tracing::warn!(error = %e, "task notifications interrupted; reconnecting");
+                        wake.notify_one();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Takes Project38's own `schema=NAME` parameter out of a PostgreSQL URL:
+/// Project38's tables then live in that schema (created if missing).
+fn take_schema_param(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(v) => {
+                schema = Some(v.to_string());
+                false
+            }
+            None => !kv.is_empty(),
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
 }
 
 fn backend_of(url: &str) -> Result<Backend> {
@@ -208,7 +281,9 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
             .create_new(true)
             .mode(0o600)
             .open(path)
-            .map_err(|e| Error::Unavailable(format!("cannot create the database file {path}: {e}")))?;
+            .map_err(|e| {
+                Error::Unavailable(format!("cannot create the database file {path}: {e}"))
+            })?;
     }
     let query = if query.contains("mode=") {
         query.to_string()
@@ -281,5 +356,17 @@ mod tests {
             "postgres://u:****@h:5432/db"
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            take_schema_param("postgres://h/db?schema=abc"),
+            ("postgres://h/db".into(), Some("abc".into()))
+        );
+        assert_eq!(
+            take_schema_param("postgres://h/db?sslmode=disable&schema=x"),
+            ("postgres://h/db?sslmode=disable".into(), Some("x".into()))
+        );
+        assert_eq!(
+            take_schema_param("postgres://h/db"),
+            ("postgres://h/db".into(), None)
+        );
     }
 }

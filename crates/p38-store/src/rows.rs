@@ -18,7 +18,7 @@ use crate::db_err;
 /// can build static SQL from it).
 macro_rules! agent_cols {
     () => {
-        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at"
+        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at"
     };
 }
 pub(crate) use agent_cols;
@@ -26,7 +26,7 @@ pub(crate) use agent_cols;
 /// Every task column.
 macro_rules! task_cols {
     () => {
-        "id, agent_id, agent_version, status, trigger_kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, stdout, stderr, logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+        "id, agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, stdout, stderr, logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
     };
 }
 pub(crate) use task_cols;
@@ -35,7 +35,7 @@ pub(crate) use task_cols;
 /// (`GET /api/tasks/{id}` has them), so a page stays small.
 macro_rules! task_summary_cols {
     () => {
-        "id, agent_id, agent_version, status, trigger_kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, NULL AS stdout, NULL AS stderr, NULL AS logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+        "id, agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, NULL AS stdout, NULL AS stderr, NULL AS logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
     };
 }
 pub(crate) use task_summary_cols;
@@ -74,6 +74,7 @@ pub(crate) fn agent(row: &AnyRow) -> Result<Agent> {
         created_by: get(row, "created_by")?,
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),
+        next_fire_at: get::<Option<i64>>(row, "next_fire_at")?.map(from_millis),
     })
 }
 
@@ -106,6 +107,7 @@ pub(crate) fn task(row: &AnyRow) -> Result<Task> {
         agent_version: get(row, "agent_version")?,
         status: get::<String>(row, "status")?.parse()?,
         trigger: get::<String>(row, "trigger_kind")?.parse()?,
+        kind: get::<String>(row, "kind")?.parse()?,
         attempt: get(row, "attempt")?,
         retry_of: get(row, "retry_of")?,
         scheduled_at: from_millis(get(row, "scheduled_at")?),

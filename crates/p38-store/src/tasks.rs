@@ -12,7 +12,7 @@ use p38_core::agent::AgentId;
 use p38_core::audit::NewAudit;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::TaskStore;
-use p38_core::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus};
+use p38_core::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, Trigger};
 use p38_core::time::{Timestamp, from_millis, now, to_millis};
 use p38_core::{Error, Result};
 
@@ -20,7 +20,8 @@ use crate::audit::insert_audit;
 use crate::rows::{self, task_cols, task_summary_cols, to_json};
 use crate::{Backend, SqlStore, db_err};
 
-/// Runs of one agent never overlap: a task is claimable only when no task
+/// Runs of one agent never overlap (no-op tasks, which start no process,
+/// are exempt so the queue itself can be measured): a task is claimable only when no task
 /// of its agent is running and it is its agent's oldest due task. On
 /// PostgreSQL the second condition also closes the race between workers:
 /// a competitor that finds the oldest task locked skips the whole agent
@@ -29,9 +30,10 @@ use crate::{Backend, SqlStore, db_err};
 macro_rules! one_per_agent {
     () => {
         concat!(
-            "AND NOT EXISTS (SELECT 1 FROM tasks r WHERE r.agent_id = t.agent_id AND r.status = 'running') ",
-            "AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.agent_id = t.agent_id AND e.status = 'queued' ",
-            "AND e.scheduled_at <= $2 AND e.id < t.id) "
+            "AND (t.kind = 'noop' OR (",
+            "NOT EXISTS (SELECT 1 FROM tasks r WHERE r.agent_id = t.agent_id AND r.status = 'running' AND r.kind = 'agent') ",
+            "AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.agent_id = t.agent_id AND e.status = 'queued' AND e.kind = 'agent' ",
+            "AND e.scheduled_at <= $2 AND e.id < t.id))) "
         )
     };
 }
@@ -44,22 +46,8 @@ fn lease_end(lease: Duration) -> i64 {
 impl TaskStore for SqlStore {
     async fn enqueue(&self, new: NewTask, audit: Option<NewAudit>) -> Result<Task> {
         let mut tx = self.begin().await?;
-        let row = sqlx::query(concat!(
-            "INSERT INTO tasks (agent_id, agent_version, status, trigger_kind, attempt, retry_of, scheduled_at, created_at) ",
-            "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7) RETURNING ",
-            task_cols!()
-        ))
-        .bind(new.agent_id)
-        .bind(new.agent_version)
-        .bind(new.trigger.as_str())
-        .bind(new.attempt)
-        .bind(new.retry_of)
-        .bind(to_millis(new.scheduled_at))
-        .bind(to_millis(now()))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let task = rows::task(&row)?;
+        let task = insert_task(&mut tx, &new).await?;
+        self.notify_queued(&mut tx).await?;
         if let Some(a) = audit {
             let a = NewAudit {
                 target: format!("task:{}", task.id),
@@ -260,6 +248,31 @@ impl TaskStore for SqlStore {
             .await
             .map_err(db_err)?;
         }
+        if let (TaskStatus::Failed | TaskStatus::TimedOut, Some(at)) = (status, o.retry_at) {
+            let row = sqlx::query(
+                "SELECT agent_id, agent_version, attempt, retry_of, kind FROM tasks WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            use sqlx::Row;
+            let retry = NewTask {
+                agent_id: row.try_get("agent_id").map_err(db_err)?,
+                agent_version: row.try_get("agent_version").map_err(db_err)?,
+                trigger: Trigger::Retry,
+                kind: row.try_get::<String, _>("kind").map_err(db_err)?.parse()?,
+                attempt: row.try_get::<i64, _>("attempt").map_err(db_err)? + 1,
+                retry_of: Some(
+                    row.try_get::<Option<i64>, _>("retry_of")
+                        .map_err(db_err)?
+                        .unwrap_or(id),
+                ),
+                scheduled_at: at,
+            };
+            insert_task(&mut tx, &retry).await?;
+            self.notify_queued(&mut tx).await?;
+        }
         tx.commit().await.map_err(db_err)?;
         Ok(true)
     }
@@ -275,6 +288,26 @@ impl TaskStore for SqlStore {
         Ok(done.rows_affected())
     }
 
+    async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64> {
+        let mut n = 0;
+        for &id in ids {
+            let done = sqlx::query("UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, started_at = NULL WHERE id = $1 AND worker = $2 AND status = 'running'")
+                .bind(id)
+                .bind(worker)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            n += done.rows_affected();
+        }
+        if n > 0 && self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('p38_tasks', '')")
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(n)
+    }
+
     async fn next_due(&self) -> Result<Option<Timestamp>> {
         let row: Option<(i64,)> = sqlx::query_as(
             "SELECT scheduled_at FROM tasks WHERE status = 'queued' ORDER BY scheduled_at LIMIT 1",
@@ -283,5 +316,47 @@ impl TaskStore for SqlStore {
         .await
         .map_err(db_err)?;
         Ok(row.map(|(ms,)| from_millis(ms)))
+    }
+}
+
+/// Inserts a queued task inside the caller's transaction.
+pub(crate) async fn insert_task(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    new: &NewTask,
+) -> Result<Task> {
+    let row = sqlx::query(concat!(
+        "INSERT INTO tasks (agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, created_at) ",
+        "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8) RETURNING ",
+        task_cols!()
+    ))
+    .bind(new.agent_id)
+    .bind(new.agent_version)
+    .bind(new.trigger.as_str())
+    .bind(new.kind.as_str())
+    .bind(new.attempt)
+    .bind(new.retry_of)
+    .bind(to_millis(new.scheduled_at))
+    .bind(to_millis(now()))
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    rows::task(&row)
+}
+
+impl SqlStore {
+    /// Tells listening workers on other nodes that a task was queued
+    /// (delivered when the transaction commits). SQLite workers share the
+    /// process and are woken directly.
+    pub(crate) async fn notify_queued(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    ) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('p38_tasks', '')")
+                .execute(&mut **tx)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
     }
 }

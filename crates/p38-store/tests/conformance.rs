@@ -10,8 +10,10 @@ use p38_core::agent::{AgentChange, AgentSettings, AgentStatus, NewAgent};
 use p38_core::audit::NewAudit;
 use p38_core::auth::Scope;
 use p38_core::page::PageRequest;
-use p38_core::store::{AgentStore, AuditStore, Store, TaskStore, TokenStore};
-use p38_core::task::{NewTask, TaskOutcome, TaskStatus, Trigger};
+use p38_core::store::{
+    AgentStore, AuditStore, FireResult, ScheduleStore, Store, TaskStore, TokenStore,
+};
+use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskStatus, Trigger};
 use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
@@ -102,6 +104,7 @@ fn new_agent(name: &str) -> NewAgent {
             ..Default::default()
         },
         created_by: "test".into(),
+        next_fire_at: None,
     }
 }
 
@@ -110,6 +113,7 @@ fn new_task(agent_id: i64) -> NewTask {
         agent_id,
         agent_version: 1,
         trigger: Trigger::Manual,
+        kind: TaskKind::Agent,
         attempt: 1,
         retry_of: None,
         scheduled_at: now(),
@@ -356,7 +360,10 @@ async fn concurrent_claims_never_hand_out_a_task_twice() {
     for b in backends("race").await {
         let s = &b.store;
         for i in 0..20 {
-            let a = s.create_agent(new_agent(&format!("r{i}")), audit("c")).await.unwrap();
+            let a = s
+                .create_agent(new_agent(&format!("r{i}")), audit("c"))
+                .await
+                .unwrap();
             for _ in 0..3 {
                 s.enqueue(new_task(a.id), None).await.unwrap();
             }
@@ -377,7 +384,10 @@ async fn concurrent_claims_never_hand_out_a_task_twice() {
                     }
                     idle = 0;
                     for t in got {
-                        let done = TaskOutcome { status: Some(TaskStatus::Succeeded), ..Default::default() };
+                        let done = TaskOutcome {
+                            status: Some(TaskStatus::Succeeded),
+                            ..Default::default()
+                        };
                         assert!(s.complete(t.id, &me, done).await.unwrap());
                         mine.push(t.id);
                     }
@@ -452,14 +462,206 @@ async fn runs_of_one_agent_never_overlap() {
         let mut agents: Vec<i64> = first.iter().map(|t| t.agent_id).collect();
         agents.sort_unstable();
         assert_eq!(agents, vec![a1.id, a2.id], "{}: one task per agent", b.name);
-        assert!(s.claim("w2", 10, Duration::from_secs(30)).await.unwrap().is_empty(), "{}: nothing while both run", b.name);
-        let done = TaskOutcome { status: Some(TaskStatus::Succeeded), ..Default::default() };
+        assert!(
+            s.claim("w2", 10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: nothing while both run",
+            b.name
+        );
+        let done = TaskOutcome {
+            status: Some(TaskStatus::Succeeded),
+            ..Default::default()
+        };
         let t1 = first.iter().find(|t| t.agent_id == a1.id).unwrap();
         s.complete(t1.id, "w", done).await.unwrap();
         let next = s.claim("w", 10, Duration::from_secs(30)).await.unwrap();
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].agent_id, a1.id);
         assert!(next[0].id > t1.id, "oldest remaining task of the agent");
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn firing_is_a_compare_and_set_and_respects_overlap() {
+    for b in backends("fire").await {
+        let s = &b.store;
+        let t0 = now() - chrono::Duration::seconds(1);
+        let mut na = new_agent("sched");
+        na.next_fire_at = Some(t0);
+        let a = s.create_agent(na, audit("c")).await.unwrap();
+        let due = s.due_agents(now(), 10).await.unwrap();
+        assert_eq!(due.len(), 1, "{}", b.name);
+        assert_eq!(due[0].next_fire_at, t0);
+        let next = t0 + chrono::Duration::minutes(5);
+        let task = NewTask {
+            trigger: Trigger::Schedule,
+            scheduled_at: t0,
+            ..new_task(a.id)
+        };
+        let first = s
+            .fire(a.id, t0, Some(next), Some(task.clone()), true)
+            .await
+            .unwrap();
+        assert!(
+            matches!(first, FireResult::Queued(_)),
+            "{}: {first:?}",
+            b.name
+        );
+        // A second scheduler with the same stale view loses.
+        assert_eq!(
+            s.fire(a.id, t0, Some(next), Some(task.clone()), true)
+                .await
+                .unwrap(),
+            FireResult::Lost
+        );
+        assert!(s.due_agents(now(), 10).await.unwrap().is_empty());
+        assert_eq!(s.next_fire_time().await.unwrap(), Some(next));
+        // Overlap: the first run is still queued, so the next firing is skipped.
+        let later = next + chrono::Duration::minutes(5);
+        assert_eq!(
+            s.fire(a.id, next, Some(later), Some(task.clone()), true)
+                .await
+                .unwrap(),
+            FireResult::Skipped
+        );
+        // ...unless the policy is to queue.
+        let even_later = later + chrono::Duration::minutes(5);
+        assert!(matches!(
+            s.fire(a.id, later, Some(even_later), Some(task), false)
+                .await
+                .unwrap(),
+            FireResult::Queued(_)
+        ));
+        let tasks = s
+            .list_tasks(a.id, None, PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(tasks.items.len(), 2);
+        assert!(tasks.items.iter().all(|t| t.trigger == Trigger::Schedule));
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn scheduler_lease_elects_one_leader_and_fails_over() {
+    for b in backends("lead").await {
+        let s = &b.store;
+        assert!(
+            s.try_lead("a", Duration::from_millis(300)).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(
+            !s.try_lead("b", Duration::from_millis(300)).await.unwrap(),
+            "{}: b must wait",
+            b.name
+        );
+        assert!(
+            s.try_lead("a", Duration::from_millis(300)).await.unwrap(),
+            "renewal"
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            s.try_lead("b", Duration::from_millis(300)).await.unwrap(),
+            "{}: b takes over an expired lease",
+            b.name
+        );
+        assert!(!s.try_lead("a", Duration::from_millis(300)).await.unwrap());
+        s.resign("b").await.unwrap();
+        assert!(
+            s.try_lead("a", Duration::from_millis(300)).await.unwrap(),
+            "resigning hands over at once"
+        );
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn a_failure_with_retry_at_queues_the_retry_atomically() {
+    for b in backends("retry").await {
+        let s = &b.store;
+        let a = s.create_agent(new_agent("rt"), audit("c")).await.unwrap();
+        let t = s.enqueue(new_task(a.id), None).await.unwrap();
+        s.claim("w", 1, Duration::from_secs(30)).await.unwrap();
+        let at = now() + chrono::Duration::seconds(2);
+        let failed = TaskOutcome {
+            status: Some(TaskStatus::Failed),
+            retry_at: Some(at),
+            ..Default::default()
+        };
+        assert!(s.complete(t.id, "w", failed).await.unwrap());
+        let tasks = s
+            .list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(10))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(tasks.len(), 1, "{}", b.name);
+        let r = &tasks[0];
+        assert_eq!(
+            (r.attempt, r.retry_of, r.trigger),
+            (2, Some(t.id), Trigger::Retry)
+        );
+        assert_eq!(r.scheduled_at, at);
+        assert!(
+            s.claim("w", 1, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty(),
+            "not before its time"
+        );
+        // A success never queues a retry.
+        let t2 = s.enqueue(new_task(a.id), None).await.unwrap();
+        let c = s.claim("w", 1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(c[0].id, t2.id);
+        let ok = TaskOutcome {
+            status: Some(TaskStatus::Succeeded),
+            retry_at: Some(at),
+            ..Default::default()
+        };
+        s.complete(t2.id, "w", ok).await.unwrap();
+        assert_eq!(
+            s.list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(10))
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn released_tasks_go_back_to_the_queue_and_noops_skip_the_agent_lock() {
+    for b in backends("release").await {
+        let s = &b.store;
+        let a = s.create_agent(new_agent("rel"), audit("c")).await.unwrap();
+        let t = s.enqueue(new_task(a.id), None).await.unwrap();
+        s.claim("w1", 1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(s.release("w1", &[t.id]).await.unwrap(), 1, "{}", b.name);
+        let again = s.claim("w2", 1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(again[0].id, t.id);
+        assert_eq!(
+            again[0].attempt, 1,
+            "a released task was never run: same attempt"
+        );
+        for _ in 0..5 {
+            s.enqueue(
+                NewTask {
+                    kind: TaskKind::Noop,
+                    ..new_task(a.id)
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        let noops = s.claim("w3", 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(noops.len(), 5, "{}: no-ops run side by side", b.name);
+        assert!(noops.iter().all(|t| t.kind == TaskKind::Noop));
         cleanup(b).await;
     }
 }
