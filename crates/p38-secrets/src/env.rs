@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use p38_core::{Error, Result};
 
-use crate::{MIN_SECRET_LEN, SecretResolver, SecretValue};
+use crate::{MIN_SECRET_LEN, SecretBackend, SecretResolver, SecretValue};
 
 /// The prefix of secret variables.
 pub const ENV_PREFIX: &str = "P38_SECRET_";
@@ -38,5 +38,27 @@ impl SecretResolver for EnvResolver {
             out.insert(name.clone(), SecretValue::new(value));
         }
         Ok(out)
+    }
+}
+
+/// As a backend of a [`crate::ChainResolver`], named "env": `Ok(None)` when
+/// `P38_SECRET_<NAME>` is unset, so the next backend is asked.
+#[async_trait]
+impl SecretBackend for EnvResolver {
+    fn name(&self) -> &'static str {
+        "env"
+    }
+
+    async fn get(&self, name: &str) -> Result<Option<SecretValue>> {
+        crate::backend::check_secret_name("env", name)?;
+        let var = format!("{ENV_PREFIX}{name}");
+        match std::env::var(&var) {
+            Ok(v) => Ok(Some(SecretValue::new(v))),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::validation(
+                "secrets",
+                format!("env backend: {var} is not valid UTF-8"),
+            )),
+        }
     }
 }

@@ -1,14 +1,24 @@
 //! Project38's secrets: a value type that cannot reach `Debug`, `Display`
-//! or serde output, the resolvers that look secrets up (the environment for
-//! now), and [`Masker`], which replaces every known value and its common
+//! or serde output, the backends that hold secrets (the local encrypted
+//! store, the environment, Google Secret Manager, Vault), the
+//! [`ChainResolver`] that asks them in order with a cache, and [`Masker`] /
+//! [`StreamMasker`], which replace every known value and its common
 //! encodings in anything an agent produced before it is stored or printed.
 #![deny(missing_docs)]
 
+mod backend;
 mod env;
+pub mod gcp;
+pub mod local;
 mod mask;
+pub mod vault;
 
-pub use env::EnvResolver;
-pub use mask::{MASK, Masker};
+pub use backend::{ChainResolver, DEFAULT_CACHE_TTL, SecretBackend, check_secret_name};
+pub use env::{ENV_PREFIX, EnvResolver};
+pub use gcp::{GcpBackend, GcpConfig};
+pub use local::{LocalCipher, MASTER_KEY_ENV, MasterKey};
+pub use mask::{MASK, Masker, StreamMasker};
+pub use vault::{VaultAuth, VaultBackend, VaultConfig};
 
 use std::collections::BTreeMap;
 

@@ -2,8 +2,14 @@
 //! whatever it produced, in the forms a value commonly takes on its way
 //! out: as is, each line of a multi-line value, base64 (standard and URL
 //! alphabet, at each of the three byte offsets, so a value embedded in a
-//! longer encoded string is caught), hex, URL-encoded, JSON-escaped and
-//! XML-escaped. One Aho-Corasick automaton finds all of them in one pass.
+//! longer encoded string is caught), hex, URL-encoded (upper- and lower-case
+//! hex, and form-encoded), JSON-escaped, XML-escaped, quote-escaped the ways
+//! shells and command lines do, and stripped of surrounding double quotes.
+//! One Aho-Corasick automaton finds all of them in one pass.
+//!
+//! [`StreamMasker`] masks output that arrives in pieces, holding back just
+//! enough at the end of each piece that a value split across two pieces is
+//! still caught.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use base64::Engine;
@@ -18,6 +24,8 @@ pub const MASK: &str = "***";
 #[derive(Clone, Default)]
 pub struct Masker {
     automaton: Option<AhoCorasick>,
+    /// The byte length of the longest pattern.
+    max_len: usize,
 }
 
 impl std::fmt::Debug for Masker {
@@ -41,11 +49,12 @@ impl Masker {
         }
         // Leftmost-longest: where a value and one of its lines both match,
         // the whole value is replaced.
+        let max_len = patterns.iter().map(String::len).max().unwrap_or(0);
         let automaton = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&patterns)
             .ok();
-        Masker { automaton }
+        Masker { automaton, max_len }
     }
 
     /// Whether there is anything to mask.
@@ -88,6 +97,77 @@ impl Masker {
     }
 }
 
+/// Masks text that arrives in pieces (a process's output read chunk by
+/// chunk). Each [`push`](StreamMasker::push) returns what is safe to emit
+/// now; at most (longest pattern - 1) bytes are held back, in case they
+/// start a value whose rest is in the next piece. [`finish`] returns the
+/// rest. The concatenated output equals [`Masker::mask`] of the
+/// concatenated input.
+///
+/// [`finish`]: StreamMasker::finish
+#[derive(Debug)]
+pub struct StreamMasker {
+    masker: Masker,
+    pending: String,
+}
+
+impl StreamMasker {
+    /// A stream masker for the values of `masker`.
+    pub fn new(masker: Masker) -> Self {
+        StreamMasker {
+            masker,
+            pending: String::new(),
+        }
+    }
+
+    /// How many bytes are held back now.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes the next piece and returns the masked text that can be
+    /// emitted now.
+    pub fn push(&mut self, chunk: &str) -> String {
+        let Some(ac) = &self.masker.automaton else {
+            return chunk.to_string();
+        };
+        self.pending.push_str(chunk);
+        let buf = &self.pending;
+        // A match starting before `limit` lies wholly inside `buf` (no
+        // pattern is longer than max_len); one starting later might go on
+        // in the next piece, so everything from `limit` waits. Rounding
+        // `limit` up to a character boundary is safe: matches start on
+        // boundaries, so none starts inside the character it skips.
+        let mut limit = buf
+            .len()
+            .saturating_sub(self.masker.max_len.saturating_sub(1));
+        while !buf.is_char_boundary(limit) {
+            limit += 1;
+        }
+        let mut out = String::with_capacity(buf.len());
+        let mut last = 0;
+        for m in ac.find_iter(buf.as_str()) {
+            if m.start() >= limit {
+                break;
+            }
+            out.push_str(&buf[last..m.start()]);
+            out.push_str(MASK);
+            last = m.end();
+        }
+        let keep_from = last.max(limit);
+        out.push_str(&buf[last..keep_from]);
+        self.pending.drain(..keep_from);
+        out
+    }
+
+    /// Masks and returns whatever is held back; the masker can then take a
+    /// new stream.
+    pub fn finish(&mut self) -> String {
+        let rest = std::mem::take(&mut self.pending);
+        self.masker.mask(&rest)
+    }
+}
+
 /// Re-export so callers need no direct serde_json dependency for masking.
 pub mod serde_json_like {
     pub use serde_json::Value;
@@ -99,8 +179,18 @@ fn variants(value: &str, out: &mut Vec<String>) {
         out.push(hex::encode(v.as_bytes()));
         out.push(hex::encode_upper(v.as_bytes()));
         out.push(url_encode(v));
+        out.push(url_encode(v).replace("%20", "+"));
+        out.push(url_encode_lower(v));
         out.push(json_escape(v));
         out.push(xml_escape(v));
+        // Command-line and quoting escapes (as GitHub's runner masks them).
+        out.push(v.replace('"', "\\\""));
+        out.push(v.replace('\'', "''"));
+        out.push(v.replace('\'', "\\'"));
+        out.push(v.replace('\'', "'\\''"));
+        if let Some(inner) = v.strip_prefix('"').and_then(|x| x.strip_suffix('"')) {
+            out.push(inner.to_string());
+        }
         for offset in 0..3 {
             for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
                 if let Some(b) = base64_core(engine, v.as_bytes(), offset) {
@@ -138,6 +228,18 @@ fn url_encode(v: &str) -> String {
             s.push(b as char);
         } else {
             s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+fn url_encode_lower(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() * 3);
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02x}"));
         }
     }
     s
@@ -221,5 +323,68 @@ mod tests {
         let m = Masker::new([]);
         assert!(m.is_empty());
         assert_eq!(m.mask("abc"), "abc");
+    }
+
+    #[test]
+    fn runner_style_escapes_are_masked() {
+        let secret = "p@ss w'o\"rd-42";
+        let m = masker(secret);
+        for form in [
+            secret.replace('"', "\\\""),
+            secret.replace('\'', "''"),
+            secret.replace('\'', "'\\''"),
+            url_encode_lower(secret),
+            url_encode(secret).replace("%20", "+"),
+        ] {
+            let masked = m.mask(&format!("x {form} y"));
+            assert_eq!(masked, "x *** y", "{form}");
+        }
+        let quoted = masker("\"quoted-secret\"");
+        assert_eq!(quoted.mask("v=quoted-secret"), "v=***");
+    }
+
+    #[test]
+    fn stream_masker_catches_a_value_split_at_every_position() {
+        let secret = "sk-live-0123456789abcdef";
+        let m = masker(secret);
+        let text = format!("start {secret} middle {secret}end");
+        let want = m.mask(&text);
+        assert_eq!(want, "start *** middle ***end");
+        for i in 0..=text.len() {
+            for j in i..=text.len() {
+                let mut s = StreamMasker::new(m.clone());
+                let mut out = s.push(&text[..i]);
+                out += &s.push(&text[i..j]);
+                out += &s.push(&text[j..]);
+                out += &s.finish();
+                assert_eq!(out, want, "split at {i},{j}");
+            }
+        }
+    }
+
+    #[test]
+    fn stream_masker_byte_by_byte_and_holds_back_little() {
+        let secret = "tok\u{e9}n-\u{1F600}-secret";
+        let m = masker(secret);
+        let longest = m.max_len;
+        let text = format!("\u{e9}\u{e9} a {secret} b {} c", hex::encode(secret));
+        let want = m.mask(&text);
+        let mut s = StreamMasker::new(m);
+        let mut out = String::new();
+        for c in text.chars() {
+            out += &s.push(c.encode_utf8(&mut [0; 4]));
+            assert!(s.pending_len() < longest, "held {}", s.pending_len());
+            assert!(!out.contains(secret));
+        }
+        out += &s.finish();
+        assert_eq!(out, want);
+        assert!(!out.contains(secret));
+    }
+
+    #[test]
+    fn stream_masker_without_secrets_passes_through() {
+        let mut s = StreamMasker::new(Masker::new([]));
+        assert_eq!(s.push("abc"), "abc");
+        assert_eq!(s.finish(), "");
     }
 }
