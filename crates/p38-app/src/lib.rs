@@ -7,6 +7,7 @@
 pub mod agents;
 pub mod dto;
 pub mod health;
+pub mod secrets;
 pub mod tasks;
 pub mod tokens;
 
@@ -41,16 +42,20 @@ pub struct App {
     store: Arc<dyn Store>,
     signal: Arc<dyn QueueSignal>,
     config: AppConfig,
+    secrets: Option<secrets::SecretsAdmin>,
 }
 
 impl App {
     /// Builds the services over a store and the workers' wake-up signal.
     pub fn new(store: Arc<dyn Store>, signal: Arc<dyn QueueSignal>, config: AppConfig) -> App {
-        App {
-            store,
-            signal,
-            config,
-        }
+        App { store, signal, config, secrets: None }
+    }
+
+    /// Enables the secret services: values are sealed into the local
+    /// backend, and writes or `reload` drop the resolver's cache.
+    pub fn with_secrets(mut self, admin: secrets::SecretsAdmin) -> App {
+        self.secrets = Some(admin);
+        self
     }
 
     /// The store, for interfaces that only read (health).

@@ -34,6 +34,38 @@ pub enum Command {
     /// Manage API tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Manage secrets (admin). Values are read from stdin or a hidden prompt, never from arguments.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+}
+
+/// `p38 secret ...`.
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Set a secret; the value is read from stdin (or a hidden prompt on a terminal).
+    Set {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Secret name (upper case, e.g. TELEGRAM_BOT_TOKEN).
+        name: String,
+    },
+    /// List secrets (names, versions, times; never values).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a secret.
+    Rm {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Secret name.
+        name: String,
+    },
+    /// Drop the secret cache so the next run reads every backend again.
+    Reload {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Settings of the server and worker processes.
@@ -88,6 +120,53 @@ pub struct ServerArgs {
     /// Log format: text or json.
     #[arg(long, env = "P38_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Where secrets come from.
+    #[command(flatten)]
+    pub secrets: SecretArgs,
+}
+
+/// Secret backends, asked in order.
+#[derive(Debug, Args, Clone)]
+pub struct SecretArgs {
+    /// Backends to ask, in order: local, env, gcp, vault.
+    #[arg(long, env = "P38_SECRET_BACKENDS", default_value = "local,env")]
+    pub secret_backends: String,
+    /// Master key of the local backend (base64 of 32 bytes); default: DATA_DIR/master.key, created on first start.
+    #[arg(long, env = "P38_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// Seconds a resolved secret is cached (0: no cache).
+    #[arg(long, env = "P38_SECRET_CACHE_SECONDS", default_value_t = 300)]
+    pub secret_cache_seconds: u64,
+    /// Google Cloud project of Secret Manager (backend gcp).
+    #[arg(long, env = "P38_GCP_PROJECT")]
+    pub gcp_project: Option<String>,
+    /// Service-account key or external-account (WIF) JSON file (backend gcp).
+    #[arg(long, env = "P38_GCP_CREDENTIALS_FILE")]
+    pub gcp_credentials_file: Option<PathBuf>,
+    /// Secret Manager endpoint (tests point it elsewhere).
+    #[arg(long, env = "P38_GCP_SECRETMANAGER_URL", default_value = "https://secretmanager.googleapis.com")]
+    pub gcp_secretmanager_url: String,
+    /// Vault or OpenBao address (backend vault).
+    #[arg(long, env = "P38_VAULT_ADDR")]
+    pub vault_addr: Option<String>,
+    /// Vault token (prefer the environment variable over the flag).
+    #[arg(long, env = "P38_VAULT_TOKEN", hide_env_values = true)]
+    pub vault_token: Option<String>,
+    /// Vault AppRole role id.
+    #[arg(long, env = "P38_VAULT_ROLE_ID")]
+    pub vault_role_id: Option<String>,
+    /// Vault AppRole secret id (prefer the environment variable).
+    #[arg(long, env = "P38_VAULT_SECRET_ID", hide_env_values = true)]
+    pub vault_secret_id: Option<String>,
+    /// KV v2 mount.
+    #[arg(long, env = "P38_VAULT_MOUNT", default_value = "secret")]
+    pub vault_mount: String,
+    /// Path prefix under the mount: secret NAME is read from MOUNT/PREFIX/NAME, key `value`.
+    #[arg(long, env = "P38_VAULT_PREFIX", default_value = "p38")]
+    pub vault_prefix: String,
+    /// Vault Enterprise namespace.
+    #[arg(long, env = "P38_VAULT_NAMESPACE")]
+    pub vault_namespace: Option<String>,
 }
 
 /// `p38 run`.

@@ -6,6 +6,8 @@ mod args;
 mod client;
 mod output;
 mod run_cmd;
+mod secret_cmd;
+mod secrets_cfg;
 mod server_cmd;
 mod task_cmd;
 mod token_cmd;
@@ -56,5 +58,6 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Agent(c) => agent_cmd::run(c).await,
         Command::Task(c) => task_cmd::run(c).await,
         Command::Token(c) => token_cmd::run(c).await,
+        Command::Secret(c) => secret_cmd::run(c).await,
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::sync::watch;
 
+use p38_app::secrets::SecretsAdmin;
 use p38_app::{App, AppConfig};
 use p38_core::store::{NoSignal, QueueSignal, Store};
 use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Scheduler, Worker};
@@ -19,7 +20,8 @@ use crate::args::ServerArgs;
 
 /// Runs the API and/or a worker until SIGINT or SIGTERM.
 pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCode> {
-    init_logging(&a.log, &a.log_format)?;
+    let seen = p38_secrets::SeenSecrets::default();
+    init_logging(&a.log, &a.log_format, seen.clone())?;
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("creating the data folder {}", a.data_dir.display()))?;
     let url = a
@@ -30,13 +32,16 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     let store: Arc<dyn Store> = Arc::new(store);
     tracing::info!(database = %redact_url(&url), "database ready");
 
+    let secrets = crate::secrets_cfg::build(&a.secrets, &a.data_dir, store.clone(), seen)?;
     let wake = LocalSignal::default();
     let executor = if worker {
-        Some(Arc::new(build_executor(&a, &a.data_dir)?))
+        Some(Arc::new(build_executor(&a, &a.data_dir, secrets.chain.clone())?))
     } else {
         None
     };
-    let signal: Arc<dyn QueueSignal> = if worker {
+    // The API wakes the scheduler and the workers of this process; workers
+    // elsewhere are woken by the database's notifications.
+    let signal: Arc<dyn QueueSignal> = if api || worker {
         Arc::new(wake.clone())
     } else {
         Arc::new(NoSignal)
@@ -48,7 +53,11 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
             max_code_bytes: a.max_code_bytes,
             ..AppConfig::default()
         },
-    );
+    )
+    .with_secrets(SecretsAdmin {
+        cipher: secrets.cipher.clone(),
+        chain: secrets.chain.clone(),
+    });
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = Duration::from_secs(a.shutdown_grace);
@@ -109,7 +118,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
 }
 
 /// Builds the sandbox (probing the host) and the executor.
-pub fn build_executor(a: &ServerArgs, data_dir: &Path) -> anyhow::Result<Executor> {
+pub fn build_executor(a: &ServerArgs, data_dir: &Path, secrets: Arc<dyn p38_secrets::SecretResolver>) -> anyhow::Result<Executor> {
     let mut cfg = RuntimeConfig::new(data_dir);
     cfg.concurrency = a.concurrency.max(1);
     cfg.limits.timeout = Duration::from_secs(a.run_timeout.max(1));
@@ -121,10 +130,7 @@ pub fn build_executor(a: &ServerArgs, data_dir: &Path) -> anyhow::Result<Executo
         cfg.worker_id = id.clone();
     }
     let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)?;
-    Ok(
-        Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg)
-            .context("preparing the runtime folder")?,
-    )
+    Executor::new(sandbox, secrets, cfg).context("preparing the runtime folder")
 }
 
 /// Probes the sandbox; without it agents do not run, unless the operator
@@ -154,12 +160,13 @@ pub fn build_sandbox(
     }
 }
 
-fn init_logging(filter: &str, format: &str) -> anyhow::Result<()> {
+/// Logs go to stderr through a writer that masks every secret value this
+/// process has resolved.
+fn init_logging(filter: &str, format: &str, seen: p38_secrets::SeenSecrets) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?} (P38_LOG)"))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let writer = move || seen.writer(std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let r = match format {
         "json" => builder.json().try_init(),
         "text" => builder.try_init(),

@@ -171,9 +171,37 @@ pub trait AuditStore: Send + Sync {
     async fn list_audit(&self, page: PageRequest) -> Result<Page<AuditEntry>>;
 }
 
+/// A secret's metadata: never its value.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct SecretMeta {
+    /// Name.
+    pub name: String,
+    /// Incremented on every write.
+    pub version: i64,
+    /// Where it is kept.
+    pub backend: String,
+    /// First write.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// Last write.
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The local secret backend's sealed values.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Writes a sealed value (new or replacing), audited in the same transaction.
+    async fn put_secret(&self, name: &str, ciphertext: &[u8], audit: NewAudit) -> Result<SecretMeta>;
+    /// The sealed value.
+    async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
+    /// Every secret's metadata, by name.
+    async fn list_secrets(&self) -> Result<Vec<SecretMeta>>;
+    /// Deletes one; unknown names are [`crate::Error::NotFound`].
+    async fn delete_secret(&self, name: &str, audit: NewAudit) -> Result<()>;
+}
+
 /// Everything a service needs from persistence.
 #[async_trait]
-pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore {
+pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore + SecretStore {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// "sqlite" or "postgres".

@@ -211,6 +211,18 @@ async fn run_task(
         Ok(None) => return fail("the agent was deleted".into()),
         Err(e) => return fail(format!("loading the agent failed: {e}")),
     };
+    if !agent.secrets.is_empty() {
+        // Which secrets each run used (names only) is part of the audit trail.
+        let a = p38_core::audit::NewAudit {
+            actor: format!("worker:{}", exec.config().worker_id),
+            action: "secrets.use".into(),
+            target: format!("task:{}", task.id),
+            detail: Some(serde_json::json!({"agent_id": agent.id, "names": agent.secrets})),
+        };
+        if let Err(e) = store.append_audit(a).await {
+            return fail(format!("auditing the use of secrets failed: {e}"));
+        }
+    }
     let code = if agent.version == task.agent_version {
         agent.code.clone()
     } else {

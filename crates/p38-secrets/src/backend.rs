@@ -70,6 +70,7 @@ pub struct ChainResolver {
     backends: Vec<Arc<dyn SecretBackend>>,
     ttl: Duration,
     cache: Mutex<Cache>,
+    seen: crate::SeenSecrets,
 }
 
 impl std::fmt::Debug for ChainResolver {
@@ -93,7 +94,15 @@ impl ChainResolver {
                 generation: 0,
                 entries: HashMap::new(),
             }),
+            seen: crate::SeenSecrets::default(),
         }
+    }
+
+    /// Remembers every value this chain resolves in `seen`, so the
+    /// process's own logs can mask them.
+    pub fn with_seen(mut self, seen: crate::SeenSecrets) -> Self {
+        self.seen = seen;
+        self
     }
 
     /// Drops every cached value: the next resolution asks the backends.
@@ -162,6 +171,7 @@ impl SecretResolver for ChainResolver {
             }
             match self.get(name).await? {
                 Some((_, v)) => {
+                    self.seen.add([&v]);
                     out.insert(name.clone(), v);
                 }
                 None => {

@@ -10,13 +10,17 @@ mod backend;
 mod env;
 pub mod gcp;
 pub mod local;
+mod local_backend;
 mod mask;
+mod registry;
 pub mod vault;
 
 pub use backend::{ChainResolver, DEFAULT_CACHE_TTL, SecretBackend, check_secret_name};
 pub use env::{ENV_PREFIX, EnvResolver};
 pub use gcp::{GcpBackend, GcpConfig};
 pub use local::{LocalCipher, MASTER_KEY_ENV, MasterKey};
+pub use local_backend::LocalBackend;
+pub use registry::{MaskingWriter, SeenSecrets};
 pub use mask::{MASK, Masker, StreamMasker};
 pub use vault::{VaultAuth, VaultBackend, VaultConfig};
 

@@ -54,6 +54,7 @@ pub fn router(app: App, http: &HttpConfig) -> Router {
         .merge(routes::tasks::routes())
         .merge(routes::tokens::routes())
         .merge(routes::audit::routes())
+        .merge(routes::secrets::routes())
         .split_for_parts();
     let doc = openapi::finish(doc);
     api.route(

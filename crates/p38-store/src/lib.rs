@@ -14,6 +14,7 @@ mod agents;
 mod audit;
 mod rows;
 mod schedule;
+mod secrets;
 mod tasks;
 mod tokens;
 

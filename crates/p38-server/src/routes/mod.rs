@@ -4,6 +4,7 @@
 pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod health;
+pub(crate) mod secrets;
 pub(crate) mod tasks;
 pub(crate) mod tokens;
 

@@ -1,0 +1,179 @@
+//! Secrets end to end: a canary secret set through the CLI, used by an
+//! agent that prints, returns, raises and logs it, appears in no stored
+//! row, no API response, no server log line and nowhere in the database
+//! file; values are write-only; rotation reaches the next run.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+struct Up {
+    child: Child,
+    url: String,
+    dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+}
+
+impl Up {
+    fn start() -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_p38"))
+            .args(["up", "--bind", "127.0.0.1:0"])
+            .env("P38_DATA_DIR", dir.path().join("data"))
+            .env("P38_LOG", "debug")
+            .env_remove("P38_MASTER_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(u) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(u.trim().to_string());
+                }
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(60)).expect("p38 up started");
+        Up { child, url, dir, log }
+    }
+
+    fn p38(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_p38"))
+            .args(args)
+            .env("P38_URL", &self.url)
+            .env("P38_DATA_DIR", self.dir.path().join("data"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = c.stdin.take().unwrap();
+        if let Some(s) = stdin {
+            input.write_all(s.as_bytes()).unwrap();
+        }
+        drop(input);
+        let out = c.wait_with_output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    }
+
+    fn get(&self, path: &str) -> String {
+        let token = std::fs::read_to_string(self.dir.path().join("data/admin.token")).unwrap();
+        reqwest::blocking::Client::new()
+            .get(format!("{}{}", self.url, path))
+            .bearer_auth(token.trim())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_canary_secret_never_leaves_the_sandbox_unmasked() {
+    if !Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("SKIP: bubblewrap is not installed");
+        return;
+    }
+    let canary = "p38-canary-51f0c2e9d8a7";
+    let up = Up::start();
+    let (ok, _, err) = up.p38(&["secret", "set", "CANARY_TOKEN"], Some(&format!("{canary}\n")));
+    assert!(ok, "{err}");
+    let (ok, _, err) = up.p38(&["secret", "set", "TOO_SHORT"], Some("abc"));
+    assert!(!ok && err.contains("at least 4 characters"), "{err}");
+
+    let agent = r#"
+import base64, hashlib, json, sys
+def run(ctx):
+    v = ctx.secrets["CANARY_TOKEN"]
+    print("stdout:", v)
+    print("b64:", base64.b64encode(v.encode()).decode(), file=sys.stderr)
+    print("json:", json.dumps({"k": v}))
+    ctx.log.info("log %s", v)
+    ctx.state["kept"] = v
+    if ctx.config.get("raise"):
+        raise RuntimeError("failing with " + v)
+    return {"value": v, "sha": hashlib.sha256(v.encode()).hexdigest()[:12]}
+"#;
+    let file = up.dir.path().join("leaky.py");
+    std::fs::write(&file, agent).unwrap();
+    let f = file.to_str().unwrap();
+    let (ok, _, err) = up.p38(&["agent", "create", "--name", "leaky", "--file", f, "--secret", "CANARY_TOKEN"], None);
+    assert!(ok, "{err}");
+    let (ok, out, err) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
+    assert!(ok, "{out} {err}");
+    assert!(!out.contains(canary), "the CLI printed the canary: {out}");
+    let task: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(task["result"]["value"], "***");
+    assert!(task["stdout"].as_str().unwrap().contains("stdout: ***"));
+    let (ok, _, _) = up.p38(&["agent", "edit", "leaky", "--config", r#"{"raise": true}"#], None);
+    assert!(ok);
+    let (ok, out, _) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
+    assert!(!ok, "the raising run fails");
+    let failed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(failed["error"].as_str().unwrap().contains("failing with ***"));
+
+    // No API response holds it.
+    for path in ["/api/agents", "/api/agents/leaky", "/api/agents/leaky/tasks", "/api/agents/leaky/state", "/api/secrets", "/api/audit"] {
+        let body = up.get(path);
+        assert!(!body.contains(canary), "{path} leaked: {body}");
+    }
+    let tasks: serde_json::Value = serde_json::from_str(&up.get("/api/agents/leaky/tasks")).unwrap();
+    for t in tasks["items"].as_array().unwrap() {
+        let body = up.get(&format!("/api/tasks/{}", t["id"]));
+        assert!(!body.contains(canary), "task leaked: {body}");
+    }
+    let secrets = up.get("/api/secrets");
+    assert!(secrets.contains("CANARY_TOKEN") && !secrets.contains("value"), "metadata only: {secrets}");
+    let audit = up.get("/api/audit?limit=100");
+    assert!(audit.contains("secret.set") && audit.contains("secrets.use"), "{audit}");
+
+    // Rotation through the API reaches the next run.
+    let rotated = "p38-canary-rotated-77aa";
+    let (ok, _, _) = up.p38(&["secret", "set", "CANARY_TOKEN"], Some(rotated));
+    assert!(ok);
+    let (ok, _, _) = up.p38(&["agent", "edit", "leaky", "--config", "{}"], None);
+    assert!(ok);
+    let (ok, out, _) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
+    assert!(ok);
+    let t: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let sha = {
+        let out = Command::new("python3").args(["-c", &format!("import hashlib;print(hashlib.sha256(b'{rotated}').hexdigest()[:12])")]).output().unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(t["result"]["sha"], sha, "the next run saw the rotated value");
+
+    // Stop the server, then scan its log and every database file.
+    std::thread::sleep(Duration::from_millis(300));
+    let log = up.log.lock().unwrap().clone();
+    assert!(log.len() > 1000, "debug logging produced output");
+    assert!(!log.contains(canary) && !log.contains(rotated), "a server log line holds the secret");
+    let data = up.dir.path().join("data");
+    for f in ["p38.db", "p38.db-wal"] {
+        if let Ok(bytes) = std::fs::read(data.join(f)) {
+            assert!(!contains(&bytes, canary) && !contains(&bytes, rotated), "{f} holds a plaintext secret");
+        }
+    }
+    let key = std::fs::metadata(data.join("master.key")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+}
