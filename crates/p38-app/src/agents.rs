@@ -46,12 +46,16 @@ impl App {
             network: req.network,
             settings: req.settings,
             created_by: who.actor(),
+            // An admin who posts code and makes it runnable approves it.
+            approved_by: status.can_run().then(|| who.actor()),
+            generation_id: None,
         };
         let detail = serde_json::json!({"name": new.name, "secrets": new.secrets, "tools": new.tools, "network": new.network});
         let agent = self
             .store
             .create_agent(new, audit(who, "agent.create", "", Some(detail)))
             .await?;
+        self.signal.schedule_changed();
         Ok(view(agent))
     }
 
@@ -130,25 +134,51 @@ impl App {
             None => None,
             Some(s) => Some(normalise_schedule(s)?),
         };
-        let timing_changed = schedule.is_some() || req.status.is_some() || req.settings.is_some();
+        // A change of code or permissions withdraws the approval: the agent
+        // waits for a human again (or is approved at once when the opt-in
+        // auto-approval applies: no network, secrets or tools).
+        let permissions_changed = req.code.as_ref().is_some_and(|c| *c != agent.code)
+            || req.secrets.as_ref().is_some_and(|s| *s != agent.secrets)
+            || req.tools.as_ref().is_some_and(|t| *t != agent.tools)
+            || req.network.is_some_and(|n| n != agent.network);
+        let approved = agent.approved_by.is_some() && !permissions_changed;
+        let mut status = req.status;
+        let mut approved_by = None;
+        if permissions_changed {
+            let network = req.network.unwrap_or(agent.network);
+            let secrets = req.secrets.as_ref().unwrap_or(&agent.secrets);
+            let tools = req.tools.as_ref().unwrap_or(&agent.tools);
+            let harmless = !network && secrets.is_empty() && tools.is_empty();
+            if self.config.auto_approve && harmless {
+                approved_by = Some(Some("auto-approval".to_string()));
+            } else {
+                approved_by = Some(None);
+                if agent.status.can_run() || status.is_some_and(AgentStatus::can_run) {
+                    status = Some(AgentStatus::PendingApproval);
+                }
+            }
+        }
+        if status.is_some_and(AgentStatus::can_run) && !approved && approved_by != Some(Some("auto-approval".into())) {
+            return Err(Error::conflict(
+                "status",
+                format!("agent {} is not approved: approve it with POST /api/agents/{}/approve (p38 agent approve {})", agent.name, agent.id, agent.id),
+            ));
+        }
+        let timing_changed = schedule.is_some() || status.is_some() || req.settings.is_some();
         let next_fire_at = timing_changed.then(|| {
             let sched = match &schedule {
                 Some(s) => s.as_deref(),
                 None => agent.schedule.as_deref(),
             };
-            let status = req.status.unwrap_or(agent.status);
-            next_fire(
-                sched,
-                status,
-                req.settings.as_ref().unwrap_or(&agent.settings),
-            )
+            next_fire(sched, status.unwrap_or(agent.status), req.settings.as_ref().unwrap_or(&agent.settings))
         });
         let change = AgentChange {
             next_fire_at,
+            approved_by,
             name: req.name,
             description: req.description,
             code: req.code,
-            status: req.status,
+            status,
             schedule,
             config: req.config,
             secrets: req.secrets,
@@ -173,6 +203,35 @@ impl App {
             .store
             .update_agent(agent.id, change, &who.actor(), a)
             .await?;
+        if timing_changed {
+            self.signal.schedule_changed();
+        }
+        Ok(view(updated))
+    }
+
+    /// Approves an agent waiting for approval (operator): it becomes active
+    /// and its schedule starts.
+    pub async fn approve_agent(&self, who: &Principal, id_or_name: &str) -> Result<AgentView> {
+        who.require(Scope::Operator)?;
+        let agent = self.find_agent(who, id_or_name).await?;
+        if !matches!(agent.status, AgentStatus::PendingApproval | AgentStatus::Draft) {
+            return Err(Error::conflict(
+                "status",
+                format!("agent {} is {}; only agents waiting for approval can be approved", agent.name, agent.status.as_str()),
+            ));
+        }
+        let detail = serde_json::json!({
+            "version": agent.version, "secrets": agent.secrets, "tools": agent.tools, "network": agent.network,
+        });
+        let change = AgentChange {
+            status: Some(AgentStatus::Active),
+            approved_by: Some(Some(who.actor())),
+            next_fire_at: Some(next_fire(agent.schedule.as_deref(), AgentStatus::Active, &agent.settings)),
+            ..Default::default()
+        };
+        let a = audit(who, "agent.approve", &format!("agent:{}", agent.id), Some(detail));
+        let updated = self.store.update_agent(agent.id, change, &who.actor(), a).await?;
+        self.signal.schedule_changed();
         Ok(view(updated))
     }
 

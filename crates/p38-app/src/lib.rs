@@ -24,6 +24,9 @@ pub struct AppConfig {
     pub max_description_bytes: usize,
     /// Largest `config` object accepted, once serialised, in bytes.
     pub max_config_bytes: usize,
+    /// Approve agents without a human when they have no findings and no
+    /// network, secret or tool permissions (opt-in).
+    pub auto_approve: bool,
 }
 
 impl Default for AppConfig {
@@ -32,6 +35,7 @@ impl Default for AppConfig {
             max_code_bytes: 256 * 1024,
             max_description_bytes: 16 * 1024,
             max_config_bytes: 64 * 1024,
+            auto_approve: false,
         }
     }
 }

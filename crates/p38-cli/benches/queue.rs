@@ -67,6 +67,8 @@ fn agent(name: &str) -> NewAgent {
         settings: AgentSettings::default(),
         created_by: "bench".into(),
         next_fire_at: None,
+        approved_by: Some("test".into()),
+        generation_id: None,
     }
 }
 

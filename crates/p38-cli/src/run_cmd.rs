@@ -66,6 +66,9 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         created_at: now,
         updated_at: now,
         next_fire_at: None,
+        approved_by: None,
+        approved_at: None,
+        generation_id: None,
     };
     let facts = RunFacts {
         task_id: 0,

@@ -116,6 +116,8 @@ fn agent(name: &str, code: &str, settings: AgentSettings) -> NewAgent {
         settings,
         created_by: "test".into(),
         next_fire_at: None,
+        approved_by: Some("test".into()),
+        generation_id: None,
     }
 }
 

@@ -68,6 +68,8 @@ impl Rig {
             settings: AgentSettings::default(),
             created_by: "test".into(),
             next_fire_at: None,
+            approved_by: Some("test".into()),
+            generation_id: None,
         };
         tweak(&mut a);
         let audit = NewAudit { actor: "test".into(), action: "agent.create".into(), target: String::new(), detail: None };

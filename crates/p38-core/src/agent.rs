@@ -223,6 +223,12 @@ pub struct Agent {
     pub updated_at: DateTime<Utc>,
     /// When the schedule fires next (none when unscheduled or not active).
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Who approved the current code and permissions (none: not approved).
+    pub approved_by: Option<String>,
+    /// When.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// The generation that wrote it, if one did.
+    pub generation_id: Option<i64>,
 }
 
 /// What is needed to create an agent.
@@ -252,6 +258,10 @@ pub struct NewAgent {
     pub created_by: String,
     /// When the schedule fires next (none when not scheduled or not active).
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// Who approved it at creation (an admin posting code approves it).
+    pub approved_by: Option<String>,
+    /// The generation that wrote it.
+    pub generation_id: Option<i64>,
 }
 
 /// A change to an agent; `None` leaves a field as it is.
@@ -279,6 +289,8 @@ pub struct AgentChange {
     pub settings: Option<AgentSettings>,
     /// New next firing; `Some(None)` stops the schedule.
     pub next_fire_at: Option<Option<DateTime<Utc>>>,
+    /// New approval: `Some(Some(who))` approves now, `Some(None)` withdraws it.
+    pub approved_by: Option<Option<String>>,
 }
 
 impl AgentChange {
@@ -295,6 +307,7 @@ impl AgentChange {
             && self.network.is_none()
             && self.settings.is_none()
             && self.next_fire_at.is_none()
+            && self.approved_by.is_none()
     }
 }
 

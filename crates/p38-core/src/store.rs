@@ -199,9 +199,22 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, name: &str, audit: NewAudit) -> Result<()>;
 }
 
+/// Generations.
+#[async_trait]
+pub trait GenerationStore: Send + Sync {
+    /// Records a new generation (stage `queued`), audited.
+    async fn create_generation(&self, description: &str, model: &str, created_by: &str, audit: NewAudit) -> Result<crate::generation::Generation>;
+    /// Records progress.
+    async fn generation_progress(&self, id: i64, p: &crate::generation::GenerationProgress) -> Result<()>;
+    /// Records the end: status, the full report, an error, the agent made.
+    async fn finish_generation(&self, id: i64, status: crate::generation::GenerationStatus, report: &serde_json::Value, error: Option<&str>, agent_id: Option<i64>) -> Result<()>;
+    /// One generation.
+    async fn get_generation(&self, id: i64) -> Result<Option<crate::generation::Generation>>;
+}
+
 /// Everything a service needs from persistence.
 #[async_trait]
-pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore + SecretStore {
+pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore + SecretStore + GenerationStore {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// "sqlite" or "postgres".

@@ -60,8 +60,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// the expected shape (422 with the path of the offending field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(de) {
-        Ok(v) => Ok(v),
+    match serde_path_to_error::deserialize(&mut *de) {
+        // Only whitespace may follow the value: `{...} xyz` is not JSON.
+        Ok(v) => de
+            .end()
+            .map(|()| v)
+            .map_err(|e| Error::Malformed(format!("request body is not valid JSON: {e}"))),
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -130,13 +134,15 @@ fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, Error> {
     .map(|axum::extract::Query(v)| v)
     .map_err(|e| {
         let msg = e.body_text();
-        let field = msg.split('`').nth(1).map(str::to_string);
-        Error::Validation {
-            field,
-            message: msg
-                .trim_start_matches("Failed to deserialize query string: ")
-                .to_string(),
-        }
+        let msg = msg.trim_start_matches("Failed to deserialize query string: ").to_string();
+        // Unknown fields are named in backticks; bad values as `name: why`.
+        let field = msg.split('`').nth(1).map(str::to_string).or_else(|| {
+            msg.split_once(": ")
+                .map(|(f, _)| f)
+                .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                .map(str::to_string)
+        });
+        Error::Validation { field, message: msg }
     })
 }
 
@@ -184,6 +190,8 @@ mod tests {
     #[test]
     fn json_errors_name_fields() {
         assert!(matches!(parse_json::<S>(b"{"), Err(Error::Malformed(_))));
+        assert!(matches!(parse_json::<S>(br#"{"name": "a"} xyz"#), Err(Error::Malformed(_))));
+        assert!(parse_json::<S>(b"{\"name\": \"a\"}  \n").is_ok());
         let e = parse_json::<S>(br#"{"name": "a", "nn": 1}"#).unwrap_err();
         assert_eq!(e.field(), Some("nn"));
         #[derive(serde::Deserialize, Debug)]

@@ -31,8 +31,8 @@ impl AgentStore for SqlStore {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
         let row = sqlx::query(concat!(
-            "INSERT INTO agents (name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13) RETURNING ",
+            "INSERT INTO agents (name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13, $14, CASE WHEN $14 IS NULL THEN NULL ELSE $12 END, $15) RETURNING ",
             agent_cols!()
         ))
         .bind(&new.name)
@@ -48,6 +48,8 @@ impl AgentStore for SqlStore {
         .bind(&new.created_by)
         .bind(t)
         .bind(new.next_fire_at.map(to_millis))
+        .bind(&new.approved_by)
+        .bind(new.generation_id)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(db_err(e), &new.name))?;
@@ -151,7 +153,7 @@ impl AgentStore for SqlStore {
         }
         a.updated_at = now();
         let row = sqlx::query(concat!(
-            "UPDATE agents SET name = $2, description = $3, code = $4, status = $5, schedule = $6, config = $7, secrets = $8, tools = $9, network = $10, settings = $11, version = $12, updated_at = $13, next_fire_at = $14 WHERE id = $1 RETURNING ",
+            "UPDATE agents SET name = $2, description = $3, code = $4, status = $5, schedule = $6, config = $7, secrets = $8, tools = $9, network = $10, settings = $11, version = $12, updated_at = $13, next_fire_at = $14, approved_by = $15, approved_at = $16 WHERE id = $1 RETURNING ",
             agent_cols!()
         ))
         .bind(id)
@@ -168,6 +170,8 @@ impl AgentStore for SqlStore {
         .bind(a.version)
         .bind(to_millis(a.updated_at))
         .bind(a.next_fire_at.map(to_millis))
+        .bind(&a.approved_by)
+        .bind(a.approved_at.map(to_millis))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(db_err(e), &a.name))?;
@@ -264,6 +268,10 @@ fn apply(a: &mut Agent, c: AgentChange) {
     }
     if let Some(v) = c.next_fire_at {
         a.next_fire_at = v;
+    }
+    if let Some(v) = c.approved_by {
+        a.approved_at = v.as_ref().map(|_| now());
+        a.approved_by = v;
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod agents;
 mod audit;
+mod generations;
 mod rows;
 mod schedule;
 mod secrets;

@@ -18,7 +18,7 @@ use crate::db_err;
 /// can build static SQL from it).
 macro_rules! agent_cols {
     () => {
-        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at"
+        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id"
     };
 }
 pub(crate) use agent_cols;
@@ -75,6 +75,9 @@ pub(crate) fn agent(row: &AnyRow) -> Result<Agent> {
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),
         next_fire_at: get::<Option<i64>>(row, "next_fire_at")?.map(from_millis),
+        approved_by: get(row, "approved_by")?,
+        approved_at: get::<Option<i64>>(row, "approved_at")?.map(from_millis),
+        generation_id: get(row, "generation_id")?,
     })
 }
 
@@ -155,4 +158,25 @@ pub(crate) fn audit(row: &AnyRow) -> Result<AuditEntry> {
 pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
     // Serialising plain data (maps, strings, numbers) cannot fail.
     serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+pub(crate) fn generation(row: &AnyRow) -> Result<p38_core::generation::Generation> {
+    Ok(p38_core::generation::Generation {
+        id: get(row, "id")?,
+        description: get(row, "description")?,
+        status: get::<String>(row, "status")?.parse()?,
+        stage: get(row, "stage")?,
+        iteration: get(row, "iteration")?,
+        findings: get(row, "findings")?,
+        cost_usd: get(row, "cost_usd")?,
+        input_tokens: get(row, "input_tokens")?,
+        output_tokens: get(row, "output_tokens")?,
+        model: get(row, "model")?,
+        report: opt_json(row, "report")?,
+        error: get(row, "error")?,
+        agent_id: get(row, "agent_id")?,
+        created_by: get(row, "created_by")?,
+        created_at: from_millis(get(row, "created_at")?),
+        updated_at: from_millis(get(row, "updated_at")?),
+    })
 }

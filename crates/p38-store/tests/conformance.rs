@@ -105,6 +105,8 @@ fn new_agent(name: &str) -> NewAgent {
         },
         created_by: "test".into(),
         next_fire_at: None,
+        approved_by: Some("test".into()),
+        generation_id: None,
     }
 }
 

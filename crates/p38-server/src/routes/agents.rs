@@ -23,6 +23,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_versions))
         .routes(routes!(get_state))
         .routes(routes!(execute_agent))
+        .routes(routes!(approve_agent))
         .routes(routes!(list_agent_tasks))
 }
 
@@ -147,4 +148,12 @@ async fn list_agent_tasks(
         .map(str::parse::<TaskStatus>)
         .transpose()?;
     Ok(Json(s.app.list_tasks(&who, &id, status, page).await?))
+}
+
+/// Approves an agent waiting for approval (operator): it becomes active and its schedule starts.
+#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Agent not waiting for approval", body = ErrorBody)))]
+async fn approve_agent(State(s): State<AppState>, Auth(who): Auth, Path(id): Path<String>) -> ApiResult<Json<AgentView>> {
+    Ok(Json(s.app.approve_agent(&who, &id).await?))
 }

@@ -1,0 +1,503 @@
+//! End-to-end tests of the `p38` command line against a real server.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn create_counter(s: &Server, name: &str) {
+    let f = s.write_file(&format!("{name}.py"), COUNTER_CODE);
+    let o = s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        name,
+        "--file",
+        f.to_str().unwrap(),
+    ]);
+    assert_ok(&o);
+}
+
+#[test]
+fn cli_agent_create_with_schedule_prints_name() {
+    let s = Server::start();
+    let f = s.write_file("n.py", COUNTER_CODE);
+    let o = s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "n",
+        "--file",
+        f.to_str().unwrap(),
+        "--schedule",
+        "every 5m",
+    ]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    let name_line = out
+        .lines()
+        .find(|l| l.starts_with("name:"))
+        .unwrap_or_else(|| panic!("no name: line in stdout: {out}"));
+    assert_eq!(
+        name_line.trim_start_matches("name:").trim(),
+        "n",
+        "stdout: {out}"
+    );
+    assert!(out.contains("every 5m"), "stdout: {out}");
+    let a = s.get("/api/agents/n").expect(200).clone();
+    assert_eq!(a["schedule"], "every 5m");
+    assert_eq!(a["code"], COUNTER_CODE);
+}
+
+#[test]
+fn cli_agent_list_prints_table() {
+    let s = Server::start();
+    create_counter(&s, "listed-agent");
+    let o = s.cli(&["agent", "list"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("NAME"), "table header: {out}");
+    assert!(out.contains("listed-agent"), "stdout: {out}");
+    assert!(out.contains("active"), "stdout: {out}");
+}
+
+#[test]
+fn cli_agent_list_json_parses() {
+    let s = Server::start();
+    create_counter(&s, "j1");
+    let o = s.cli(&["agent", "list", "--json"]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("--json output is JSON");
+    assert_eq!(v["items"][0]["name"], "j1");
+}
+
+#[test]
+fn cli_agent_show_json_parses() {
+    let s = Server::start();
+    create_counter(&s, "j2");
+    let o = s.cli(&["agent", "show", "j2", "--json"]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("--json output is JSON");
+    assert_eq!(v["name"], "j2");
+    assert_eq!(v["version"], 1);
+}
+
+#[test]
+fn cli_agent_run_wait_prints_result() {
+    let s = Server::start();
+    create_counter(&s, "c");
+    let o = s.cli(&["agent", "run", "c", "--wait"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("succeeded"), "stdout: {out}");
+    assert!(out.contains(r#"{"count":1}"#), "result in stdout: {out}");
+    assert!(out.contains("hello 1"), "agent stdout shown: {out}");
+}
+
+#[test]
+fn cli_agent_run_without_wait_queues() {
+    let s = Server::start();
+    create_counter(&s, "c");
+    let o = s.cli(&["agent", "run", "c"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("queued task"), "stdout: {}", stdout(&o));
+}
+
+#[test]
+fn cli_agent_run_wait_failing_agent_exits_1() {
+    let s = Server::start();
+    let f = s.write_file("bad.py", FAIL_CODE);
+    assert_ok(&s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "bad",
+        "--file",
+        f.to_str().unwrap(),
+        "--settings",
+        r#"{"max_retries": 0}"#,
+    ]));
+    let o = s.cli(&["agent", "run", "bad", "--wait"]);
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("failed"), "stdout: {out}");
+    assert!(out.contains("boom from agent"), "error printed: {out}");
+}
+
+#[test]
+fn cli_agent_show_unknown_fails_with_not_found() {
+    let s = Server::start();
+    let o = s.cli(&["agent", "show", "nope"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.to_lowercase().contains("not found"), "stderr: {err}");
+    assert!(err.contains("404"), "stderr: {err}");
+}
+
+#[test]
+fn cli_agent_create_invalid_schedule_names_field() {
+    let s = Server::start();
+    let f = s.write_file("x.py", OK_CODE);
+    let o = s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "x",
+        "--file",
+        f.to_str().unwrap(),
+        "--schedule",
+        "every banana",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("schedule"), "stderr: {err}");
+    assert!(err.contains("422"), "stderr: {err}");
+}
+
+#[test]
+fn cli_agent_create_missing_file_fails() {
+    let s = Server::start();
+    let o = s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "x",
+        "--file",
+        "/nonexistent/agent.py",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("agent.py"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_task_list_show_retry() {
+    let s = Server::start();
+    create_counter(&s, "t");
+    assert_ok(&s.cli(&["agent", "run", "t", "--wait"]));
+    let tasks = s.get("/api/agents/t/tasks").expect(200).clone();
+    let id = tasks["items"][0]["id"].as_i64().unwrap().to_string();
+
+    let o = s.cli(&["task", "list", "t"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("succeeded") && out.contains("manual"),
+        "task list: {out}"
+    );
+
+    let o = s.cli(&["task", "show", &id]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains(r#"{"count":1}"#), "task show: {out}");
+
+    let o = s.cli(&["task", "retry", &id]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("attempt 2"), "task retry: {out}");
+}
+
+#[test]
+fn cli_task_show_non_numeric_id_is_usage_error() {
+    let s = Server::start();
+    let o = s.cli(&["task", "show", "abc"]);
+    assert_eq!(o.status.code(), Some(2), "clap usage error: {}", stderr(&o));
+}
+
+#[test]
+fn cli_agent_versions_edit_delete() {
+    let s = Server::start();
+    create_counter(&s, "v");
+    let f2 = s.write_file("v2.py", OK_CODE);
+    assert_ok(&s.cli(&["agent", "edit", "v", "--file", f2.to_str().unwrap()]));
+
+    let o = s.cli(&["agent", "versions", "v"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("VERSION"), "versions: {out}");
+    assert!(out.contains('2') && out.contains('1'), "versions: {out}");
+    let o = s.cli(&["agent", "versions", "v", "--json"]);
+    assert_ok(&o);
+    let vs: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let nums: Vec<_> = vs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].clone())
+        .collect();
+    assert_eq!(nums, vec![json!(2), json!(1)]);
+
+    let o = s.cli(&["agent", "edit", "v", "--description", "x"]);
+    assert_ok(&o);
+    assert_eq!(s.get("/api/agents/v").expect(200)["description"], "x");
+
+    let o = s.cli(&["agent", "delete", "v"]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("deleted"), "stdout: {}", stdout(&o));
+    s.get("/api/agents/v").assert_error(404, "not_found", None);
+}
+
+#[test]
+fn cli_agent_edit_no_schedule_and_status() {
+    let s = Server::start();
+    let f = s.write_file("e.py", OK_CODE);
+    assert_ok(&s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "e",
+        "--file",
+        f.to_str().unwrap(),
+        "--schedule",
+        "every 5m",
+    ]));
+    assert_ok(&s.cli(&["agent", "edit", "e", "--no-schedule"]));
+    assert_eq!(s.get("/api/agents/e").expect(200)["schedule"], Value::Null);
+    assert_ok(&s.cli(&["agent", "edit", "e", "--status", "paused"]));
+    assert_eq!(s.get("/api/agents/e").expect(200)["status"], "paused");
+    let o = s.cli(&["agent", "edit", "e"]);
+    assert!(!o.status.success(), "edit with nothing to change must fail");
+}
+
+#[test]
+fn cli_agent_state() {
+    let s = Server::start();
+    create_counter(&s, "st");
+    assert_ok(&s.cli(&["agent", "run", "st", "--wait"]));
+    let o = s.cli(&["agent", "state", "st"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("runs:  1"), "state: {out}");
+    assert!(out.contains("\"count\": 1"), "state: {out}");
+}
+
+#[test]
+fn cli_viewer_token_can_list_but_not_create() {
+    let s = Server::start();
+    let o = s.cli(&["token", "create", "--scope", "viewer", "--name", "ro"]);
+    assert_ok(&o);
+    let tok = stdout(&o).trim().to_string();
+    assert!(tok.starts_with("p38_"), "printed token: {tok:?}");
+    assert!(stderr(&o).contains("viewer"), "stderr: {}", stderr(&o));
+
+    let o = s.cli_env(&["agent", "list"], &[("P38_TOKEN", &tok)]);
+    assert_ok(&o);
+
+    let f = s.write_file("x.py", OK_CODE);
+    let o = s.cli_env(
+        &[
+            "agent",
+            "create",
+            "--name",
+            "x",
+            "--file",
+            f.to_str().unwrap(),
+        ],
+        &[("P38_TOKEN", &tok)],
+    );
+    assert!(!o.status.success(), "viewer create must fail");
+    assert!(stderr(&o).contains("403"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_token_list_and_revoke() {
+    let s = Server::start();
+    let o = s.cli(&[
+        "token", "create", "--scope", "operator", "--name", "opsbot", "--json",
+    ]);
+    assert_ok(&o);
+    let created: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let id = created["id"].as_i64().unwrap().to_string();
+    let tok = created["token"].as_str().unwrap().to_string();
+
+    let o = s.cli(&["token", "list"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("opsbot") && out.contains("operator"),
+        "token list: {out}"
+    );
+    assert!(!out.contains(&tok), "token list leaks the token");
+
+    let o = s.cli(&["token", "revoke", &id]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("revoked"), "{}", stdout(&o));
+
+    let o = s.cli_env(&["agent", "list"], &[("P38_TOKEN", &tok)]);
+    assert!(!o.status.success(), "revoked token still works");
+    assert!(stderr(&o).contains("401"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_without_server_mentions_p38_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = p38_command();
+    cmd.args(["agent", "list"])
+        .current_dir(dir.path())
+        .env("P38_URL", "http://127.0.0.1:1")
+        .env("P38_TOKEN", "p38_whatever");
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("p38 up"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_without_token_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = p38_command();
+    cmd.args(["agent", "list"])
+        .current_dir(dir.path())
+        .env("P38_URL", "http://127.0.0.1:1")
+        .env("P38_DATA_DIR", dir.path().join("nothing-here"));
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("P38_TOKEN"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_run_file_without_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("counter.py");
+    std::fs::write(&f, COUNTER_CODE).unwrap();
+    let mut cmd = p38_command();
+    cmd.args(["run", f.to_str().unwrap(), "--state", r#"{"count":1}"#])
+        .current_dir(dir.path())
+        .env("P38_URL", "http://127.0.0.1:1");
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("succeeded"), "stdout: {out}");
+    assert!(
+        out.contains(r#"{"count":2}"#),
+        "result from the given state: {out}"
+    );
+}
+
+#[test]
+fn cli_run_file_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("counter.py");
+    std::fs::write(&f, COUNTER_CODE).unwrap();
+    let mut cmd = p38_command();
+    cmd.args(["run", f.to_str().unwrap(), "--json"])
+        .current_dir(dir.path());
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["result"], json!({"count": 1}));
+    assert_eq!(v["state"], json!({"count": 1}));
+    assert_eq!(v["sandboxed"], true);
+}
+
+#[test]
+fn cli_run_failing_file_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("bad.py");
+    std::fs::write(&f, FAIL_CODE).unwrap();
+    let mut cmd = p38_command();
+    cmd.args(["run", f.to_str().unwrap()])
+        .current_dir(dir.path());
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("boom from agent"),
+        "stdout: {}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn cli_run_bad_state_json_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ok.py");
+    std::fs::write(&f, OK_CODE).unwrap();
+    let mut cmd = p38_command();
+    cmd.args(["run", f.to_str().unwrap(), "--state", "{nope"])
+        .current_dir(dir.path());
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(60));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--state"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_task_cancel() {
+    let s = Server::start();
+    let f = s.write_file("sleepy.py", SLEEP_CODE);
+    assert_ok(&s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "sleepy",
+        "--file",
+        f.to_str().unwrap(),
+    ]));
+    let o = s.cli(&["agent", "run", "sleepy", "--json"]);
+    assert_ok(&o);
+    let t: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let id = t["id"].as_i64().unwrap().to_string();
+    let o = s.cli(&["task", "cancel", &id]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("cancelled"), "{}", stdout(&o));
+    let o = s.cli(&["task", "cancel", &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("409"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_agent_list_bad_status_names_field() {
+    let s = Server::start();
+    let o = s.cli(&["agent", "list", "--status", "sleeping"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("status"), "stderr: {}", stderr(&o));
+}
+
+#[test]
+fn cli_agent_create_bad_config_json_fails_before_sending() {
+    let s = Server::start();
+    let f = s.write_file("x.py", OK_CODE);
+    let o = s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "x",
+        "--file",
+        f.to_str().unwrap(),
+        "--config",
+        "{nope",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--config"), "stderr: {}", stderr(&o));
+    s.get("/api/agents/x").assert_error(404, "not_found", None);
+}
+
+#[test]
+fn cli_agent_create_with_all_fields() {
+    let s = Server::start();
+    let f = s.write_file("x.py", OK_CODE);
+    let o = s.cli(&[
+        "agent",
+        "create",
+        "--name",
+        "x",
+        "--file",
+        f.to_str().unwrap(),
+        "--description",
+        "desc",
+        "--config",
+        r#"{"a":1}"#,
+        "--secret",
+        "API_KEY",
+        "--tool",
+        "webhook",
+        "--network",
+        "true",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v["description"], "desc");
+    assert_eq!(v["config"], json!({"a": 1}));
+    assert_eq!(v["secrets"], json!(["API_KEY"]));
+    assert_eq!(v["tools"], json!(["webhook"]));
+    assert_eq!(v["network"], true);
+}

@@ -1,0 +1,96 @@
+//! Generations: a plain-language description on its way to becoming a
+//! validated agent, with every iteration of the repair loop kept.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Where a generation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationStatus {
+    /// The repair loop is working.
+    Running,
+    /// An agent was saved (pending approval, or active when auto-approved).
+    Succeeded,
+    /// The loop gave up; `error` says why and `report` holds the last findings.
+    Failed,
+}
+
+impl GenerationStatus {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerationStatus::Running => "running",
+            GenerationStatus::Succeeded => "succeeded",
+            GenerationStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for GenerationStatus {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "running" => Ok(GenerationStatus::Running),
+            "succeeded" => Ok(GenerationStatus::Succeeded),
+            "failed" => Ok(GenerationStatus::Failed),
+            _ => Err(crate::Error::internal(format!("unknown generation status {s:?}"))),
+        }
+    }
+}
+
+/// A stored generation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Generation {
+    /// Identifier.
+    pub id: i64,
+    /// The user's description.
+    pub description: String,
+    /// Status.
+    pub status: GenerationStatus,
+    /// Current stage: queued, generating, validating, repairing, saving, done, failed.
+    pub stage: String,
+    /// Current iteration of the repair loop (1-based).
+    pub iteration: i64,
+    /// Findings of the last validation.
+    pub findings: i64,
+    /// Cost so far, USD.
+    pub cost_usd: f64,
+    /// Input tokens so far.
+    pub input_tokens: i64,
+    /// Output tokens so far.
+    pub output_tokens: i64,
+    /// The model used.
+    pub model: String,
+    /// Every iteration: code, findings, tokens, cost.
+    #[schema(value_type = Option<Object>)]
+    pub report: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The agent it produced.
+    pub agent_id: Option<i64>,
+    /// Who asked.
+    pub created_by: String,
+    /// When.
+    pub created_at: DateTime<Utc>,
+    /// Last progress.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Progress of a running generation.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationProgress {
+    /// Stage name.
+    pub stage: String,
+    /// Iteration.
+    pub iteration: i64,
+    /// Findings of the last validation.
+    pub findings: i64,
+    /// Cost so far.
+    pub cost_usd: f64,
+    /// Input tokens so far.
+    pub input_tokens: i64,
+    /// Output tokens so far.
+    pub output_tokens: i64,
+}

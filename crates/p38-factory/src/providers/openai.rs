@@ -1,0 +1,174 @@
+//! OpenAI's Chat Completions API: `POST {base}/v1/chat/completions`. The
+//! same client serves any OpenAI-compatible server (Ollama, llama.cpp, vLLM)
+//! given its base URL; the key is then optional.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+
+use super::http::{self, ErrorAnswer};
+use super::{
+    ApiKey, ChatRequest, ChatResponse, DEFAULT_TIMEOUT, LlmProvider, ProviderError, join_url,
+};
+
+/// The model asked for unless configured otherwise.
+pub const DEFAULT_MODEL: &str = "gpt-4.1";
+/// The public endpoint.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com";
+
+/// A client of the Chat Completions API.
+#[derive(Debug, Clone)]
+pub struct OpenAiProvider {
+    client: reqwest::Client,
+    key: ApiKey,
+    model: String,
+    base_url: String,
+    timeout: Duration,
+    name: String,
+}
+
+impl OpenAiProvider {
+    /// A client of OpenAI itself for `api_key`.
+    ///
+    /// # Panics
+    /// If the TLS backend cannot be initialised (as `reqwest::Client::new`).
+    pub fn new(api_key: impl Into<String>) -> Self {
+        OpenAiProvider {
+            client: reqwest::Client::new(),
+            key: ApiKey::new(api_key),
+            model: DEFAULT_MODEL.to_string(),
+            base_url: DEFAULT_BASE_URL.to_string(),
+            timeout: DEFAULT_TIMEOUT,
+            name: "openai".to_string(),
+        }
+    }
+
+    /// A client of an OpenAI-compatible server at `base_url` (for Ollama
+    /// `http://127.0.0.1:11434`); `api_key` may be empty, and then no
+    /// `Authorization` header is sent.
+    pub fn compatible(
+        base_url: impl Into<String>,
+        model: impl Into<String>,
+        api_key: impl Into<String>,
+    ) -> Self {
+        OpenAiProvider {
+            name: "openai_compatible".to_string(),
+            ..OpenAiProvider::new(api_key)
+                .with_base_url(base_url)
+                .with_model(model)
+        }
+    }
+
+    /// Asks for another model.
+    pub fn with_model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// Talks to another endpoint.
+    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+        self.base_url = base_url.into();
+        self
+    }
+
+    /// Limits one call, body included.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    fn body(&self, req: &ChatRequest) -> Value {
+        let mut messages = Vec::with_capacity(req.messages.len() + 1);
+        if !req.system.is_empty() {
+            messages.push(json!({"role": "system", "content": req.system}));
+        }
+        messages.extend(
+            req.messages
+                .iter()
+                .map(|m| json!({"role": m.role.as_str(), "content": m.content})),
+        );
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": req.max_tokens,
+        });
+        if let Some(t) = req.temperature {
+            body["temperature"] = json!(t);
+        }
+        body
+    }
+}
+
+/// Maps an OpenAI error answer: `{"error":{"message","type","code"}}`.
+fn classify(a: ErrorAnswer) -> ProviderError {
+    let parsed: Option<Value> = serde_json::from_str(&a.body).ok();
+    let field = |name: &str| {
+        parsed
+            .as_ref()
+            .and_then(|v| v.pointer(&format!("/error/{name}")))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let (kind, code) = (field("type"), field("code"));
+    let message = match field("message") {
+        m if m.is_empty() => http::shorten(&a.body),
+        m => m,
+    };
+    match a.status {
+        401 | 403 => ProviderError::Auth(message),
+        // An empty wallet is a 429 too, but waiting does not fill it.
+        429 if code == "insufficient_quota" || kind == "insufficient_quota" => {
+            ProviderError::Request(format!("insufficient quota: {message}"))
+        }
+        429 => ProviderError::RateLimited {
+            retry_after: a.retry_after,
+        },
+        503 => ProviderError::Overloaded(message),
+        500..=599 => ProviderError::Server {
+            status: a.status,
+            body: http::shorten(&a.body),
+        },
+        s => ProviderError::Request(format!("HTTP {s} {kind}: {message}")),
+    }
+}
+
+#[async_trait]
+impl LlmProvider for OpenAiProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    async fn complete(&self, req: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+        let mut builder = self
+            .client
+            .post(join_url(&self.base_url, "/v1/chat/completions"))
+            .timeout(self.timeout)
+            .json(&self.body(req));
+        if !self.key.is_empty() {
+            builder = builder.bearer_auth(self.key.expose());
+        }
+        let ok = http::send(builder, &self.key, classify).await?;
+        let v = http::parse_json(&ok.body)?;
+        let text = v
+            .pointer("/choices/0/message/content")
+            .and_then(Value::as_str)
+            .ok_or_else(|| http::malformed(&ok.body, "no choices[0].message.content string"))?;
+        Ok(ChatResponse {
+            text: text.to_string(),
+            model: v
+                .get("model")
+                .and_then(Value::as_str)
+                .unwrap_or(&self.model)
+                .to_string(),
+            input_tokens: http::token_count(&v, &ok.body, "/usage/prompt_tokens")?,
+            output_tokens: http::token_count(&v, &ok.body, "/usage/completion_tokens")?,
+            latency: ok.latency,
+        })
+    }
+}

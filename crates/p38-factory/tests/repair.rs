@@ -1,0 +1,282 @@
+//! The generate-test-fix loop end to end against a scripted loopback
+//! Anthropic server.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::{Canned, anthropic_message, fast_retries, serve};
+use p38_factory::providers::ProviderErrorKind;
+use p38_factory::{
+    AnthropicProvider, Factory, FailureCause, Outcome, Price, Progress, ProgressStage,
+    RetryingProvider, Stage, Validator,
+};
+use serde_json::json;
+
+const HEBREW: &str = "צור לי סוכן שעוקב אחרי מניות של טסלה ומתריע כשהמחיר עולה ב-5%";
+const LEAKED: &str = "sk-ant-api03-Xy7pQ2rT9vW4zK8mN3bC6dF1gH5jL0sA";
+
+const BAD_CODE: &str = r#""""Watch Tesla."""
+
+API_KEY = "sk-ant-api03-Xy7pQ2rT9vW4zK8mN3bC6dF1gH5jL0sA"
+
+
+def run(ctx):
+    """Run."""
+    price = ctx.state.get("price", 0
+    return {"price": price, "key": API_KEY}
+"#;
+
+const GOOD_CODE: &str = r#""""Watch Tesla's share price and alert on Telegram when it rises 5%."""
+
+import json
+import urllib.parse
+import urllib.request
+
+QUOTE_URL = "https://query1.finance.yahoo.com/v8/finance/chart/TSLA?interval=1d&range=1d"
+
+
+def fetch_price():
+    """Return the latest TSLA price in USD."""
+    with urllib.request.urlopen(QUOTE_URL, timeout=10) as resp:
+        data = json.loads(resp.read().decode("utf-8"))
+    return float(data["chart"]["result"][0]["meta"]["regularMarketPrice"])
+
+
+def notify(ctx, text):
+    """Send text to the user's Telegram chat."""
+    token = ctx.secrets["TELEGRAM_BOT_TOKEN"]
+    url = "https://api.telegram.org/bot" + token + "/sendMessage"
+    body = urllib.parse.urlencode({"chat_id": ctx.config["chat_id"], "text": text}).encode()
+    with urllib.request.urlopen(url, data=body, timeout=10) as resp:
+        return resp.status == 200
+
+
+def run(ctx):
+    """Alert when the price is 5% above the last one seen."""
+    price = fetch_price()
+    last = ctx.state.get("last_price")
+    ctx.state["last_price"] = price
+    if last and price >= last * 1.05:
+        notify(ctx, f"Tesla rose {100 * (price / last - 1):.1f}% to ${price:.2f}")
+        return {"alerted": True, "price": price}
+    return {"alerted": False, "price": price}
+"#;
+
+fn answer(code: &str) -> String {
+    json!({
+        "name": "tesla-watch",
+        "description": "עוקב אחרי מחיר מניית טסלה ומתריע בטלגרם כשהמחיר עולה ב-5%",
+        "code": code,
+        "schedule": "every 15m",
+        "secrets": ["TELEGRAM_BOT_TOKEN"],
+        "tools": [],
+        "network": true,
+        "test": ""
+    })
+    .to_string()
+}
+
+fn factory(base_url: &str) -> Factory {
+    let provider = AnthropicProvider::new("test-key").with_base_url(base_url);
+    Factory::new(
+        Arc::new(RetryingProvider::new(Arc::new(provider), fast_retries())),
+        Validator::default(),
+    )
+}
+
+fn recorder() -> (Arc<Mutex<Vec<Progress>>>, impl Fn(Progress) + Send + Sync) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    (seen, move |p| s.lock().unwrap().push(p))
+}
+
+#[tokio::test]
+async fn hebrew_request_repaired_in_two_iterations() {
+    let server = serve(vec![
+        Canned::json(
+            200,
+            anthropic_message(&format!("```json\n{}\n```", answer(BAD_CODE)), 1200, 400),
+        ),
+        Canned::json(200, anthropic_message(&answer(GOOD_CODE), 1800, 500)),
+    ])
+    .await;
+    let (seen, progress) = recorder();
+    let g = factory(&server.base_url)
+        .generate(HEBREW, &progress)
+        .await
+        .unwrap();
+
+    let Outcome::Succeeded { spec } = &g.outcome else {
+        panic!("expected success: {g:#?}");
+    };
+    assert_eq!(spec.name, "tesla-watch");
+    assert_eq!(spec.code, GOOD_CODE);
+    assert_eq!(spec.secrets, vec!["TELEGRAM_BOT_TOKEN"]);
+    assert!(spec.network);
+
+    // Both iterations are kept, with their own findings, tokens and costs.
+    assert_eq!(g.iterations.len(), 2);
+    let (first, second) = (&g.iterations[0], &g.iterations[1]);
+    assert_eq!((first.n, second.n), (1, 2));
+    assert_eq!(first.code, BAD_CODE);
+    let syntax = first
+        .findings
+        .iter()
+        .find(|f| f.stage == Stage::Syntax)
+        .expect("syntax finding");
+    assert_eq!(syntax.line, Some(8));
+    let secret = first
+        .findings
+        .iter()
+        .find(|f| f.rule == "hardcoded_secret")
+        .expect("secret finding");
+    assert_eq!(secret.line, Some(3));
+    assert!(
+        !second.findings.iter().any(|f| f.is_error()),
+        "{:#?}",
+        second.findings
+    );
+    assert_eq!((first.input_tokens, first.output_tokens), (1200, 400));
+    assert_eq!(g.total_input_tokens, 3000);
+    assert_eq!(g.total_output_tokens, 900);
+    // claude-sonnet-4-5 at $3 / $15 per million tokens.
+    assert!((first.cost_usd - 0.0096).abs() < 1e-9, "{}", first.cost_usd);
+    assert!(
+        (g.total_cost_usd - (0.0096 + 0.0129)).abs() < 1e-9,
+        "{}",
+        g.total_cost_usd
+    );
+
+    // The first request carries the Hebrew description; the repair request
+    // carries the previous code and the findings.
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    let first_user = reqs[0].json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(first_user.contains(HEBREW));
+    assert!(
+        reqs[0].json()["system"]
+            .as_str()
+            .unwrap()
+            .contains("def run(ctx)")
+    );
+    let repair = reqs[1].json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(repair.contains(HEBREW));
+    assert!(repair.contains("<previous_code>"));
+    assert!(repair.contains("[error] syntax, line 8"), "{repair}");
+    assert!(
+        repair.contains("[error] rules, line 3, hardcoded_secret"),
+        "{repair}"
+    );
+    // The finding itself does not repeat the key (only the echoed code does).
+    assert!(!secret.message.contains(&LEAKED[8..]));
+
+    let stages: Vec<ProgressStage> = seen.lock().unwrap().iter().map(|p| p.stage).collect();
+    assert_eq!(stages.first(), Some(&ProgressStage::Generating));
+    assert!(stages.contains(&ProgressStage::Repairing));
+    assert_eq!(stages.last(), Some(&ProgressStage::Done));
+}
+
+#[tokio::test]
+async fn budget_exhaustion_stops_the_loop() {
+    let server = serve(vec![Canned::json(
+        200,
+        anthropic_message(&answer(BAD_CODE), 1200, 400),
+    )])
+    .await;
+    let mut f = factory(&server.base_url);
+    // 1600 tokens at $500 per million: $0.80 a call against a $1.00 budget.
+    f.prices.set("claude-sonnet-4-5", Price::new(500.0, 500.0));
+    let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
+    match &g.outcome {
+        Outcome::Failed { reason, cause } => {
+            assert_eq!(*cause, FailureCause::BudgetExhausted);
+            assert!(reason.contains("budget"), "{reason}");
+        }
+        o => panic!("expected failure, got {o:?}"),
+    }
+    assert_eq!(g.iterations.len(), 1);
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "the second call was estimated over budget"
+    );
+    assert!((g.total_cost_usd - 0.8).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn max_iterations_stop_the_loop_and_malformed_answers_are_repaired() {
+    let server = serve(vec![
+        Canned::json(
+            200,
+            anthropic_message("Sure! Here is your agent: it watches Tesla.", 100, 20),
+        ),
+        Canned::json(200, anthropic_message(&answer(BAD_CODE), 100, 20)),
+    ])
+    .await;
+    let mut f = factory(&server.base_url);
+    f.max_iterations = 2;
+    let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
+    match &g.outcome {
+        Outcome::Failed { reason, cause } => {
+            assert_eq!(*cause, FailureCause::MaxIterations);
+            assert!(reason.contains("2 iteration"), "{reason}");
+        }
+        o => panic!("expected failure, got {o:?}"),
+    }
+    assert_eq!(g.iterations.len(), 2);
+    let first = &g.iterations[0];
+    assert_eq!(
+        first.raw_answer_on_parse_failure.as_deref(),
+        Some("Sure! Here is your agent: it watches Tesla.")
+    );
+    assert_eq!(first.findings[0].stage, Stage::Answer);
+    assert!(first.code.is_empty());
+    let repair = server.requests()[1].json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        repair.contains("<previous_answer>\nSure! Here is your agent"),
+        "{repair}"
+    );
+    assert!(g.iterations[1].findings.iter().any(|f| f.is_error()));
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn provider_refusal_ends_the_loop_with_its_kind() {
+    let server = serve(vec![Canned::json(
+        401,
+        r#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#,
+    )])
+    .await;
+    let g = factory(&server.base_url)
+        .generate("watch Tesla", &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        g.outcome,
+        Outcome::Failed {
+            reason:
+                "the model provider failed: the provider refused the API key: invalid x-api-key"
+                    .into(),
+            cause: FailureCause::Provider {
+                error: ProviderErrorKind::Auth
+            },
+        }
+    );
+    assert!(g.iterations.is_empty());
+}
+
+#[tokio::test]
+async fn empty_description_is_refused() {
+    let f = factory("http://127.0.0.1:9");
+    assert!(f.generate("   ", &|_| {}).await.is_err());
+}

@@ -1,0 +1,79 @@
+//! Generations and their progress.
+
+use async_trait::async_trait;
+
+use p38_core::Result;
+use p38_core::audit::NewAudit;
+use p38_core::generation::{Generation, GenerationProgress, GenerationStatus};
+use p38_core::store::GenerationStore;
+use p38_core::time::{now, to_millis};
+
+use crate::audit::insert_audit;
+use crate::rows::{self, to_json};
+use crate::{SqlStore, db_err};
+
+#[async_trait]
+impl GenerationStore for SqlStore {
+    async fn create_generation(&self, description: &str, model: &str, created_by: &str, audit: NewAudit) -> Result<Generation> {
+        let mut tx = self.begin().await?;
+        let t = to_millis(now());
+        let row = sqlx::query(
+            "INSERT INTO generations (description, status, stage, model, created_by, created_at, updated_at) VALUES ($1, 'running', 'queued', $2, $3, $4, $4) \
+             RETURNING id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at",
+        )
+        .bind(description)
+        .bind(model)
+        .bind(created_by)
+        .bind(t)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let g = rows::generation(&row)?;
+        insert_audit(&mut tx, &NewAudit { target: format!("generation:{}", g.id), ..audit }).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(g)
+    }
+
+    async fn generation_progress(&self, id: i64, p: &GenerationProgress) -> Result<()> {
+        sqlx::query("UPDATE generations SET stage = $2, iteration = $3, findings = $4, cost_usd = $5, input_tokens = $6, output_tokens = $7, updated_at = $8 WHERE id = $1")
+            .bind(id)
+            .bind(&p.stage)
+            .bind(p.iteration)
+            .bind(p.findings)
+            .bind(p.cost_usd)
+            .bind(p.input_tokens)
+            .bind(p.output_tokens)
+            .bind(to_millis(now()))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn finish_generation(&self, id: i64, status: GenerationStatus, report: &serde_json::Value, error: Option<&str>, agent_id: Option<i64>) -> Result<()> {
+        let stage = if status == GenerationStatus::Succeeded { "done" } else { "failed" };
+        sqlx::query("UPDATE generations SET status = $2, stage = $3, report = $4, error = $5, agent_id = $6, updated_at = $7 WHERE id = $1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(stage)
+            .bind(to_json(report))
+            .bind(error)
+            .bind(agent_id)
+            .bind(to_millis(now()))
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_generation(&self, id: i64) -> Result<Option<Generation>> {
+        let sql = "SELECT id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at FROM generations WHERE id = $1";
+        sqlx::query(sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::generation(&r))
+            .transpose()
+    }
+}
