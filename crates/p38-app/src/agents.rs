@@ -23,7 +23,10 @@ impl App {
     pub async fn create_agent(&self, who: &Principal, req: CreateAgent) -> Result<AgentView> {
         who.require(Scope::Admin)?;
         validate_name(&req.name)?;
-        self.check_code(&req.code)?;
+        let code = req.code.ok_or_else(|| {
+            Error::validation("code", "give the agent's code, or only a description to have Project38 write it")
+        })?;
+        self.check_code(&code)?;
         self.check_description(&req.description)?;
         let schedule = normalise_schedule(req.schedule)?;
         let config = req.config.unwrap_or_else(|| serde_json::json!({}));
@@ -37,7 +40,7 @@ impl App {
             next_fire_at,
             name: req.name,
             description: req.description,
-            code: req.code,
+            code,
             status,
             schedule,
             config,
@@ -332,7 +335,7 @@ impl App {
         Ok(())
     }
 
-    fn check_description(&self, d: &str) -> Result<()> {
+    pub(crate) fn check_description(&self, d: &str) -> Result<()> {
         if d.len() > self.config.max_description_bytes {
             return Err(Error::TooLarge {
                 field: Some("description".into()),

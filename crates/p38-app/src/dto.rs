@@ -12,13 +12,16 @@ use p38_core::auth::{ApiToken, Scope};
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
-    /// Unique name: letters, digits, `.`, `_`, `-`.
+    /// Unique name: letters, digits, `.`, `_`, `-` (generated agents name themselves).
+    #[serde(default)]
     pub name: String,
     /// What the agent does.
     #[serde(default)]
     pub description: String,
-    /// Python source defining `run(ctx)`.
-    pub code: String,
+    /// Python source defining `run(ctx)`. Leave it out and give a
+    /// `description` to have Project38 write the agent (202 with a generation).
+    #[serde(default)]
+    pub code: Option<String>,
     /// Cron expression (`"0 * * * *"`, 6 fields with seconds) or `"every 30s"`.
     #[serde(default)]
     pub schedule: Option<String>,

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod dto;
+pub mod generations;
 pub mod health;
 pub mod secrets;
 pub mod tasks;
@@ -47,12 +48,19 @@ pub struct App {
     signal: Arc<dyn QueueSignal>,
     config: AppConfig,
     secrets: Option<secrets::SecretsAdmin>,
+    generator: Option<generations::Generator>,
 }
 
 impl App {
     /// Builds the services over a store and the workers' wake-up signal.
     pub fn new(store: Arc<dyn Store>, signal: Arc<dyn QueueSignal>, config: AppConfig) -> App {
-        App { store, signal, config, secrets: None }
+        App { store, signal, config, secrets: None, generator: None }
+    }
+
+    /// Enables generation of agents from descriptions.
+    pub fn with_generator(mut self, g: generations::Generator) -> App {
+        self.generator = Some(g);
+        self
     }
 
     /// Enables the secret services: values are sealed into the local

@@ -51,17 +51,24 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         AgentCmd::Create { client, fields } => {
             let c = Client::new(&client)?;
             let mut body = fields_body(&fields)?;
+            if !body.contains_key("code") {
+                if !body.contains_key("description") {
+                    bail!("give --file (the agent's Python code) and --name, or --description to have Project38 write the agent");
+                }
+                return crate::generate_cmd::generate(&c, &body).await;
+            }
             if !body.contains_key("name") {
                 bail!("--name is required");
-            }
-            if !body.contains_key("code") {
-                bail!("--file is required (the agent's Python code)");
             }
             if let Some(Value::Bool(false)) | None = body.get("network") {
                 body.remove("network");
             }
             let v = c.post("/api/agents", &Value::Object(body)).await?;
             show_agent(&c, &v);
+        }
+        AgentCmd::Approve { client, agent, yes } => {
+            let c = Client::new(&client)?;
+            return crate::generate_cmd::approve(&c, &agent, yes).await;
         }
         AgentCmd::Show { client, agent } => {
             let c = Client::new(&client)?;

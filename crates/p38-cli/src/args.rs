@@ -123,6 +123,35 @@ pub struct ServerArgs {
     /// Where secrets come from.
     #[command(flatten)]
     pub secrets: SecretArgs,
+    /// How agents are generated from descriptions.
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// The language model that writes agents.
+#[derive(Debug, Args, Clone)]
+pub struct LlmArgs {
+    /// anthropic, openai, gemini or openai_compatible (Ollama, llama.cpp, vLLM).
+    #[arg(long, env = "P38_LLM_PROVIDER", default_value = "anthropic")]
+    pub llm_provider: String,
+    /// Model (default: the provider's current default, e.g. claude-sonnet-4-5).
+    #[arg(long, env = "P38_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// Endpoint (default: the provider's public API; Ollama at 127.0.0.1:11434 for openai_compatible).
+    #[arg(long, env = "P38_LLM_BASE_URL")]
+    pub llm_base_url: Option<String>,
+    /// Seconds one model call may take.
+    #[arg(long, env = "P38_LLM_TIMEOUT", default_value_t = 120)]
+    pub llm_timeout: u64,
+    /// Generate, validate, repair: at most this many iterations.
+    #[arg(long, env = "P38_LLM_MAX_ITERATIONS", default_value_t = 5)]
+    pub llm_max_iterations: u32,
+    /// Cost budget per generated agent, USD.
+    #[arg(long, env = "P38_LLM_BUDGET_USD", default_value_t = 1.0)]
+    pub llm_budget_usd: f64,
+    /// Approve agents with no findings and no network, secret or tool permissions without a human.
+    #[arg(long, env = "P38_AUTO_APPROVE", default_value_t = false)]
+    pub auto_approve: bool,
 }
 
 /// Secret backends, asked in order.
@@ -287,6 +316,16 @@ pub enum AgentCmd {
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
+    },
+    /// Show an agent's code, findings, permissions and cost, then approve it.
+    Approve {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+        /// Approve without asking.
+        #[arg(long, short)]
+        yes: bool,
     },
     /// List an agent's code versions.
     Versions {

@@ -4,6 +4,8 @@
 mod agent_cmd;
 mod args;
 mod client;
+mod dry_run;
+mod generate_cmd;
 mod output;
 mod run_cmd;
 mod secret_cmd;

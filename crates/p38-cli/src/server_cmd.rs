@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::sync::watch;
 
+use p38_app::generations::{Generator, GeneratorConfig};
 use p38_app::secrets::SecretsAdmin;
+use p38_factory::ProviderKind;
 use p38_app::{App, AppConfig};
 use p38_core::store::{NoSignal, QueueSignal, Store};
 use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Scheduler, Worker};
@@ -51,6 +53,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         signal,
         AppConfig {
             max_code_bytes: a.max_code_bytes,
+            auto_approve: a.llm.auto_approve,
             ..AppConfig::default()
         },
     )
@@ -58,6 +61,11 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         cipher: secrets.cipher.clone(),
         chain: secrets.chain.clone(),
     });
+    let app = if api {
+        app.with_generator(build_generator(&a, secrets.chain.clone())?)
+    } else {
+        app
+    };
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = Duration::from_secs(a.shutdown_grace);
@@ -115,6 +123,56 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     let _ = stop_tx.send(true);
     while jobs.join_next().await.is_some() {}
     Ok(ExitCode::SUCCESS)
+}
+
+/// The generator of agents: provider settings, keys from the secret chain,
+/// and a dry runner in the sandbox (skipped, with a warning, when the
+/// sandbox is not available on this node).
+fn build_generator(a: &ServerArgs, keys: Arc<dyn p38_secrets::SecretResolver>) -> anyhow::Result<Generator> {
+    let kind = match a.llm.llm_provider.as_str() {
+        "anthropic" => ProviderKind::Anthropic,
+        "openai" => ProviderKind::OpenAi,
+        "gemini" => ProviderKind::Gemini,
+        "openai_compatible" => ProviderKind::OpenAiCompatible,
+        other => bail!("unknown model provider {other:?} (P38_LLM_PROVIDER): use anthropic, openai, gemini or openai_compatible"),
+    };
+    let dry_runner: Arc<dyn p38_factory::DryRunner> = match build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)
+        .and_then(|s| crate::dry_run::SandboxDryRunner::new(s))
+    {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            tracing::warn!(error = %e, "no sandbox for dry runs of generated agents; that validation stage will fail");
+            Arc::new(NoDryRun(e.to_string()))
+        }
+    };
+    Ok(Generator {
+        config: GeneratorConfig {
+            kind,
+            model: a.llm.llm_model.clone(),
+            base_url: a.llm.llm_base_url.clone(),
+            timeout_secs: a.llm.llm_timeout,
+            max_iterations: a.llm.llm_max_iterations,
+            budget_usd: a.llm.llm_budget_usd,
+        },
+        keys,
+        dry_runner,
+    })
+}
+
+/// Reports that dry runs cannot happen here, so generated agents are never
+/// saved as if they had passed one.
+struct NoDryRun(String);
+
+#[async_trait::async_trait]
+impl p38_factory::DryRunner for NoDryRun {
+    async fn dry_run(&self, _: &str, _: &str, _: &[String], _: bool) -> p38_factory::DryRunOutcome {
+        p38_factory::DryRunOutcome {
+            ok: false,
+            error: Some(format!("no sandbox on the API node for the dry run: {}", self.0)),
+            line: None,
+            duration: Duration::ZERO,
+        }
+    }
 }
 
 /// Builds the sandbox (probing the host) and the executor.

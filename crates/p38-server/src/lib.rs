@@ -55,6 +55,7 @@ pub fn router(app: App, http: &HttpConfig) -> Router {
         .merge(routes::tokens::routes())
         .merge(routes::audit::routes())
         .merge(routes::secrets::routes())
+        .merge(routes::generations::routes())
         .split_for_parts();
     let doc = openapi::finish(doc);
     api.route(

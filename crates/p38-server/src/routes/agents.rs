@@ -3,11 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use p38_app::dto::{AgentView, CreateAgent, UpdateAgent};
 use p38_core::agent::{AgentState, AgentStatus, AgentVersion};
+use p38_core::generation::Generation;
 use p38_core::page::{Page, PageRequest};
 use p38_core::task::{Task, TaskStatus};
 
@@ -44,19 +46,20 @@ async fn list_agents(
     Ok(Json(s.app.list_agents(&who, status, page).await?))
 }
 
-/// Creates an agent from its code (admin).
+/// Creates an agent (admin): from its code (201 with the agent), or, when
+/// only a description is given, by generating it (202 with the generation to
+/// follow at `GET /api/generations/{id}`).
 #[utoipa::path(post, path = "/api/agents", tag = "agents", request_body = CreateAgent, security(("bearer" = [])),
-    responses((status = 201, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "Name taken", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn create_agent(
-    State(s): State<AppState>,
-    Auth(who): Auth,
-    ApiJson(req): ApiJson<CreateAgent>,
-) -> ApiResult<(StatusCode, Json<AgentView>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(s.app.create_agent(&who, req).await?),
-    ))
+    responses((status = 201, body = AgentView), (status = 202, description = "Generation started", body = Generation),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, description = "Generation not configured", body = ErrorBody)))]
+async fn create_agent(State(s): State<AppState>, Auth(who): Auth, ApiJson(req): ApiJson<CreateAgent>) -> ApiResult<Response> {
+    if req.code.is_none() && !req.description.trim().is_empty() {
+        let g = s.app.start_generation(&who, &req.description).await?;
+        return Ok((StatusCode::ACCEPTED, Json(g)).into_response());
+    }
+    Ok((StatusCode::CREATED, Json(s.app.create_agent(&who, req).await?)).into_response())
 }
 
 /// One agent, by id or name, with its next scheduled runs.

@@ -3,6 +3,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod audit;
+pub(crate) mod generations;
 pub(crate) mod health;
 pub(crate) mod secrets;
 pub(crate) mod tasks;

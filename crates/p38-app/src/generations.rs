@@ -1,0 +1,229 @@
+//! Generation: a plain-language description becomes a validated agent that
+//! waits for approval. The repair loop runs in the background; its progress
+//! and every iteration are stored, so any interface can follow it.
+
+use std::sync::Arc;
+
+use p38_core::agent::{AgentSettings, AgentStatus, NewAgent};
+use p38_core::auth::{Principal, Scope};
+use p38_core::generation::{Generation, GenerationProgress, GenerationStatus};
+use p38_core::schedule::Schedule;
+use p38_core::{Error, Result};
+use p38_factory::{DryRunner, Factory, Outcome, ProgressStage, ProviderConfig, ProviderKind, Validator, ValidatorConfig};
+use p38_secrets::SecretResolver;
+
+use crate::App;
+use crate::agents::audit;
+
+/// How agents are generated.
+#[derive(Clone)]
+pub struct GeneratorConfig {
+    /// Wire format of the model provider.
+    pub kind: ProviderKind,
+    /// Model (`None`: the provider's default).
+    pub model: Option<String>,
+    /// Endpoint (`None`: the provider's public one).
+    pub base_url: Option<String>,
+    /// Time limit of one model call, seconds.
+    pub timeout_secs: u64,
+    /// Repair-loop iterations (default 5).
+    pub max_iterations: u32,
+    /// Cost budget per agent in USD (default 1).
+    pub budget_usd: f64,
+}
+
+/// What generation needs besides the store.
+#[derive(Clone)]
+pub struct Generator {
+    /// Settings.
+    pub config: GeneratorConfig,
+    /// Where provider keys come from (the same chain as agents' secrets).
+    pub keys: Arc<dyn SecretResolver>,
+    /// Runs generated code in the sandbox.
+    pub dry_runner: Arc<dyn DryRunner>,
+}
+
+impl GeneratorConfig {
+    /// The secret holding the provider's key.
+    fn key_name(&self) -> Option<&'static str> {
+        match self.kind {
+            ProviderKind::Anthropic => Some("ANTHROPIC_API_KEY"),
+            ProviderKind::OpenAi => Some("OPENAI_API_KEY"),
+            ProviderKind::Gemini => Some("GEMINI_API_KEY"),
+            ProviderKind::OpenAiCompatible => None,
+        }
+    }
+}
+
+impl Generator {
+    /// The key: from the secret chain, else the plain environment variable
+    /// of the same name (where providers' own tools look for it).
+    async fn api_key(&self) -> Result<Option<String>> {
+        let Some(name) = self.config.key_name() else {
+            return Ok(std::env::var("OPENAI_API_KEY").ok());
+        };
+        if let Ok(mut found) = self.keys.resolve(&[name.to_string()]).await {
+            if let Some(v) = found.remove(name) {
+                return Ok(Some(v.expose().to_string()));
+            }
+        }
+        match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Some(v)),
+            _ => Err(Error::Unavailable(format!(
+                "no key for the model provider: set {name} (p38 secret set {name}, or the environment variable)"
+            ))),
+        }
+    }
+
+    async fn factory(&self) -> Result<Factory> {
+        let cfg = ProviderConfig {
+            kind: self.config.kind,
+            model: self.config.model.clone(),
+            base_url: self.config.base_url.clone(),
+            api_key: self.api_key().await?,
+            timeout_secs: Some(self.config.timeout_secs),
+            max_attempts: None,
+        };
+        let provider = p38_factory::build_provider(&cfg);
+        let validator = Validator::new(ValidatorConfig::default()).with_dry_runner(self.dry_runner.clone());
+        let mut f = Factory::new(provider, validator);
+        f.max_iterations = self.config.max_iterations.max(1);
+        f.budget_usd = self.config.budget_usd;
+        Ok(f)
+    }
+}
+
+impl App {
+    /// Starts generating an agent from `description` (admin); returns at
+    /// once with the generation to follow.
+    pub async fn start_generation(&self, who: &Principal, description: &str) -> Result<Generation> {
+        who.require(Scope::Admin)?;
+        let description = description.trim();
+        if description.is_empty() {
+            return Err(Error::validation("description", "describe the agent: what should it do, and when?"));
+        }
+        self.check_description(description)?;
+        let generator = self.generator.clone().ok_or_else(|| Error::Unavailable("agent generation is not configured on this server (P38_LLM_PROVIDER)".into()))?;
+        let factory = generator.factory().await?;
+        let model = factory.provider.model().to_string();
+        let g = self
+            .store
+            .create_generation(description, &model, &who.actor(), audit(who, "generation.start", "", None))
+            .await?;
+        let app = self.clone();
+        let (id, desc, actor) = (g.id, description.to_string(), who.actor());
+        tokio::spawn(async move { app.run_generation(id, factory, desc, actor).await });
+        Ok(g)
+    }
+
+    /// One generation with its progress and report.
+    pub async fn get_generation(&self, who: &Principal, id: i64) -> Result<Generation> {
+        who.require(Scope::Viewer)?;
+        self.store.get_generation(id).await?.ok_or_else(|| Error::not_found("generation", id))
+    }
+
+    async fn run_generation(&self, id: i64, factory: Factory, description: String, actor: String) {
+        // The loop reports progress synchronously; a task writes it to the
+        // store so a slow database never slows the loop.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<p38_factory::Progress>();
+        let store = self.store.clone();
+        let writer = tokio::spawn(async move {
+            while let Some(p) = rx.recv().await {
+                let stage = match p.stage {
+                    ProgressStage::Generating => "generating",
+                    ProgressStage::Validating => "validating",
+                    ProgressStage::Repairing => "repairing",
+                    ProgressStage::Done => "saving",
+                    ProgressStage::Failed => "failing",
+                };
+                let gp = GenerationProgress {
+                    stage: stage.into(),
+                    iteration: i64::from(p.iteration),
+                    findings: p.findings as i64,
+                    cost_usd: p.cost_so_far,
+                    input_tokens: 0,
+                    output_tokens: 0,
+                };
+                let _ = store.generation_progress(id, &gp).await;
+            }
+        });
+        let progress = move |p: p38_factory::Progress| {
+            let _ = tx.send(p);
+        };
+        let result = factory.generate(&description, &progress).await;
+        drop(progress);
+        let _ = writer.await;
+        let (status, report, error, agent) = match result {
+            Err(e) => (GenerationStatus::Failed, serde_json::json!({}), Some(e.to_string()), None),
+            Ok(g) => {
+                let report = serde_json::to_value(&g).unwrap_or_default();
+                let totals = GenerationProgress {
+                    stage: "saving".into(),
+                    iteration: g.iterations.len() as i64,
+                    findings: g.iterations.last().map(|i| i.findings.len() as i64).unwrap_or(0),
+                    cost_usd: g.total_cost_usd,
+                    input_tokens: g.total_input_tokens as i64,
+                    output_tokens: g.total_output_tokens as i64,
+                };
+                let _ = self.store.generation_progress(id, &totals).await;
+                match &g.outcome {
+                    Outcome::Failed { reason, .. } => (GenerationStatus::Failed, report, Some(reason.clone()), None),
+                    Outcome::Succeeded { spec } => {
+                        let clean = g.iterations.last().is_some_and(|i| i.findings.is_empty());
+                        match self.save_generated(id, spec, &description, &actor, clean).await {
+                            Ok(agent_id) => (GenerationStatus::Succeeded, report, None, Some(agent_id)),
+                            Err(e) => (GenerationStatus::Failed, report, Some(format!("saving the agent failed: {e}")), None),
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.store.finish_generation(id, status, &report, error.as_deref(), agent).await {
+            tracing::error!(generation = id, error = %e, "recording the end of a generation failed");
+        }
+    }
+
+    /// Saves a generated agent: waiting for approval, or active when the
+    /// opt-in auto-approval applies (no findings at all, no network, secret
+    /// or tool permissions).
+    async fn save_generated(&self, generation: i64, spec: &p38_factory::AgentSpec, description: &str, actor: &str, clean: bool) -> Result<i64> {
+        let schedule = spec.schedule.clone().filter(|s| Schedule::parse(s).is_ok());
+        let harmless = !spec.network && spec.secrets.is_empty() && spec.tools.is_empty();
+        let auto = self.config.auto_approve && clean && harmless;
+        let status = if auto { AgentStatus::Active } else { AgentStatus::PendingApproval };
+        let settings = AgentSettings::default();
+        let next_fire_at = if auto { schedule.as_deref().and_then(|s| Schedule::parse(s).ok()).and_then(|s| s.next_after(p38_core::time::now(), settings.tz())) } else { None };
+        let description = if spec.description.trim().is_empty() { description.to_string() } else { spec.description.clone() };
+        // A name the model picked may be taken: add a number.
+        for n in 1..100 {
+            let name = if n == 1 { spec.name.clone() } else { format!("{}-{n}", spec.name) };
+            let new = NewAgent {
+                name: name.clone(),
+                description: description.clone(),
+                code: spec.code.clone(),
+                status,
+                schedule: schedule.clone(),
+                config: serde_json::json!({}),
+                secrets: spec.secrets.clone(),
+                tools: spec.tools.clone(),
+                network: spec.network,
+                settings: settings.clone(),
+                created_by: actor.to_string(),
+                next_fire_at,
+                approved_by: auto.then(|| "auto-approval".to_string()),
+                generation_id: Some(generation),
+            };
+            let detail = serde_json::json!({"name": name, "generation": generation, "auto_approved": auto});
+            let a = p38_core::audit::NewAudit { actor: actor.to_string(), action: "agent.create".into(), target: String::new(), detail: Some(detail) };
+            match self.store.create_agent(new, a).await {
+                Ok(agent) => {
+                    self.signal.schedule_changed();
+                    return Ok(agent.id);
+                }
+                Err(Error::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict("name", format!("no free name near {:?}", spec.name)))
+    }
+}

@@ -1,0 +1,130 @@
+//! The factory's dry run in the real sandbox: the generated module is
+//! loaded and its generated test (when there is one) is called, with no
+//! network and placeholder values for the declared secrets. Lives in the
+//! composition root because it joins two services (factory and runtime)
+//! that do not depend on each other.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use p38_core::agent::{Agent, AgentSettings, AgentStatus};
+use p38_core::task::TaskStatus;
+use p38_factory::{DryRunOutcome, DryRunner};
+use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
+use p38_sandbox::{CancelFlag, Sandbox};
+use p38_secrets::{SecretResolver, SecretValue};
+
+/// Hands a dry run placeholders instead of real secrets: generated code
+/// never sees a real value before a human approved it.
+struct Placeholders;
+
+#[async_trait]
+impl SecretResolver for Placeholders {
+    async fn resolve(&self, names: &[String]) -> p38_core::Result<BTreeMap<String, SecretValue>> {
+        Ok(names.iter().map(|n| (n.clone(), SecretValue::new(format!("dry-run-placeholder-{n}")))).collect())
+    }
+}
+
+/// Wraps the generated module and test so that the runner calls them.
+const HARNESS: &str = r#"
+import types
+
+def run(ctx):
+    module = types.ModuleType("agent")
+    module.__file__ = "agent.py"
+    exec(compile(_AGENT, "agent.py", "exec"), module.__dict__)
+    if not callable(getattr(module, "run", None)):
+        raise TypeError("the agent does not define run(ctx)")
+    if _TEST.strip():
+        namespace = dict(module.__dict__)
+        exec(compile(_TEST, "test.py", "exec"), namespace)
+        test_run = namespace.get("test_run")
+        if callable(test_run):
+            test_run(ctx)
+    return "ok"
+"#;
+
+/// Dry runs in the sandbox.
+pub struct SandboxDryRunner {
+    exec: Executor,
+    scratch: tempfile::TempDir,
+}
+
+impl SandboxDryRunner {
+    /// A dry runner with its own scratch folder (workspaces are thrown away).
+    pub fn new(sandbox: Sandbox) -> anyhow::Result<SandboxDryRunner> {
+        let scratch = tempfile::Builder::new().prefix("p38-dry-run-").tempdir()?;
+        let mut cfg = RuntimeConfig::new(scratch.path());
+        cfg.limits.timeout = std::time::Duration::from_secs(30);
+        let exec = Executor::new(sandbox, Arc::new(Placeholders), cfg)?;
+        Ok(SandboxDryRunner { exec, scratch })
+    }
+}
+
+#[async_trait]
+impl DryRunner for SandboxDryRunner {
+    async fn dry_run(&self, code: &str, test: &str, declared_secrets: &[String], _network: bool) -> DryRunOutcome {
+        let start = Instant::now();
+        let harness = format!("_AGENT = {}\n_TEST = {}\n{HARNESS}", py_str(code), py_str(test));
+        let now = chrono::Utc::now();
+        let agent = Agent {
+            id: 0,
+            name: "dry-run".into(),
+            description: String::new(),
+            code: harness.clone(),
+            status: AgentStatus::Draft,
+            schedule: None,
+            config: serde_json::json!({}),
+            secrets: declared_secrets.to_vec(),
+            tools: Vec::new(),
+            network: false,
+            settings: AgentSettings::default(),
+            version: 1,
+            created_by: "factory".into(),
+            created_at: now,
+            updated_at: now,
+            next_fire_at: None,
+            approved_by: None,
+            approved_at: None,
+            generation_id: None,
+        };
+        let workspace = tempfile::tempdir_in(self.scratch.path()).map(|d| d.keep()).unwrap_or_else(|_| self.scratch.path().join("ws"));
+        let facts = RunFacts { task_id: 0, attempt: 1, trigger: "dry_run".into(), scheduled_at: now.to_rfc3339() };
+        let job = Job { code: harness, facts, state: serde_json::json!({}), history: Vec::new(), workspace: workspace.clone(), cancel: CancelFlag::new() };
+        let o = self.exec.run(&agent, job).await;
+        let _ = std::fs::remove_dir_all(&workspace);
+        let ok = o.status == Some(TaskStatus::Succeeded);
+        let error = (!ok).then(|| o.error.clone().unwrap_or_else(|| "the dry run failed".into()));
+        let line = error.as_deref().and_then(agent_line);
+        DryRunOutcome { ok, error, line, duration: start.elapsed() }
+    }
+}
+
+/// A Python string literal holding `s` exactly (JSON strings are valid
+/// Python string literals).
+fn py_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "''".into())
+}
+
+/// The last `File "agent.py", line N` of a traceback.
+fn agent_line(tb: &str) -> Option<u32> {
+    tb.rsplit("File \"agent.py\", line ").next().filter(|_| tb.contains("File \"agent.py\", line ")).and_then(|rest| {
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceback_lines() {
+        let tb = "Traceback:\n  File \"agent.py\", line 3, in x\n  File \"agent.py\", line 12, in run\nValueError";
+        assert_eq!(agent_line(tb), Some(12));
+        assert_eq!(agent_line("nothing"), None);
+        assert_eq!(py_str("a\"b\n"), "\"a\\\"b\\n\"");
+    }
+}

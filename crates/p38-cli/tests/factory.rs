@@ -1,0 +1,166 @@
+//! From a Hebrew description to a running agent, through a loopback server
+//! that answers in Anthropic's Messages API format: the first answer has a
+//! syntax error and a hard-coded key, the repair loop fixes it, the agent
+//! waits for approval with its report and cost, is approved, and runs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+const HEBREW: &str = "צור לי סוכן שעוקב אחרי מניות של טסלה ומתריע כשהמחיר עולה ב-5%";
+const KEY: &str = "test-anthropic-key-canary-8f2e";
+
+const BROKEN: &str = "\"\"\"Watch Tesla.\"\"\"\nAPI_KEY = \"sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ\"\n\n\ndef run(ctx)\n    \"\"\"Broken.\"\"\"\n    return API_KEY\n";
+const CLEAN: &str = "\"\"\"Watch a price and alert when it rises 5 percent.\"\"\"\n\n\ndef run(ctx):\n    \"\"\"Compare the price with the baseline kept in state.\"\"\"\n    price = float(ctx.config.get(\"price\", 100))\n    base = ctx.state.setdefault(\"baseline\", price)\n    change = (price - base) / base * 100\n    alert = change >= 5\n    if alert:\n        ctx.log.warning(\"price rose %.1f%%\", change)\n    return {\"price\": price, \"change\": round(change, 2), \"alert\": alert}\n";
+const TEST: &str = "def test_run(ctx):\n    \"\"\"Run once and check the shape.\"\"\"\n    result = run(ctx)\n    assert \"alert\" in result\n";
+
+#[derive(Clone, Default)]
+struct Fake {
+    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+}
+
+fn answer(code: &str) -> Value {
+    let spec = json!({
+        "name": "tesla-watch", "description": "Watch Tesla and alert on a 5% rise", "code": code,
+        "schedule": "every 5m", "secrets": [], "tools": [], "network": false, "test": TEST,
+    });
+    json!({
+        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": spec.to_string()}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 1000, "output_tokens": 300}
+    })
+}
+
+async fn messages(State(f): State<Fake>, headers: axum::http::HeaderMap, Json(body): Json<Value>) -> Json<Value> {
+    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let n = {
+        let mut r = f.requests.lock().unwrap();
+        r.push((key, body));
+        r.len()
+    };
+    Json(answer(if n == 1 { BROKEN } else { CLEAN }))
+}
+
+fn p38(url: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_p38"))
+        .args(args)
+        .env("P38_URL", url)
+        .env("P38_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hebrew_description_becomes_an_approved_running_agent() {
+    if !Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("SKIP: bubblewrap is not installed");
+        return;
+    }
+    let fake = Fake::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let llm = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/v1/messages", post(messages)).with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p38"))
+        .args(["up", "--bind", "127.0.0.1:0"])
+        .env("P38_DATA_DIR", &data)
+        .env("P38_LLM_BASE_URL", &llm)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("P38_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(u) = line.split("listening on ").nth(1) {
+                let _ = tx.send(u.trim().to_string());
+            }
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+        }
+    });
+    let _up = Up(child);
+    let url = rx.recv_timeout(Duration::from_secs(60)).expect("p38 up started");
+
+    let (d, u) = (data.clone(), url.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "create", "--description", HEBREW])).await.unwrap();
+    assert!(ok, "generation failed: {out}\n{err}");
+    assert!(out.contains("pending_approval"), "{out}");
+
+    // The model saw the Hebrew description, the key, and, the second time, the findings.
+    let reqs = fake.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2, "one generation and one repair");
+    assert!(reqs.iter().all(|(k, _)| k.as_deref() == Some(KEY)));
+    assert!(reqs[0].1.to_string().contains("טסלה"));
+    let repair = reqs[1].1.to_string();
+    assert!(repair.contains("hardcoded_secret") || repair.contains("hard-coded"), "the repair request names the key finding");
+    assert!(repair.to_lowercase().contains("syntax"), "the repair request names the syntax finding");
+
+    let client = reqwest::Client::new();
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let get = |path: String| {
+        let (client, url, token) = (client.clone(), url.clone(), token.trim().to_string());
+        async move { client.get(format!("{url}{path}")).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let agents = get("/api/agents".into()).await;
+    let agent = agents["items"][0].clone();
+    assert_eq!(agent["status"], "pending_approval");
+    assert_eq!(agent["name"], "tesla-watch");
+    assert!(!agent["code"].as_str().unwrap().contains("sk-ant-"));
+    let g = get(format!("/api/generations/{}", agent["generation_id"])).await;
+    assert_eq!(g["status"], "succeeded");
+    let iterations = g["report"]["iterations"].as_array().unwrap();
+    assert_eq!(iterations.len(), 2, "every iteration is kept");
+    let rules: Vec<&str> = iterations[0]["findings"].as_array().unwrap().iter().filter_map(|f| f["rule"].as_str()).collect();
+    assert!(rules.iter().any(|r| r.contains("hardcoded_secret")), "{rules:?}");
+    assert!(iterations[1]["findings"].as_array().unwrap().iter().all(|f| f["severity"] != "error"));
+    assert!(g["cost_usd"].as_f64().unwrap() > 0.0);
+    assert_eq!(g["input_tokens"], 2000);
+    assert_eq!(g["output_tokens"], 600);
+
+    // Nothing runs before approval.
+    let id = agent["id"].to_string();
+    let (d, u, i) = (data.clone(), url.clone(), id.clone());
+    let (ok, _, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "run", &i])).await.unwrap();
+    assert!(!ok && err.contains("pending_approval"), "{err}");
+    let (d, u, i) = (data.clone(), url.clone(), id.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "approve", &i, "--yes"])).await.unwrap();
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("findings") && out.contains("$"), "approval shows the report first: {out}");
+    let (d, u, i) = (data.clone(), url.clone(), id.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "run", &i, "--wait", "--json"])).await.unwrap();
+    assert!(ok, "{out} {err}");
+    let t: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(t["result"]["alert"], false);
+    let audit = get("/api/audit?limit=100".into()).await.to_string();
+    assert!(audit.contains("agent.approve") && audit.contains("generation.start"));
+    assert!(!log.lock().unwrap().contains(KEY), "the provider key reached a log line");
+}
