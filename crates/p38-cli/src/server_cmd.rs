@@ -30,7 +30,10 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         .database_url
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", a.data_dir.join("p38.db").display()));
-    let store = SqlStore::connect(&url, StoreOptions::default()).await?;
+    // Each running task holds a connection only briefly, but completions of
+    // many short tasks arrive together: size the pool to the concurrency.
+    let pool = (a.concurrency as u32 + 4).max(8);
+    let store = SqlStore::connect(&url, StoreOptions { max_connections: Some(pool), ..Default::default() }).await?;
     let store: Arc<dyn Store> = Arc::new(store);
     tracing::info!(database = %redact_url(&url), "database ready");
 

@@ -53,8 +53,10 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
+            // Collect every run that ended, so one claim refills all free slots.
+            while tasks.try_join_next().is_some() {}
             let free = cfg.concurrency.saturating_sub(tasks.len());
-            let mut full_batch = false;
+            let mut found_none = false;
             if free > 0 {
                 match self
                     .store
@@ -62,7 +64,7 @@ impl Worker {
                     .await
                 {
                     Ok(claimed) => {
-                        full_batch = claimed.len() == free;
+                        found_none = claimed.is_empty();
                         for t in claimed {
                             self.spawn(&mut tasks, t);
                         }
@@ -70,13 +72,11 @@ impl Worker {
                     Err(e) => tracing::warn!(error = %e, "claiming tasks failed; retrying"),
                 }
             }
-            if full_batch && tasks.len() < cfg.concurrency {
-                continue;
-            }
             // Sleep until the next delayed task (a retry) is due, at most
-            // one poll interval; a wake-up ends the sleep early.
+            // one poll interval; a wake-up ends the sleep early. Only worth
+            // asking when there was nothing to claim.
             let mut sleep = cfg.poll;
-            if tasks.len() < cfg.concurrency {
+            if found_none {
                 if let Ok(Some(due)) = self.store.next_due().await {
                     let until = (due - chrono::Utc::now()).to_std().unwrap_or_default();
                     if !until.is_zero() {
