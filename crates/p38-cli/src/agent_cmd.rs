@@ -66,6 +66,22 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let v = c.post("/api/agents", &Value::Object(body)).await?;
             show_agent(&c, &v);
         }
+        AgentCmd::Schedule { client, agent, schedule } => {
+            let c = Client::new(&client)?;
+            let value = if schedule.trim() == "none" { Value::Null } else { Value::String(schedule) };
+            let v = c.call(Method::PATCH, &format!("/api/agents/{}", seg(&agent)), Some(&json!({ "schedule": value }))).await?;
+            show_agent(&c, &v);
+        }
+        AgentCmd::Pause { client, agent } => {
+            let c = Client::new(&client)?;
+            let v = c.call(Method::PATCH, &format!("/api/agents/{}", seg(&agent)), Some(&json!({ "status": "paused" }))).await?;
+            show_agent(&c, &v);
+        }
+        AgentCmd::Resume { client, agent } => {
+            let c = Client::new(&client)?;
+            let v = c.call(Method::PATCH, &format!("/api/agents/{}", seg(&agent)), Some(&json!({ "status": "active" }))).await?;
+            show_agent(&c, &v);
+        }
         AgentCmd::Approve { client, agent, yes } => {
             let c = Client::new(&client)?;
             return crate::generate_cmd::approve(&c, &agent, yes).await;

@@ -317,6 +317,29 @@ pub enum AgentCmd {
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
     },
+    /// Set an agent's schedule: a cron expression ("0 * * * *", 6 fields with seconds) or "every 30s"; "none" removes it.
+    Schedule {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+        /// The schedule, or "none".
+        schedule: String,
+    },
+    /// Pause an agent's schedule (manual runs still work).
+    Pause {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+    },
+    /// Resume a paused agent's schedule.
+    Resume {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+    },
     /// Show an agent's code, findings, permissions and cost, then approve it.
     Approve {
         #[command(flatten)]

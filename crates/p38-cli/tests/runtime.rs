@@ -343,6 +343,9 @@ def run(ctx):
     print("stdout", key)
     print("b64", base64.b64encode(("xx" + key).encode()).decode(), file=sys.stderr)
     ctx.log.warning("log %s", key)
+    # The value split across two writes, flushed in between.
+    sys.stdout.write("split " + key[:6]); sys.stdout.flush()
+    sys.stdout.write(key[6:] + " end\n"); sys.stdout.flush()
     ctx.state["k"] = key
     try:
         ctx.secrets["OTHER_KEY"]
@@ -355,6 +358,7 @@ def run(ctx):
     let all = serde_json::to_string(&t).unwrap();
     assert!(!all.contains(canary), "canary leaked into the task: {all}");
     assert!(t.stdout.as_deref().unwrap().contains("***"));
+    assert!(t.stdout.as_deref().unwrap().contains("split *** end"), "a value split across writes is masked");
     assert!(t.stdout.as_deref().unwrap().contains("not available to this agent"), "undeclared secret refused");
     let raise = "def run(ctx):\n    raise RuntimeError('bad key ' + ctx.secrets['CANARY_KEY'])\n";
     let t = rig.run("raiser", raise, |a| a.secrets = vec!["CANARY_KEY".into()]).await;

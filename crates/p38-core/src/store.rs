@@ -77,6 +77,9 @@ pub trait TaskStore: Send + Sync {
     /// Records a final outcome (and the new agent state, for a success) if
     /// `worker` still holds the task; returns false when it does not.
     async fn complete(&self, id: TaskId, worker: &str, outcome: TaskOutcome) -> Result<bool>;
+    /// Records many tasks of `worker` as succeeded with no output in one
+    /// statement (no-op tasks); returns how many it still held.
+    async fn complete_noops(&self, worker: &str, ids: &[TaskId]) -> Result<u64>;
     /// Puts running tasks whose lease ran out back in the queue; returns how many.
     async fn requeue_expired(&self) -> Result<u64>;
     /// The earliest `scheduled_at` among queued tasks, to sleep until then.

@@ -14,6 +14,10 @@ use p38_core::schedule::Schedule;
 use p38_core::store::{DueAgent, FireResult, QueueSignal, Store};
 use p38_core::task::{NewTask, TaskKind, Trigger};
 
+/// How far ahead of its due time a run is queued. Short, so the overlap
+/// policy still sees the previous run as it is at the due time.
+pub const LOOKAHEAD: Duration = Duration::from_millis(250);
+
 /// How late a firing may be before it counts as a misfire (downtime).
 pub const MISFIRE_GRACE: Duration = Duration::from_secs(60);
 
@@ -118,7 +122,8 @@ impl Scheduler {
                     Err(e) => tracing::warn!(error = %e, "firing schedules failed"),
                 }
                 if let Ok(Some(next)) = self.store.next_fire_time().await {
-                    let until = (next - Utc::now()).to_std().unwrap_or_default();
+                    let wake_at = next - chrono::Duration::from_std(LOOKAHEAD).unwrap_or_default();
+                    let until = (wake_at - Utc::now()).to_std().unwrap_or_default();
                     wait = wait.min(until);
                 }
             }
@@ -133,40 +138,61 @@ impl Scheduler {
         }
     }
 
-    /// Fires every due agent; true when there may be more right away.
+    /// Fires every agent due within [`LOOKAHEAD`]; true when there may be
+    /// more right away. The runs are queued for their exact due time, so
+    /// the database work happens before that instant and a worker, asleep
+    /// until the earliest queued time, starts them on time. Firings go out
+    /// on a few connections at once so that many agents due at the same
+    /// second do not queue behind each other's commits.
     async fn fire_due(&self) -> p38_core::Result<bool> {
         const BATCH: u32 = 500;
+        const LANES: usize = 4;
         let now = Utc::now();
-        let due = self.store.due_agents(now, BATCH).await?;
+        let horizon = now + chrono::Duration::from_std(LOOKAHEAD).unwrap_or_default();
+        let due = self.store.due_agents(horizon, BATCH).await?;
         let full = due.len() == BATCH as usize;
-        for d in due {
-            let p = plan(&d, now);
-            let task = p.run.then(|| NewTask {
-                agent_id: d.id,
-                agent_version: d.version,
-                trigger: Trigger::Schedule,
-                kind: TaskKind::Agent,
-                attempt: 1,
-                retry_of: None,
-                scheduled_at: d.next_fire_at,
+        let mut lanes: Vec<Vec<DueAgent>> = (0..LANES).map(|_| Vec::new()).collect();
+        for (i, d) in due.into_iter().enumerate() {
+            lanes[i % LANES].push(d);
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for lane in lanes.into_iter().filter(|l| !l.is_empty()) {
+            let (store, signal) = (self.store.clone(), self.signal.clone());
+            set.spawn(async move {
+                for d in lane {
+                    fire_one(&*store, &*signal, &d, now).await?;
+                }
+                Ok::<(), p38_core::Error>(())
             });
-            match self
-                .store
-                .fire(d.id, d.next_fire_at, p.next, task, p.skip_if_busy)
-                .await?
-            {
-                FireResult::Queued(id) => {
-                    tracing::debug!(agent = d.id, task = id, due = %d.next_fire_at, "schedule fired");
-                    self.signal.task_queued();
-                }
-                FireResult::Skipped => {
-                    tracing::debug!(agent = d.id, "firing skipped (overlap or misfire policy)")
-                }
-                FireResult::Lost => {}
-            }
+        }
+        while let Some(r) = set.join_next().await {
+            r.map_err(|e| p38_core::Error::internal(format!("firing task failed: {e}")))??;
         }
         Ok(full)
     }
+}
+
+/// Fires one due agent.
+async fn fire_one(store: &dyn Store, signal: &dyn QueueSignal, d: &DueAgent, now: DateTime<Utc>) -> p38_core::Result<()> {
+    let p = plan(d, now);
+    let task = p.run.then(|| NewTask {
+        agent_id: d.id,
+        agent_version: d.version,
+        trigger: Trigger::Schedule,
+        kind: TaskKind::Agent,
+        attempt: 1,
+        retry_of: None,
+        scheduled_at: d.next_fire_at,
+    });
+    match store.fire(d.id, d.next_fire_at, p.next, task, p.skip_if_busy).await? {
+        FireResult::Queued(id) => {
+            tracing::debug!(agent = d.id, task = id, due = %d.next_fire_at, "schedule fired");
+            signal.task_queued();
+        }
+        FireResult::Skipped => tracing::debug!(agent = d.id, "firing skipped (overlap or misfire policy)"),
+        FireResult::Lost => {}
+    }
+    Ok(())
 }
 
 #[cfg(test)]

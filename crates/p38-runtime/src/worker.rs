@@ -43,6 +43,7 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let cfg = self.exec.config().clone();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut bulk: JoinSet<()> = JoinSet::new();
         let mut beat = tokio::time::interval(cfg.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, sandboxed = self.exec.sandboxed(), "worker started");
@@ -55,6 +56,7 @@ impl Worker {
             }
             // Collect every run that ended, so one claim refills all free slots.
             while tasks.try_join_next().is_some() {}
+            while bulk.try_join_next().is_some() {}
             let free = cfg.concurrency.saturating_sub(tasks.len());
             let mut found_none = false;
             if free > 0 {
@@ -65,8 +67,26 @@ impl Worker {
                 {
                     Ok(claimed) => {
                         found_none = claimed.is_empty();
-                        for t in claimed {
+                        // No-op tasks start no process: complete them at once,
+                        // all in one statement, and claim again.
+                        let (noops, runs): (Vec<Task>, Vec<Task>) = claimed.into_iter().partition(|t| t.kind == TaskKind::Noop);
+                        for t in runs {
                             self.spawn(&mut tasks, t);
+                        }
+                        if !noops.is_empty() {
+                            // Completing one batch overlaps claiming the next,
+                            // with a few batches in flight at most.
+                            while bulk.len() >= 4 {
+                                bulk.join_next().await;
+                            }
+                            let ids: Vec<i64> = noops.iter().map(|t| t.id).collect();
+                            let (store, me) = (self.store.clone(), cfg.worker_id.clone());
+                            bulk.spawn(async move {
+                                if let Err(e) = store.complete_noops(&me, &ids).await {
+                                    tracing::warn!(error = %e, "completing no-op tasks failed; their leases will expire");
+                                }
+                            });
+                            continue;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming tasks failed; retrying"),
@@ -92,6 +112,7 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        while bulk.join_next().await.is_some() {}
         tracing::info!(running = tasks.len(), "worker stopping: no new claims");
         let drain = async { while tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(grace, drain).await.is_err() {

@@ -283,6 +283,26 @@ impl TaskStore for SqlStore {
         Ok(true)
     }
 
+    async fn complete_noops(&self, worker: &str, ids: &[TaskId]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // One statement for the whole batch; the ids are bound, only the
+        // placeholder list is built here.
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 3)).collect();
+        let sql = format!(
+            "UPDATE tasks SET status = 'succeeded', completed_at = $2, duration_ms = 0, lease_until = NULL \
+             WHERE worker = $1 AND status = 'running' AND kind = 'noop' AND id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(to_millis(now()));
+        for id in ids {
+            q = q.bind(*id);
+        }
+        let done = q.execute(&self.pool).await.map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
     async fn requeue_expired(&self) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, attempt = attempt + 1 WHERE status = 'running' AND lease_until < $1",
