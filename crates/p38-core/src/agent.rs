@@ -105,6 +105,9 @@ pub struct AgentSettings {
     /// First retry delay in seconds; doubles each attempt (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_base_seconds: Option<u32>,
+    /// Runs of this agent that may go at once, across all workers (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
     /// What a schedule does after downtime: run once to catch up (default) or skip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub misfire: Option<MisfirePolicy>,
@@ -175,6 +178,7 @@ impl AgentSettings {
         range("processes", self.processes, 1, 4_096)?;
         range("max_retries", self.max_retries, 0, 20)?;
         range("retry_base_seconds", self.retry_base_seconds, 1, 3_600)?;
+        range("concurrency", self.concurrency, 1, 16)?;
         if let Some(tz) = &self.timezone {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
                 Error::validation(

@@ -31,8 +31,8 @@ impl AgentStore for SqlStore {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
         let row = sqlx::query(concat!(
-            "INSERT INTO agents (name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13, $14, CASE WHEN $14 IS NULL THEN NULL ELSE $12 END, $15) RETURNING ",
+            "INSERT INTO agents (name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id, max_concurrency) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13, $14, CASE WHEN $14 IS NULL THEN NULL ELSE $12 END, $15, $16) RETURNING ",
             agent_cols!()
         ))
         .bind(&new.name)
@@ -50,6 +50,7 @@ impl AgentStore for SqlStore {
         .bind(new.next_fire_at.map(to_millis))
         .bind(&new.approved_by)
         .bind(new.generation_id)
+        .bind(i64::from(new.settings.concurrency.unwrap_or(1)))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(db_err(e), &new.name))?;
@@ -153,7 +154,7 @@ impl AgentStore for SqlStore {
         }
         a.updated_at = now();
         let row = sqlx::query(concat!(
-            "UPDATE agents SET name = $2, description = $3, code = $4, status = $5, schedule = $6, config = $7, secrets = $8, tools = $9, network = $10, settings = $11, version = $12, updated_at = $13, next_fire_at = $14, approved_by = $15, approved_at = $16 WHERE id = $1 RETURNING ",
+            "UPDATE agents SET name = $2, description = $3, code = $4, status = $5, schedule = $6, config = $7, secrets = $8, tools = $9, network = $10, settings = $11, version = $12, updated_at = $13, next_fire_at = $14, approved_by = $15, approved_at = $16, max_concurrency = $17 WHERE id = $1 RETURNING ",
             agent_cols!()
         ))
         .bind(id)
@@ -172,6 +173,7 @@ impl AgentStore for SqlStore {
         .bind(a.next_fire_at.map(to_millis))
         .bind(&a.approved_by)
         .bind(a.approved_at.map(to_millis))
+        .bind(i64::from(a.settings.concurrency.unwrap_or(1)))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(db_err(e), &a.name))?;

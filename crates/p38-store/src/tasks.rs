@@ -20,20 +20,23 @@ use crate::audit::insert_audit;
 use crate::rows::{self, task_cols, task_summary_cols, to_json};
 use crate::{Backend, SqlStore, db_err};
 
-/// Runs of one agent never overlap (no-op tasks, which start no process,
-/// are exempt so the queue itself can be measured): a task is claimable only when no task
-/// of its agent is running and it is its agent's oldest due task. On
-/// PostgreSQL the second condition also closes the race between workers:
-/// a competitor that finds the oldest task locked skips the whole agent
-/// (the next task is not its agent's oldest in its snapshot), and a task
-/// claimed meanwhile fails the re-check of `status = 'queued'`.
-macro_rules! one_per_agent {
+/// Runs of one agent are limited to its `max_concurrency` (default 1): a
+/// task is claimable only while fewer than that many runs of its agent are
+/// running or ahead of it in the queue. No-op tasks, which start no
+/// process, are exempt so the queue itself can be measured. Both counts are
+/// capped (`LIMIT 16`, the largest setting), so a long backlog costs a
+/// bounded probe per candidate. On PostgreSQL this also closes the race
+/// between workers: a competitor that finds the earlier tasks locked still
+/// counts them as ahead in its snapshot, and a task claimed meanwhile fails
+/// the re-check of `status = 'queued'`.
+macro_rules! per_agent_limit {
     () => {
         concat!(
             "AND (t.kind = 'noop' OR (",
-            "NOT EXISTS (SELECT 1 FROM tasks r WHERE r.agent_id = t.agent_id AND r.status = 'running' AND r.kind = 'agent') ",
-            "AND NOT EXISTS (SELECT 1 FROM tasks e WHERE e.agent_id = t.agent_id AND e.status = 'queued' AND e.kind = 'agent' ",
-            "AND e.scheduled_at <= $2 AND e.id < t.id))) "
+            "(SELECT COUNT(*) FROM (SELECT 1 FROM tasks r WHERE r.agent_id = t.agent_id AND r.status = 'running' AND r.kind = 'agent' LIMIT 16) AS running_runs) ",
+            "+ (SELECT COUNT(*) FROM (SELECT 1 FROM tasks e WHERE e.agent_id = t.agent_id AND e.status = 'queued' AND e.kind = 'agent' ",
+            "AND e.scheduled_at <= $2 AND e.id < t.id LIMIT 16) AS earlier_runs) ",
+            "< (SELECT a.max_concurrency FROM agents a WHERE a.id = t.agent_id))) "
         )
     };
 }
@@ -155,14 +158,14 @@ impl TaskStore for SqlStore {
             Backend::Postgres => concat!(
                 "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
                 "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
-                one_per_agent!(),
+                per_agent_limit!(),
                 "ORDER BY t.scheduled_at, t.id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
                 task_cols!()
             ),
             Backend::Sqlite => concat!(
                 "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
                 "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
-                one_per_agent!(),
+                per_agent_limit!(),
                 "ORDER BY t.scheduled_at, t.id LIMIT $4) RETURNING ",
                 task_cols!()
             ),

@@ -667,3 +667,23 @@ async fn released_tasks_go_back_to_the_queue_and_noops_skip_the_agent_lock() {
         cleanup(b).await;
     }
 }
+
+#[tokio::test]
+async fn an_agent_may_allow_more_than_one_run_at_once() {
+    for b in backends("conc").await {
+        let s = &b.store;
+        let mut na = new_agent("wide");
+        na.settings.concurrency = Some(2);
+        let a = s.create_agent(na, audit("c")).await.unwrap();
+        for _ in 0..4 {
+            s.enqueue(new_task(a.id), None).await.unwrap();
+        }
+        let first = s.claim("w1", 10, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(first.len(), 2, "{}: two at once", b.name);
+        assert!(s.claim("w2", 10, Duration::from_secs(30)).await.unwrap().is_empty(), "{}: the limit holds across workers", b.name);
+        let done = TaskOutcome { status: Some(TaskStatus::Succeeded), ..Default::default() };
+        s.complete(first[0].id, "w1", done).await.unwrap();
+        assert_eq!(s.claim("w2", 10, Duration::from_secs(30)).await.unwrap().len(), 1);
+        cleanup(b).await;
+    }
+}
