@@ -24,7 +24,10 @@ impl App {
         who.require(Scope::Admin)?;
         validate_name(&req.name)?;
         let code = req.code.ok_or_else(|| {
-            Error::validation("code", "give the agent's code, or only a description to have Project38 write it")
+            Error::validation(
+                "code",
+                "give the agent's code, or only a description to have Project38 write it",
+            )
         })?;
         self.check_code(&code)?;
         self.check_description(&req.description)?;
@@ -161,10 +164,16 @@ impl App {
                 }
             }
         }
-        if status.is_some_and(AgentStatus::can_run) && !approved && approved_by != Some(Some("auto-approval".into())) {
+        if status.is_some_and(AgentStatus::can_run)
+            && !approved
+            && approved_by != Some(Some("auto-approval".into()))
+        {
             return Err(Error::conflict(
                 "status",
-                format!("agent {} is not approved: approve it with POST /api/agents/{}/approve (p38 agent approve {})", agent.name, agent.id, agent.id),
+                format!(
+                    "agent {} is not approved: approve it with POST /api/agents/{}/approve (p38 agent approve {})",
+                    agent.name, agent.id, agent.id
+                ),
             ));
         }
         let timing_changed = schedule.is_some() || status.is_some() || req.settings.is_some();
@@ -173,7 +182,11 @@ impl App {
                 Some(s) => s.as_deref(),
                 None => agent.schedule.as_deref(),
             };
-            next_fire(sched, status.unwrap_or(agent.status), req.settings.as_ref().unwrap_or(&agent.settings))
+            next_fire(
+                sched,
+                status.unwrap_or(agent.status),
+                req.settings.as_ref().unwrap_or(&agent.settings),
+            )
         });
         let change = AgentChange {
             next_fire_at,
@@ -217,10 +230,17 @@ impl App {
     pub async fn approve_agent(&self, who: &Principal, id_or_name: &str) -> Result<AgentView> {
         who.require(Scope::Operator)?;
         let agent = self.find_agent(who, id_or_name).await?;
-        if !matches!(agent.status, AgentStatus::PendingApproval | AgentStatus::Draft) {
+        if !matches!(
+            agent.status,
+            AgentStatus::PendingApproval | AgentStatus::Draft
+        ) {
             return Err(Error::conflict(
                 "status",
-                format!("agent {} is {}; only agents waiting for approval can be approved", agent.name, agent.status.as_str()),
+                format!(
+                    "agent {} is {}; only agents waiting for approval can be approved",
+                    agent.name,
+                    agent.status.as_str()
+                ),
             ));
         }
         let detail = serde_json::json!({
@@ -229,11 +249,23 @@ impl App {
         let change = AgentChange {
             status: Some(AgentStatus::Active),
             approved_by: Some(Some(who.actor())),
-            next_fire_at: Some(next_fire(agent.schedule.as_deref(), AgentStatus::Active, &agent.settings)),
+            next_fire_at: Some(next_fire(
+                agent.schedule.as_deref(),
+                AgentStatus::Active,
+                &agent.settings,
+            )),
             ..Default::default()
         };
-        let a = audit(who, "agent.approve", &format!("agent:{}", agent.id), Some(detail));
-        let updated = self.store.update_agent(agent.id, change, &who.actor(), a).await?;
+        let a = audit(
+            who,
+            "agent.approve",
+            &format!("agent:{}", agent.id),
+            Some(detail),
+        );
+        let updated = self
+            .store
+            .update_agent(agent.id, change, &who.actor(), a)
+            .await?;
         self.signal.schedule_changed();
         Ok(view(updated))
     }

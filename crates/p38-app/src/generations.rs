@@ -9,7 +9,10 @@ use p38_core::auth::{Principal, Scope};
 use p38_core::generation::{Generation, GenerationProgress, GenerationStatus};
 use p38_core::schedule::Schedule;
 use p38_core::{Error, Result};
-use p38_factory::{DryRunner, Factory, Outcome, ProgressStage, ProviderConfig, ProviderKind, Validator, ValidatorConfig};
+use p38_factory::{
+    DryRunner, Factory, Outcome, ProgressStage, ProviderConfig, ProviderKind, Validator,
+    ValidatorConfig,
+};
 use p38_secrets::SecretResolver;
 
 use crate::App;
@@ -62,10 +65,8 @@ impl Generator {
         let Some(name) = self.config.key_name() else {
             return Ok(std::env::var("OPENAI_API_KEY").ok());
         };
-        if let Ok(mut found) = self.keys.resolve(&[name.to_string()]).await {
-            if let Some(v) = found.remove(name) {
-                return Ok(Some(v.expose().to_string()));
-            }
+        if let Some(v) = self.keys.resolve(&[name.to_string()]).await.ok().and_then(|mut found| found.remove(name)) {
+            return Ok(Some(v.expose().to_string()));
         }
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
@@ -85,7 +86,8 @@ impl Generator {
             max_attempts: None,
         };
         let provider = p38_factory::build_provider(&cfg);
-        let validator = Validator::new(ValidatorConfig::default()).with_dry_runner(self.dry_runner.clone());
+        let validator =
+            Validator::new(ValidatorConfig::default()).with_dry_runner(self.dry_runner.clone());
         let mut f = Factory::new(provider, validator);
         f.max_iterations = self.config.max_iterations.max(1);
         f.budget_usd = self.config.budget_usd;
@@ -100,15 +102,27 @@ impl App {
         who.require(Scope::Admin)?;
         let description = description.trim();
         if description.is_empty() {
-            return Err(Error::validation("description", "describe the agent: what should it do, and when?"));
+            return Err(Error::validation(
+                "description",
+                "describe the agent: what should it do, and when?",
+            ));
         }
         self.check_description(description)?;
-        let generator = self.generator.clone().ok_or_else(|| Error::Unavailable("agent generation is not configured on this server (P38_LLM_PROVIDER)".into()))?;
+        let generator = self.generator.clone().ok_or_else(|| {
+            Error::Unavailable(
+                "agent generation is not configured on this server (P38_LLM_PROVIDER)".into(),
+            )
+        })?;
         let factory = generator.factory().await?;
         let model = factory.provider.model().to_string();
         let g = self
             .store
-            .create_generation(description, &model, &who.actor(), audit(who, "generation.start", "", None))
+            .create_generation(
+                description,
+                &model,
+                &who.actor(),
+                audit(who, "generation.start", "", None),
+            )
             .await?;
         let app = self.clone();
         let (id, desc, actor) = (g.id, description.to_string(), who.actor());
@@ -119,7 +133,10 @@ impl App {
     /// One generation with its progress and report.
     pub async fn get_generation(&self, who: &Principal, id: i64) -> Result<Generation> {
         who.require(Scope::Viewer)?;
-        self.store.get_generation(id).await?.ok_or_else(|| Error::not_found("generation", id))
+        self.store
+            .get_generation(id)
+            .await?
+            .ok_or_else(|| Error::not_found("generation", id))
     }
 
     async fn run_generation(&self, id: i64, factory: Factory, description: String, actor: String) {
@@ -154,31 +171,56 @@ impl App {
         drop(progress);
         let _ = writer.await;
         let (status, report, error, agent) = match result {
-            Err(e) => (GenerationStatus::Failed, serde_json::json!({}), Some(e.to_string()), None),
+            Err(e) => (
+                GenerationStatus::Failed,
+                serde_json::json!({}),
+                Some(e.to_string()),
+                None,
+            ),
             Ok(g) => {
                 let report = serde_json::to_value(&g).unwrap_or_default();
                 let totals = GenerationProgress {
                     stage: "saving".into(),
                     iteration: g.iterations.len() as i64,
-                    findings: g.iterations.last().map(|i| i.findings.len() as i64).unwrap_or(0),
+                    findings: g
+                        .iterations
+                        .last()
+                        .map(|i| i.findings.len() as i64)
+                        .unwrap_or(0),
                     cost_usd: g.total_cost_usd,
                     input_tokens: g.total_input_tokens as i64,
                     output_tokens: g.total_output_tokens as i64,
                 };
                 let _ = self.store.generation_progress(id, &totals).await;
                 match &g.outcome {
-                    Outcome::Failed { reason, .. } => (GenerationStatus::Failed, report, Some(reason.clone()), None),
+                    Outcome::Failed { reason, .. } => {
+                        (GenerationStatus::Failed, report, Some(reason.clone()), None)
+                    }
                     Outcome::Succeeded { spec } => {
                         let clean = g.iterations.last().is_some_and(|i| i.findings.is_empty());
-                        match self.save_generated(id, spec, &description, &actor, clean).await {
-                            Ok(agent_id) => (GenerationStatus::Succeeded, report, None, Some(agent_id)),
-                            Err(e) => (GenerationStatus::Failed, report, Some(format!("saving the agent failed: {e}")), None),
+                        match self
+                            .save_generated(id, spec, &description, &actor, clean)
+                            .await
+                        {
+                            Ok(agent_id) => {
+                                (GenerationStatus::Succeeded, report, None, Some(agent_id))
+                            }
+                            Err(e) => (
+                                GenerationStatus::Failed,
+                                report,
+                                Some(format!("saving the agent failed: {e}")),
+                                None,
+                            ),
                         }
                     }
                 }
             }
         };
-        if let Err(e) = self.store.finish_generation(id, status, &report, error.as_deref(), agent).await {
+        if let Err(e) = self
+            .store
+            .finish_generation(id, status, &report, error.as_deref(), agent)
+            .await
+        {
             tracing::error!(generation = id, error = %e, "recording the end of a generation failed");
         }
     }
@@ -186,17 +228,43 @@ impl App {
     /// Saves a generated agent: waiting for approval, or active when the
     /// opt-in auto-approval applies (no findings at all, no network, secret
     /// or tool permissions).
-    async fn save_generated(&self, generation: i64, spec: &p38_factory::AgentSpec, description: &str, actor: &str, clean: bool) -> Result<i64> {
+    async fn save_generated(
+        &self,
+        generation: i64,
+        spec: &p38_factory::AgentSpec,
+        description: &str,
+        actor: &str,
+        clean: bool,
+    ) -> Result<i64> {
         let schedule = spec.schedule.clone().filter(|s| Schedule::parse(s).is_ok());
         let harmless = !spec.network && spec.secrets.is_empty() && spec.tools.is_empty();
         let auto = self.config.auto_approve && clean && harmless;
-        let status = if auto { AgentStatus::Active } else { AgentStatus::PendingApproval };
+        let status = if auto {
+            AgentStatus::Active
+        } else {
+            AgentStatus::PendingApproval
+        };
         let settings = AgentSettings::default();
-        let next_fire_at = if auto { schedule.as_deref().and_then(|s| Schedule::parse(s).ok()).and_then(|s| s.next_after(p38_core::time::now(), settings.tz())) } else { None };
-        let description = if spec.description.trim().is_empty() { description.to_string() } else { spec.description.clone() };
+        let next_fire_at = if auto {
+            schedule
+                .as_deref()
+                .and_then(|s| Schedule::parse(s).ok())
+                .and_then(|s| s.next_after(p38_core::time::now(), settings.tz()))
+        } else {
+            None
+        };
+        let description = if spec.description.trim().is_empty() {
+            description.to_string()
+        } else {
+            spec.description.clone()
+        };
         // A name the model picked may be taken: add a number.
         for n in 1..100 {
-            let name = if n == 1 { spec.name.clone() } else { format!("{}-{n}", spec.name) };
+            let name = if n == 1 {
+                spec.name.clone()
+            } else {
+                format!("{}-{n}", spec.name)
+            };
             let new = NewAgent {
                 name: name.clone(),
                 description: description.clone(),
@@ -213,8 +281,14 @@ impl App {
                 approved_by: auto.then(|| "auto-approval".to_string()),
                 generation_id: Some(generation),
             };
-            let detail = serde_json::json!({"name": name, "generation": generation, "auto_approved": auto});
-            let a = p38_core::audit::NewAudit { actor: actor.to_string(), action: "agent.create".into(), target: String::new(), detail: Some(detail) };
+            let detail =
+                serde_json::json!({"name": name, "generation": generation, "auto_approved": auto});
+            let a = p38_core::audit::NewAudit {
+                actor: actor.to_string(),
+                action: "agent.create".into(),
+                target: String::new(),
+                detail: Some(detail),
+            };
             match self.store.create_agent(new, a).await {
                 Ok(agent) => {
                     self.signal.schedule_changed();
@@ -224,6 +298,9 @@ impl App {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::conflict("name", format!("no free name near {:?}", spec.name)))
+        Err(Error::conflict(
+            "name",
+            format!("no free name near {:?}", spec.name),
+        ))
     }
 }

@@ -54,7 +54,13 @@ pub struct App {
 impl App {
     /// Builds the services over a store and the workers' wake-up signal.
     pub fn new(store: Arc<dyn Store>, signal: Arc<dyn QueueSignal>, config: AppConfig) -> App {
-        App { store, signal, config, secrets: None, generator: None }
+        App {
+            store,
+            signal,
+            config,
+            secrets: None,
+            generator: None,
+        }
     }
 
     /// Enables generation of agents from descriptions.

@@ -26,25 +26,40 @@ pub struct SecretsAdmin {
 
 impl App {
     fn secrets_admin(&self) -> Result<&SecretsAdmin> {
-        self.secrets.as_ref().ok_or_else(|| Error::Unavailable("secrets are not configured on this server".into()))
+        self.secrets
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("secrets are not configured on this server".into()))
     }
 
     /// Stores (or replaces) a secret in the local backend.
     pub async fn put_secret(&self, who: &Principal, name: &str, value: &str) -> Result<SecretMeta> {
         who.require(Scope::Admin)?;
-        validate_secret_names(&[name.to_string()]).map_err(|e| Error::validation("name", e.to_string()))?;
+        validate_secret_names(&[name.to_string()])
+            .map_err(|e| Error::validation("name", e.to_string()))?;
         if value.chars().count() < MIN_SECRET_LEN {
             return Err(Error::validation(
                 "value",
-                format!("a secret must be at least {MIN_SECRET_LEN} characters: shorter values cannot be masked safely in agent output"),
+                format!(
+                    "a secret must be at least {MIN_SECRET_LEN} characters: shorter values cannot be masked safely in agent output"
+                ),
             ));
         }
         if value.len() > MAX_SECRET_BYTES {
-            return Err(Error::TooLarge { field: Some("value".into()), message: format!("a secret may be at most {MAX_SECRET_BYTES} bytes") });
+            return Err(Error::TooLarge {
+                field: Some("value".into()),
+                message: format!("a secret may be at most {MAX_SECRET_BYTES} bytes"),
+            });
         }
         let admin = self.secrets_admin()?;
         let sealed = admin.cipher.seal(name, value);
-        let meta = self.store.put_secret(name, &sealed, audit(who, "secret.set", &format!("secret:{name}"), None)).await?;
+        let meta = self
+            .store
+            .put_secret(
+                name,
+                &sealed,
+                audit(who, "secret.set", &format!("secret:{name}"), None),
+            )
+            .await?;
         admin.chain.reload();
         Ok(meta)
     }
@@ -58,7 +73,12 @@ impl App {
     /// Deletes a local secret.
     pub async fn delete_secret(&self, who: &Principal, name: &str) -> Result<()> {
         who.require(Scope::Admin)?;
-        self.store.delete_secret(name, audit(who, "secret.delete", &format!("secret:{name}"), None)).await?;
+        self.store
+            .delete_secret(
+                name,
+                audit(who, "secret.delete", &format!("secret:{name}"), None),
+            )
+            .await?;
         if let Ok(admin) = self.secrets_admin() {
             admin.chain.reload();
         }
@@ -69,6 +89,8 @@ impl App {
     pub async fn reload_secrets(&self, who: &Principal) -> Result<()> {
         who.require(Scope::Admin)?;
         self.secrets_admin()?.chain.reload();
-        self.store.append_audit(audit(who, "secret.reload", "secrets", None)).await
+        self.store
+            .append_audit(audit(who, "secret.reload", "secrets", None))
+            .await
     }
 }

@@ -26,16 +26,27 @@ use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
 fn base_url() -> String {
-    std::env::var("P38_BENCH_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("P38_BENCH_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 async fn fresh(name: &str) -> (String, Arc<SqlStore>) {
     let schema = format!("p38bench_{name}");
     let url = format!("{}?schema={schema}", base_url());
-    let s = SqlStore::connect(&url, StoreOptions::default()).await.expect("PostgreSQL");
+    let s = SqlStore::connect(&url, StoreOptions::default())
+        .await
+        .expect("PostgreSQL");
     s.drop_schema(&schema).await.unwrap();
     s.close().await;
-    let s = SqlStore::connect(&url, StoreOptions { max_connections: Some(16), ..Default::default() }).await.unwrap();
+    let s = SqlStore::connect(
+        &url,
+        StoreOptions {
+            max_connections: Some(16),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     sqlx::query("ANALYZE").execute(s.pool()).await.ok();
     (url, Arc::new(s))
 }
@@ -73,18 +84,38 @@ fn agent(name: &str) -> NewAgent {
 }
 
 fn audit() -> NewAudit {
-    NewAudit { actor: "bench".into(), action: "bench".into(), target: String::new(), detail: None }
+    NewAudit {
+        actor: "bench".into(),
+        action: "bench".into(),
+        target: String::new(),
+        detail: None,
+    }
 }
 
 fn noop(agent_id: i64) -> NewTask {
-    NewTask { agent_id, agent_version: 1, trigger: Trigger::Manual, kind: TaskKind::Noop, attempt: 1, retry_of: None, scheduled_at: now() }
+    NewTask {
+        agent_id,
+        agent_version: 1,
+        trigger: Trigger::Manual,
+        kind: TaskKind::Noop,
+        attempt: 1,
+        retry_of: None,
+        scheduled_at: now(),
+    }
 }
 
 async fn count(store: &SqlStore, agent: i64, status: TaskStatus) -> usize {
     let mut n = 0;
     let mut cursor: Option<String> = None;
     loop {
-        let p = store.list_tasks(agent, Some(status), PageRequest::parse(cursor.as_deref(), Some(500)).unwrap()).await.unwrap();
+        let p = store
+            .list_tasks(
+                agent,
+                Some(status),
+                PageRequest::parse(cursor.as_deref(), Some(500)).unwrap(),
+            )
+            .await
+            .unwrap();
         n += p.items.len();
         match p.next_cursor {
             Some(c) => cursor = Some(c),
@@ -97,7 +128,14 @@ async fn tasks(store: &SqlStore, agent: i64) -> Vec<Task> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let p = store.list_tasks(agent, None, PageRequest::parse(cursor.as_deref(), Some(500)).unwrap()).await.unwrap();
+        let p = store
+            .list_tasks(
+                agent,
+                None,
+                PageRequest::parse(cursor.as_deref(), Some(500)).unwrap(),
+            )
+            .await
+            .unwrap();
         out.extend(p.items);
         match p.next_cursor {
             Some(c) => cursor = Some(c),
@@ -128,15 +166,34 @@ async fn throughput(workers: usize, jobs: usize) {
         }
         tx.commit().await.unwrap();
     }
-    sqlx::query("ANALYZE tasks").execute(store.pool()).await.unwrap();
+    sqlx::query("ANALYZE tasks")
+        .execute(store.pool())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
     let mut kids: Vec<Child> = (0..workers)
-        .map(|i| spawn(&["worker", "--insecure-no-sandbox", "--worker-id", &format!("b{i}"), "--concurrency", "16"], &url, dir.path()))
+        .map(|i| {
+            spawn(
+                &[
+                    "worker",
+                    "--insecure-no-sandbox",
+                    "--worker-id",
+                    &format!("b{i}"),
+                    "--concurrency",
+                    "16",
+                ],
+                &url,
+                dir.path(),
+            )
+        })
         .collect();
     while count(&store, a.id, TaskStatus::Succeeded).await < jobs {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(start.elapsed() < Duration::from_secs(600), "throughput run took too long");
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "throughput run took too long"
+        );
     }
     for k in &mut kids {
         let _ = k.kill();
@@ -146,14 +203,21 @@ async fn throughput(workers: usize, jobs: usize) {
     let first = all.iter().filter_map(|t| t.started_at).min().unwrap();
     let last = all.iter().filter_map(|t| t.completed_at).max().unwrap();
     let secs = (last - first).num_milliseconds() as f64 / 1000.0;
-    println!("throughput: {workers} worker process(es), {jobs} no-op jobs in {secs:.2} s = {:.0} jobs/s", jobs as f64 / secs);
+    println!(
+        "throughput: {workers} worker process(es), {jobs} no-op jobs in {secs:.2} s = {:.0} jobs/s",
+        jobs as f64 / secs
+    );
 }
 
 async fn latency(samples: usize) {
     let (url, store) = fresh("lat").await;
     let a = store.create_agent(agent("noop"), audit()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut kid = spawn(&["worker", "--insecure-no-sandbox", "--worker-id", "lat"], &url, dir.path());
+    let mut kid = spawn(
+        &["worker", "--insecure-no-sandbox", "--worker-id", "lat"],
+        &url,
+        dir.path(),
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     for _ in 0..samples {
         store.enqueue(noop(a.id), None).await.unwrap();
@@ -164,8 +228,16 @@ async fn latency(samples: usize) {
     }
     let _ = kid.kill();
     let _ = kid.wait();
-    let mut ms: Vec<f64> =
-        tasks(&store, a.id).await.iter().map(|t| (t.started_at.unwrap() - t.created_at).num_microseconds().unwrap() as f64 / 1000.0).collect();
+    let mut ms: Vec<f64> = tasks(&store, a.id)
+        .await
+        .iter()
+        .map(|t| {
+            (t.started_at.unwrap() - t.created_at)
+                .num_microseconds()
+                .unwrap() as f64
+                / 1000.0
+        })
+        .collect();
     println!(
         "enqueue-to-start latency (LISTEN/NOTIFY, idle worker, {samples} jobs, ms resolution of stored times): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         pct(&mut ms, 0.5),
@@ -188,7 +260,11 @@ async fn lateness(seconds: u64, agents: usize) {
     // The whole platform: scheduler, worker and the real sandbox; every
     // firing starts a real (trivial) agent run.
     let conc = agents.to_string();
-    let mut kid = spawn(&["up", "--bind", "127.0.0.1:0", "--concurrency", &conc], &url, dir.path());
+    let mut kid = spawn(
+        &["up", "--bind", "127.0.0.1:0", "--concurrency", &conc],
+        &url,
+        dir.path(),
+    );
     tokio::time::sleep(Duration::from_secs(seconds + 5)).await;
     let _ = kid.kill();
     let _ = kid.wait();
@@ -228,19 +304,38 @@ async fn memory(agents: usize) {
     }
     tx.commit().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut kid = spawn(&["up", "--bind", "127.0.0.1:0", "--insecure-no-sandbox"], &url, dir.path());
+    let mut kid = spawn(
+        &["up", "--bind", "127.0.0.1:0", "--insecure-no-sandbox"],
+        &url,
+        dir.path(),
+    );
     tokio::time::sleep(Duration::from_secs(8)).await;
     let status = std::fs::read_to_string(format!("/proc/{}/status", kid.id())).unwrap();
-    let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?").to_string();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap_or("VmHWM: ?").to_string();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS"))
+        .unwrap_or("VmRSS: ?")
+        .to_string();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
     let _ = kid.kill();
     let _ = kid.wait();
-    println!("memory of `p38 up` (API, scheduler, worker) with {agents} scheduled agents: {} (peak {})", rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "), hwm.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+    println!(
+        "memory of `p38 up` (API, scheduler, worker) with {agents} scheduled agents: {} (peak {})",
+        rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+        hwm.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    );
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let what = args.first().map(String::as_str).unwrap_or("all");
     let n: Option<u64> = args.get(1).and_then(|s| s.parse().ok());
     match what {
@@ -258,6 +353,8 @@ async fn main() {
             memory(10_000).await;
             lateness(n.unwrap_or(300), 10).await;
         }
-        other => eprintln!("unknown benchmark {other:?}: throughput, latency, lateness [SECONDS], memory, all"),
+        other => eprintln!(
+            "unknown benchmark {other:?}: throughput, latency, lateness [SECONDS], memory, all"
+        ),
     }
 }

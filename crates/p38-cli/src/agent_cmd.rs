@@ -53,7 +53,9 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let mut body = fields_body(&fields)?;
             if !body.contains_key("code") {
                 if !body.contains_key("description") {
-                    bail!("give --file (the agent's Python code) and --name, or --description to have Project38 write the agent");
+                    bail!(
+                        "give --file (the agent's Python code) and --name, or --description to have Project38 write the agent"
+                    );
                 }
                 return crate::generate_cmd::generate(&c, &body).await;
             }
@@ -66,20 +68,46 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let v = c.post("/api/agents", &Value::Object(body)).await?;
             show_agent(&c, &v);
         }
-        AgentCmd::Schedule { client, agent, schedule } => {
+        AgentCmd::Schedule {
+            client,
+            agent,
+            schedule,
+        } => {
             let c = Client::new(&client)?;
-            let value = if schedule.trim() == "none" { Value::Null } else { Value::String(schedule) };
-            let v = c.call(Method::PATCH, &format!("/api/agents/{}", seg(&agent)), Some(&json!({ "schedule": value }))).await?;
+            let value = if schedule.trim() == "none" {
+                Value::Null
+            } else {
+                Value::String(schedule)
+            };
+            let v = c
+                .call(
+                    Method::PATCH,
+                    &format!("/api/agents/{}", seg(&agent)),
+                    Some(&json!({ "schedule": value })),
+                )
+                .await?;
             show_agent(&c, &v);
         }
         AgentCmd::Pause { client, agent } => {
             let c = Client::new(&client)?;
-            let v = c.call(Method::PATCH, &format!("/api/agents/{}", seg(&agent)), Some(&json!({ "status": "paused" }))).await?;
+            let v = c
+                .call(
+                    Method::PATCH,
+                    &format!("/api/agents/{}", seg(&agent)),
+                    Some(&json!({ "status": "paused" })),
+                )
+                .await?;
             show_agent(&c, &v);
         }
         AgentCmd::Resume { client, agent } => {
             let c = Client::new(&client)?;
-            let v = c.call(Method::PATCH, &format!("/api/agents/{}", seg(&agent)), Some(&json!({ "status": "active" }))).await?;
+            let v = c
+                .call(
+                    Method::PATCH,
+                    &format!("/api/agents/{}", seg(&agent)),
+                    Some(&json!({ "status": "active" })),
+                )
+                .await?;
             show_agent(&c, &v);
         }
         AgentCmd::Approve { client, agent, yes } => {

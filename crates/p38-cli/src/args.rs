@@ -173,7 +173,11 @@ pub struct SecretArgs {
     #[arg(long, env = "P38_GCP_CREDENTIALS_FILE")]
     pub gcp_credentials_file: Option<PathBuf>,
     /// Secret Manager endpoint (tests point it elsewhere).
-    #[arg(long, env = "P38_GCP_SECRETMANAGER_URL", default_value = "https://secretmanager.googleapis.com")]
+    #[arg(
+        long,
+        env = "P38_GCP_SECRETMANAGER_URL",
+        default_value = "https://secretmanager.googleapis.com"
+    )]
     pub gcp_secretmanager_url: String,
     /// Vault or OpenBao address (backend vault).
     #[arg(long, env = "P38_VAULT_ADDR")]

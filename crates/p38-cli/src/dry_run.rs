@@ -24,7 +24,15 @@ struct Placeholders;
 #[async_trait]
 impl SecretResolver for Placeholders {
     async fn resolve(&self, names: &[String]) -> p38_core::Result<BTreeMap<String, SecretValue>> {
-        Ok(names.iter().map(|n| (n.clone(), SecretValue::new(format!("dry-run-placeholder-{n}")))).collect())
+        Ok(names
+            .iter()
+            .map(|n| {
+                (
+                    n.clone(),
+                    SecretValue::new(format!("dry-run-placeholder-{n}")),
+                )
+            })
+            .collect())
     }
 }
 
@@ -66,9 +74,19 @@ impl SandboxDryRunner {
 
 #[async_trait]
 impl DryRunner for SandboxDryRunner {
-    async fn dry_run(&self, code: &str, test: &str, declared_secrets: &[String], _network: bool) -> DryRunOutcome {
+    async fn dry_run(
+        &self,
+        code: &str,
+        test: &str,
+        declared_secrets: &[String],
+        _network: bool,
+    ) -> DryRunOutcome {
         let start = Instant::now();
-        let harness = format!("_AGENT = {}\n_TEST = {}\n{HARNESS}", py_str(code), py_str(test));
+        let harness = format!(
+            "_AGENT = {}\n_TEST = {}\n{HARNESS}",
+            py_str(code),
+            py_str(test)
+        );
         let now = chrono::Utc::now();
         let agent = Agent {
             id: 0,
@@ -91,15 +109,38 @@ impl DryRunner for SandboxDryRunner {
             approved_at: None,
             generation_id: None,
         };
-        let workspace = tempfile::tempdir_in(self.scratch.path()).map(|d| d.keep()).unwrap_or_else(|_| self.scratch.path().join("ws"));
-        let facts = RunFacts { task_id: 0, attempt: 1, trigger: "dry_run".into(), scheduled_at: now.to_rfc3339() };
-        let job = Job { code: harness, facts, state: serde_json::json!({}), history: Vec::new(), workspace: workspace.clone(), cancel: CancelFlag::new() };
+        let workspace = tempfile::tempdir_in(self.scratch.path())
+            .map(|d| d.keep())
+            .unwrap_or_else(|_| self.scratch.path().join("ws"));
+        let facts = RunFacts {
+            task_id: 0,
+            attempt: 1,
+            trigger: "dry_run".into(),
+            scheduled_at: now.to_rfc3339(),
+        };
+        let job = Job {
+            code: harness,
+            facts,
+            state: serde_json::json!({}),
+            history: Vec::new(),
+            workspace: workspace.clone(),
+            cancel: CancelFlag::new(),
+        };
         let o = self.exec.run(&agent, job).await;
         let _ = std::fs::remove_dir_all(&workspace);
         let ok = o.status == Some(TaskStatus::Succeeded);
-        let error = (!ok).then(|| o.error.clone().unwrap_or_else(|| "the dry run failed".into()));
+        let error = (!ok).then(|| {
+            o.error
+                .clone()
+                .unwrap_or_else(|| "the dry run failed".into())
+        });
         let line = error.as_deref().and_then(agent_line);
-        DryRunOutcome { ok, error, line, duration: start.elapsed() }
+        DryRunOutcome {
+            ok,
+            error,
+            line,
+            duration: start.elapsed(),
+        }
     }
 }
 
@@ -111,9 +152,16 @@ fn py_str(s: &str) -> String {
 
 /// The last `File "agent.py", line N` of a traceback.
 fn agent_line(tb: &str) -> Option<u32> {
-    tb.rsplit("File \"agent.py\", line ").next().filter(|_| tb.contains("File \"agent.py\", line ")).and_then(|rest| {
-        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-    })
+    tb.rsplit("File \"agent.py\", line ")
+        .next()
+        .filter(|_| tb.contains("File \"agent.py\", line "))
+        .and_then(|rest| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
 }
 
 #[cfg(test)]

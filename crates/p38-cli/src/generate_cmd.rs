@@ -21,7 +21,10 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
     let id = g["id"].as_i64().unwrap_or_default();
     let tty = std::io::stderr().is_terminal() && !c.json;
     if !c.json {
-        eprintln!("generation {id} started (model {})", g["model"].as_str().unwrap_or("?"));
+        eprintln!(
+            "generation {id} started (model {})",
+            g["model"].as_str().unwrap_or("?")
+        );
     }
     let start = Instant::now();
     let mut last = String::new();
@@ -60,7 +63,10 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
     }
     if done["status"] != "succeeded" {
         if !c.json {
-            eprintln!("generation failed: {}", done["error"].as_str().unwrap_or("unknown reason"));
+            eprintln!(
+                "generation failed: {}",
+                done["error"].as_str().unwrap_or("unknown reason")
+            );
             print_last_findings(&done);
         }
         return Ok(ExitCode::from(1));
@@ -89,7 +95,10 @@ fn print_last_findings(g: &Value) {
             eprintln!(
                 "  [{}] line {} {}: {}",
                 f["stage"].as_str().unwrap_or(""),
-                f["line"].as_u64().map(|l| l.to_string()).unwrap_or_else(|| "-".into()),
+                f["line"]
+                    .as_u64()
+                    .map(|l| l.to_string())
+                    .unwrap_or_else(|| "-".into()),
                 f["rule"].as_str().unwrap_or(""),
                 f["message"].as_str().unwrap_or("")
             );
@@ -106,7 +115,13 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
         None => None,
     };
     if !c.json {
-        println!("agent {} ({}), version {}, status {}", a["id"], a["name"].as_str().unwrap_or(""), a["version"], a["status"].as_str().unwrap_or(""));
+        println!(
+            "agent {} ({}), version {}, status {}",
+            a["id"],
+            a["name"].as_str().unwrap_or(""),
+            a["version"],
+            a["status"].as_str().unwrap_or("")
+        );
         println!("description: {}", a["description"].as_str().unwrap_or(""));
         println!("schedule:    {}", output::cell(&a["schedule"]));
         println!("secrets:     {}", output::cell(&a["secrets"]));
@@ -122,14 +137,28 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
                     g["cost_usd"].as_f64().unwrap_or(0.0),
                     g["model"].as_str().unwrap_or("")
                 );
-                let last = g["report"]["iterations"].as_array().and_then(|i| i.last()).cloned().unwrap_or(json!({}));
+                let last = g["report"]["iterations"]
+                    .as_array()
+                    .and_then(|i| i.last())
+                    .cloned()
+                    .unwrap_or(json!({}));
                 let findings = last["findings"].as_array().cloned().unwrap_or_default();
-                println!("findings:    {}", if findings.is_empty() { "none".to_string() } else { findings.len().to_string() });
+                println!(
+                    "findings:    {}",
+                    if findings.is_empty() {
+                        "none".to_string()
+                    } else {
+                        findings.len().to_string()
+                    }
+                );
                 print_last_findings(g);
             }
             None => println!("generated:   no (hand-written)"),
         }
-        println!("--- code ---\n{}\n------------", a["code"].as_str().unwrap_or("").trim_end());
+        println!(
+            "--- code ---\n{}\n------------",
+            a["code"].as_str().unwrap_or("").trim_end()
+        );
     }
     if !yes && std::io::stdin().is_terminal() {
         eprint!("approve this agent? [y/N] ");
@@ -141,11 +170,17 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
             return Ok(ExitCode::from(1));
         }
     }
-    let v = c.post(&format!("/api/agents/{}/approve", seg(agent)), &json!({})).await?;
+    let v = c
+        .post(&format!("/api/agents/{}/approve", seg(agent)), &json!({}))
+        .await?;
     if c.json {
         output::json(&v);
     } else {
-        println!("approved: agent {} is {}", v["id"], v["status"].as_str().unwrap_or(""));
+        println!(
+            "approved: agent {} is {}",
+            v["id"],
+            v["status"].as_str().unwrap_or("")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -76,7 +76,14 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         trigger: "manual".into(),
         scheduled_at: now.to_rfc3339(),
     };
-    let job = Job { code, facts, state, history: Vec::new(), workspace: cfg.workspace(0), cancel: CancelFlag::new() };
+    let job = Job {
+        code,
+        facts,
+        state,
+        history: Vec::new(),
+        workspace: cfg.workspace(0),
+        cancel: CancelFlag::new(),
+    };
     let o = exec.run(&agent, job).await;
     let ok = o.status == Some(TaskStatus::Succeeded);
     if a.json {

@@ -18,7 +18,13 @@ pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
         SecretCmd::Set { client, name } => {
             let c = Client::new(&client)?;
             let value = read_value(&name)?;
-            let v = c.call(Method::PUT, &format!("/api/secrets/{}", seg(&name)), Some(&json!({ "value": value }))).await?;
+            let v = c
+                .call(
+                    Method::PUT,
+                    &format!("/api/secrets/{}", seg(&name)),
+                    Some(&json!({ "value": value })),
+                )
+                .await?;
             if c.json {
                 output::json(&v);
             } else {
@@ -33,13 +39,23 @@ pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             } else {
                 output::table(
                     v.as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    &[("NAME", "name"), ("VERSION", "version"), ("BACKEND", "backend"), ("UPDATED", "updated_at")],
+                    &[
+                        ("NAME", "name"),
+                        ("VERSION", "version"),
+                        ("BACKEND", "backend"),
+                        ("UPDATED", "updated_at"),
+                    ],
                 );
             }
         }
         SecretCmd::Rm { client, name } => {
             let c = Client::new(&client)?;
-            c.call(Method::DELETE, &format!("/api/secrets/{}", seg(&name)), None).await?;
+            c.call(
+                Method::DELETE,
+                &format!("/api/secrets/{}", seg(&name)),
+                None,
+            )
+            .await?;
             if !c.json {
                 println!("deleted secret {name}");
             }
@@ -59,10 +75,13 @@ pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
 /// trailing newline removed).
 fn read_value(name: &str) -> anyhow::Result<String> {
     let value = if std::io::stdin().is_terminal() {
-        rpassword::prompt_password(format!("value of {name} (input hidden): ")).context("reading the value")?
+        rpassword::prompt_password(format!("value of {name} (input hidden): "))
+            .context("reading the value")?
     } else {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the value from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the value from stdin")?;
         if s.ends_with('\n') {
             s.pop();
             if s.ends_with('\r') {
@@ -72,7 +91,9 @@ fn read_value(name: &str) -> anyhow::Result<String> {
         s
     };
     if value.is_empty() {
-        bail!("empty value: pipe the value on stdin (printf %s \"$VALUE\" | p38 secret set {name}) or type it at the prompt");
+        bail!(
+            "empty value: pipe the value on stdin (printf %s \"$VALUE\" | p38 secret set {name}) or type it at the prompt"
+        );
     }
     Ok(value)
 }

@@ -8,8 +8,8 @@ use anyhow::{Context, bail};
 
 use p38_core::store::SecretStore;
 use p38_secrets::{
-    ChainResolver, EnvResolver, GcpBackend, GcpConfig, LocalBackend, LocalCipher, MasterKey, SecretBackend, SeenSecrets, VaultAuth,
-    VaultBackend, VaultConfig,
+    ChainResolver, EnvResolver, GcpBackend, GcpConfig, LocalBackend, LocalCipher, MasterKey,
+    SecretBackend, SeenSecrets, VaultAuth, VaultBackend, VaultConfig,
 };
 
 use crate::args::SecretArgs;
@@ -24,28 +24,50 @@ pub struct Secrets {
 
 /// Loads the master key (creating `DATA_DIR/master.key` on first start) and
 /// builds the backends in the configured order.
-pub fn build(a: &SecretArgs, data_dir: &Path, store: Arc<dyn SecretStore>, seen: SeenSecrets) -> anyhow::Result<Secrets> {
+pub fn build(
+    a: &SecretArgs,
+    data_dir: &Path,
+    store: Arc<dyn SecretStore>,
+    seen: SeenSecrets,
+) -> anyhow::Result<Secrets> {
     let key = MasterKey::load_or_create(a.master_key.as_deref(), &data_dir.join("master.key"))?;
     let cipher = Arc::new(LocalCipher::new(key));
     let mut backends: Vec<Arc<dyn SecretBackend>> = Vec::new();
-    for name in a.secret_backends.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for name in a
+        .secret_backends
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
         let b: Arc<dyn SecretBackend> = match name {
             "local" => Arc::new(LocalBackend::new(store.clone(), cipher.clone())),
             "env" => Arc::new(EnvResolver),
             "gcp" => {
-                let project = a.gcp_project.clone().context("backend gcp needs P38_GCP_PROJECT")?;
-                let file = a.gcp_credentials_file.as_ref().context("backend gcp needs P38_GCP_CREDENTIALS_FILE")?;
-                let json = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                let project = a
+                    .gcp_project
+                    .clone()
+                    .context("backend gcp needs P38_GCP_PROJECT")?;
+                let file = a
+                    .gcp_credentials_file
+                    .as_ref()
+                    .context("backend gcp needs P38_GCP_CREDENTIALS_FILE")?;
+                let json = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
                 let mut cfg = GcpConfig::new(project, json);
                 cfg.secretmanager_base = a.gcp_secretmanager_url.clone();
                 Arc::new(GcpBackend::new(cfg)?)
             }
             "vault" => {
-                let addr = a.vault_addr.clone().context("backend vault needs P38_VAULT_ADDR")?;
+                let addr = a
+                    .vault_addr
+                    .clone()
+                    .context("backend vault needs P38_VAULT_ADDR")?;
                 let auth = match (&a.vault_token, &a.vault_role_id, &a.vault_secret_id) {
                     (Some(t), _, _) => VaultAuth::token(t.clone()),
                     (None, Some(r), Some(s)) => VaultAuth::approle(r.clone(), s.clone()),
-                    _ => bail!("backend vault needs P38_VAULT_TOKEN, or P38_VAULT_ROLE_ID and P38_VAULT_SECRET_ID"),
+                    _ => bail!(
+                        "backend vault needs P38_VAULT_TOKEN, or P38_VAULT_ROLE_ID and P38_VAULT_SECRET_ID"
+                    ),
                 };
                 let mut cfg = VaultConfig::new(addr, auth);
                 cfg.mount = a.vault_mount.clone();
@@ -53,10 +75,16 @@ pub fn build(a: &SecretArgs, data_dir: &Path, store: Arc<dyn SecretStore>, seen:
                 cfg.namespace = a.vault_namespace.clone();
                 Arc::new(VaultBackend::new(cfg)?)
             }
-            other => bail!("unknown secret backend {other:?} in P38_SECRET_BACKENDS: use local, env, gcp, vault"),
+            other => bail!(
+                "unknown secret backend {other:?} in P38_SECRET_BACKENDS: use local, env, gcp, vault"
+            ),
         };
         backends.push(b);
     }
-    let chain = ChainResolver::new(backends, Duration::from_secs(a.secret_cache_seconds)).with_seen(seen);
-    Ok(Secrets { cipher, chain: Arc::new(chain) })
+    let chain =
+        ChainResolver::new(backends, Duration::from_secs(a.secret_cache_seconds)).with_seen(seen);
+    Ok(Secrets {
+        cipher,
+        chain: Arc::new(chain),
+    })
 }

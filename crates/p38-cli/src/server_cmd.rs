@@ -11,9 +11,9 @@ use tokio::sync::watch;
 
 use p38_app::generations::{Generator, GeneratorConfig};
 use p38_app::secrets::SecretsAdmin;
-use p38_factory::ProviderKind;
 use p38_app::{App, AppConfig};
 use p38_core::store::{NoSignal, QueueSignal, Store};
+use p38_factory::ProviderKind;
 use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Scheduler, Worker};
 use p38_server::HttpConfig;
 use p38_store::{SqlStore, StoreOptions, redact_url};
@@ -33,14 +33,25 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     // Each running task holds a connection only briefly, but completions of
     // many short tasks arrive together: size the pool to the concurrency.
     let pool = (a.concurrency as u32 + 4).max(8);
-    let store = SqlStore::connect(&url, StoreOptions { max_connections: Some(pool), ..Default::default() }).await?;
+    let store = SqlStore::connect(
+        &url,
+        StoreOptions {
+            max_connections: Some(pool),
+            ..Default::default()
+        },
+    )
+    .await?;
     let store: Arc<dyn Store> = Arc::new(store);
     tracing::info!(database = %redact_url(&url), "database ready");
 
     let secrets = crate::secrets_cfg::build(&a.secrets, &a.data_dir, store.clone(), seen)?;
     let wake = LocalSignal::default();
     let executor = if worker {
-        Some(Arc::new(build_executor(&a, &a.data_dir, secrets.chain.clone())?))
+        Some(Arc::new(build_executor(
+            &a,
+            &a.data_dir,
+            secrets.chain.clone(),
+        )?))
     } else {
         None
     };
@@ -107,8 +118,18 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         });
     }
     if api {
-        let holder = format!("{}:scheduler", a.worker_id.clone().unwrap_or_else(|| RuntimeConfig::new(&a.data_dir).worker_id));
-        let sched = Scheduler::new(store.clone(), Arc::new(wake.clone()), wake.schedules.clone(), holder);
+        let holder = format!(
+            "{}:scheduler",
+            a.worker_id
+                .clone()
+                .unwrap_or_else(|| RuntimeConfig::new(&a.data_dir).worker_id)
+        );
+        let sched = Scheduler::new(
+            store.clone(),
+            Arc::new(wake.clone()),
+            wake.schedules.clone(),
+            holder,
+        );
         let rx = stop_rx.clone();
         jobs.spawn(async move { sched.run(rx).await });
     }
@@ -131,16 +152,24 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
 /// The generator of agents: provider settings, keys from the secret chain,
 /// and a dry runner in the sandbox (skipped, with a warning, when the
 /// sandbox is not available on this node).
-fn build_generator(a: &ServerArgs, keys: Arc<dyn p38_secrets::SecretResolver>) -> anyhow::Result<Generator> {
+fn build_generator(
+    a: &ServerArgs,
+    keys: Arc<dyn p38_secrets::SecretResolver>,
+) -> anyhow::Result<Generator> {
     let kind = match a.llm.llm_provider.as_str() {
         "anthropic" => ProviderKind::Anthropic,
         "openai" => ProviderKind::OpenAi,
         "gemini" => ProviderKind::Gemini,
         "openai_compatible" => ProviderKind::OpenAiCompatible,
-        other => bail!("unknown model provider {other:?} (P38_LLM_PROVIDER): use anthropic, openai, gemini or openai_compatible"),
+        other => bail!(
+            "unknown model provider {other:?} (P38_LLM_PROVIDER): use anthropic, openai, gemini or openai_compatible"
+        ),
     };
-    let dry_runner: Arc<dyn p38_factory::DryRunner> = match build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)
-        .and_then(|s| crate::dry_run::SandboxDryRunner::new(s))
+    let dry_runner: Arc<dyn p38_factory::DryRunner> = match build_sandbox(
+        a.python.as_deref(),
+        a.insecure_no_sandbox,
+    )
+    .and_then(crate::dry_run::SandboxDryRunner::new)
     {
         Ok(d) => Arc::new(d),
         Err(e) => {
@@ -171,7 +200,10 @@ impl p38_factory::DryRunner for NoDryRun {
     async fn dry_run(&self, _: &str, _: &str, _: &[String], _: bool) -> p38_factory::DryRunOutcome {
         p38_factory::DryRunOutcome {
             ok: false,
-            error: Some(format!("no sandbox on the API node for the dry run: {}", self.0)),
+            error: Some(format!(
+                "no sandbox on the API node for the dry run: {}",
+                self.0
+            )),
             line: None,
             duration: Duration::ZERO,
         }
@@ -179,7 +211,11 @@ impl p38_factory::DryRunner for NoDryRun {
 }
 
 /// Builds the sandbox (probing the host) and the executor.
-pub fn build_executor(a: &ServerArgs, data_dir: &Path, secrets: Arc<dyn p38_secrets::SecretResolver>) -> anyhow::Result<Executor> {
+pub fn build_executor(
+    a: &ServerArgs,
+    data_dir: &Path,
+    secrets: Arc<dyn p38_secrets::SecretResolver>,
+) -> anyhow::Result<Executor> {
     let mut cfg = RuntimeConfig::new(data_dir);
     cfg.concurrency = a.concurrency.max(1);
     cfg.limits.timeout = Duration::from_secs(a.run_timeout.max(1));
@@ -227,7 +263,9 @@ fn init_logging(filter: &str, format: &str, seen: p38_secrets::SeenSecrets) -> a
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?} (P38_LOG)"))?;
     let writer = move || seen.writer(std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
     let r = match format {
         "json" => builder.json().try_init(),
         "text" => builder.try_init(),

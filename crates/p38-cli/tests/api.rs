@@ -1099,7 +1099,10 @@ fn task_list_filters_by_status_and_omits_stdout() {
     )
     .expect(200);
     // A code change waits for approval again.
-    assert_eq!(s.get("/api/agents/ok").expect(200)["status"], "pending_approval");
+    assert_eq!(
+        s.get("/api/agents/ok").expect(200)["status"],
+        "pending_approval"
+    );
     s.post("/api/agents/ok/approve", &json!({})).expect(200);
     let t2 = s.execute("ok");
     let d2 = s.wait_task(t2["id"].as_i64().unwrap());

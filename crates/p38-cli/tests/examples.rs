@@ -17,12 +17,22 @@ fn every_example_agent_runs() {
             continue;
         }
         let out = Command::new(env!("CARGO_BIN_EXE_p38"))
-            .args(["run", "--json", "--config", r#"{"price": 101, "symbol": "TSLA"}"#])
+            .args([
+                "run",
+                "--json",
+                "--config",
+                r#"{"price": 101, "symbol": "TSLA"}"#,
+            ])
             .arg(&path)
             .output()
             .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{}: {e}: {}", path.display(), String::from_utf8_lossy(&out.stderr)));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
         assert_eq!(v["status"], "succeeded", "{}: {v}", path.display());
         assert!(out.status.success());
         ran += 1;

@@ -21,9 +21,12 @@ const BROKEN: &str = "\"\"\"Watch Tesla.\"\"\"\nAPI_KEY = \"sk-ant-api03-abcdefg
 const CLEAN: &str = "\"\"\"Watch a price and alert when it rises 5 percent.\"\"\"\n\n\ndef run(ctx):\n    \"\"\"Compare the price with the baseline kept in state.\"\"\"\n    price = float(ctx.config.get(\"price\", 100))\n    base = ctx.state.setdefault(\"baseline\", price)\n    change = (price - base) / base * 100\n    alert = change >= 5\n    if alert:\n        ctx.log.warning(\"price rose %.1f%%\", change)\n    return {\"price\": price, \"change\": round(change, 2), \"alert\": alert}\n";
 const TEST: &str = "def test_run(ctx):\n    \"\"\"Run once and check the shape.\"\"\"\n    result = run(ctx)\n    assert \"alert\" in result\n";
 
+/// A request the fake provider received: its `x-api-key` and its body.
+type Seen = (Option<String>, Value);
+
 #[derive(Clone, Default)]
 struct Fake {
-    requests: Arc<Mutex<Vec<(Option<String>, Value)>>>,
+    requests: Arc<Mutex<Vec<Seen>>>,
 }
 
 fn answer(code: &str) -> Value {
@@ -39,8 +42,15 @@ fn answer(code: &str) -> Value {
     })
 }
 
-async fn messages(State(f): State<Fake>, headers: axum::http::HeaderMap, Json(body): Json<Value>) -> Json<Value> {
-    let key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+async fn messages(
+    State(f): State<Fake>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let n = {
         let mut r = f.requests.lock().unwrap();
         r.push((key, body));
@@ -57,7 +67,11 @@ fn p38(url: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 struct Up(Child);
@@ -78,7 +92,9 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     let fake = Fake::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let llm = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().route("/v1/messages", post(messages)).with_state(fake.clone());
+    let app = axum::Router::new()
+        .route("/v1/messages", post(messages))
+        .with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
@@ -108,10 +124,16 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
         }
     });
     let _up = Up(child);
-    let url = rx.recv_timeout(Duration::from_secs(60)).expect("p38 up started");
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("p38 up started");
 
     let (d, u) = (data.clone(), url.clone());
-    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "create", "--description", HEBREW])).await.unwrap();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        p38(&u, &d, &["agent", "create", "--description", HEBREW])
+    })
+    .await
+    .unwrap();
     assert!(ok, "generation failed: {out}\n{err}");
     assert!(out.contains("pending_approval"), "{out}");
 
@@ -121,14 +143,30 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     assert!(reqs.iter().all(|(k, _)| k.as_deref() == Some(KEY)));
     assert!(reqs[0].1.to_string().contains("טסלה"));
     let repair = reqs[1].1.to_string();
-    assert!(repair.contains("hardcoded_secret") || repair.contains("hard-coded"), "the repair request names the key finding");
-    assert!(repair.to_lowercase().contains("syntax"), "the repair request names the syntax finding");
+    assert!(
+        repair.contains("hardcoded_secret") || repair.contains("hard-coded"),
+        "the repair request names the key finding"
+    );
+    assert!(
+        repair.to_lowercase().contains("syntax"),
+        "the repair request names the syntax finding"
+    );
 
     let client = reqwest::Client::new();
     let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
     let get = |path: String| {
         let (client, url, token) = (client.clone(), url.clone(), token.trim().to_string());
-        async move { client.get(format!("{url}{path}")).bearer_auth(token).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            client
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let agents = get("/api/agents".into()).await;
     let agent = agents["items"][0].clone();
@@ -139,9 +177,23 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     assert_eq!(g["status"], "succeeded");
     let iterations = g["report"]["iterations"].as_array().unwrap();
     assert_eq!(iterations.len(), 2, "every iteration is kept");
-    let rules: Vec<&str> = iterations[0]["findings"].as_array().unwrap().iter().filter_map(|f| f["rule"].as_str()).collect();
-    assert!(rules.iter().any(|r| r.contains("hardcoded_secret")), "{rules:?}");
-    assert!(iterations[1]["findings"].as_array().unwrap().iter().all(|f| f["severity"] != "error"));
+    let rules: Vec<&str> = iterations[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    assert!(
+        rules.iter().any(|r| r.contains("hardcoded_secret")),
+        "{rules:?}"
+    );
+    assert!(
+        iterations[1]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] != "error")
+    );
     assert!(g["cost_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(g["input_tokens"], 2000);
     assert_eq!(g["output_tokens"], 600);
@@ -149,18 +201,32 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     // Nothing runs before approval.
     let id = agent["id"].to_string();
     let (d, u, i) = (data.clone(), url.clone(), id.clone());
-    let (ok, _, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "run", &i])).await.unwrap();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "run", &i]))
+        .await
+        .unwrap();
     assert!(!ok && err.contains("pending_approval"), "{err}");
     let (d, u, i) = (data.clone(), url.clone(), id.clone());
-    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "approve", &i, "--yes"])).await.unwrap();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "approve", &i, "--yes"]))
+            .await
+            .unwrap();
     assert!(ok, "{out} {err}");
-    assert!(out.contains("findings") && out.contains("$"), "approval shows the report first: {out}");
+    assert!(
+        out.contains("findings") && out.contains("$"),
+        "approval shows the report first: {out}"
+    );
     let (d, u, i) = (data.clone(), url.clone(), id.clone());
-    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "run", &i, "--wait", "--json"])).await.unwrap();
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "run", &i, "--wait", "--json"]))
+            .await
+            .unwrap();
     assert!(ok, "{out} {err}");
     let t: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(t["result"]["alert"], false);
     let audit = get("/api/audit?limit=100".into()).await.to_string();
     assert!(audit.contains("agent.approve") && audit.contains("generation.start"));
-    assert!(!log.lock().unwrap().contains(KEY), "the provider key reached a log line");
+    assert!(
+        !log.lock().unwrap().contains(KEY),
+        "the provider key reached a log line"
+    );
 }

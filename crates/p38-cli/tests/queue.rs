@@ -49,11 +49,22 @@ impl Db {
         let schema = format!("p38q_{test}_{}", std::process::id());
         let sep = if base.contains('?') { '&' } else { '?' };
         let url = format!("{base}{sep}schema={schema}");
-        let store = SqlStore::connect(&url, StoreOptions::default()).await.expect("PostgreSQL reachable");
+        let store = SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .expect("PostgreSQL reachable");
         store.drop_schema(&schema).await.unwrap();
         store.close().await;
-        let store = Arc::new(SqlStore::connect(&url, StoreOptions::default()).await.unwrap());
-        Some(Db { url, schema, store, dir: tempfile::tempdir().unwrap() })
+        let store = Arc::new(
+            SqlStore::connect(&url, StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        Some(Db {
+            url,
+            schema,
+            store,
+            dir: tempfile::tempdir().unwrap(),
+        })
     }
 
     async fn done(self) {
@@ -80,7 +91,10 @@ impl Proc {
     }
 
     fn signal(&self, sig: &str) {
-        Command::new("kill").args([sig, &self.0.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .unwrap();
     }
 
     fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
@@ -122,18 +136,38 @@ fn agent(name: &str, code: &str, settings: AgentSettings) -> NewAgent {
 }
 
 fn audit() -> NewAudit {
-    NewAudit { actor: "test".into(), action: "test".into(), target: String::new(), detail: None }
+    NewAudit {
+        actor: "test".into(),
+        action: "test".into(),
+        target: String::new(),
+        detail: None,
+    }
 }
 
 fn task(agent_id: i64, kind: TaskKind) -> NewTask {
-    NewTask { agent_id, agent_version: 1, trigger: Trigger::Manual, kind, attempt: 1, retry_of: None, scheduled_at: now() }
+    NewTask {
+        agent_id,
+        agent_version: 1,
+        trigger: Trigger::Manual,
+        kind,
+        attempt: 1,
+        retry_of: None,
+        scheduled_at: now(),
+    }
 }
 
 async fn all_tasks(store: &SqlStore, agent: i64) -> Vec<Task> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = store.list_tasks(agent, None, PageRequest::parse(cursor.as_deref(), Some(500)).unwrap()).await.unwrap();
+        let page = store
+            .list_tasks(
+                agent,
+                None,
+                PageRequest::parse(cursor.as_deref(), Some(500)).unwrap(),
+            )
+            .await
+            .unwrap();
         out.extend(page.items);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -158,7 +192,9 @@ where
 fn max_overlap(tasks: &[&Task]) -> usize {
     let mut edges: Vec<(i64, i32)> = Vec::new();
     for t in tasks {
-        let (Some(s), Some(e)) = (t.started_at, t.completed_at) else { continue };
+        let (Some(s), Some(e)) = (t.started_at, t.completed_at) else {
+            continue;
+        };
         edges.push((s.timestamp_millis(), 1));
         edges.push((e.timestamp_millis(), -1));
     }
@@ -174,25 +210,70 @@ fn max_overlap(tasks: &[&Task]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_workers_drain_1000_runs_each_exactly_once() {
-    let Some(db) = Db::new("drain").await else { return };
-    let a = db.store.create_agent(agent("noop", "def run(ctx):\n    pass\n", AgentSettings::default()), audit()).await.unwrap();
+    let Some(db) = Db::new("drain").await else {
+        return;
+    };
+    let a = db
+        .store
+        .create_agent(
+            agent(
+                "noop",
+                "def run(ctx):\n    pass\n",
+                AgentSettings::default(),
+            ),
+            audit(),
+        )
+        .await
+        .unwrap();
     for _ in 0..1000 {
-        db.store.enqueue(task(a.id, TaskKind::Noop), None).await.unwrap();
+        db.store
+            .enqueue(task(a.id, TaskKind::Noop), None)
+            .await
+            .unwrap();
     }
     let workers: Vec<Proc> = (0..3)
-        .map(|i| Proc::spawn(&["worker", "--worker-id", &format!("w{i}"), "--concurrency", "5"], db.dir.path(), &db.url))
+        .map(|i| {
+            Proc::spawn(
+                &[
+                    "worker",
+                    "--worker-id",
+                    &format!("w{i}"),
+                    "--concurrency",
+                    "5",
+                ],
+                db.dir.path(),
+                &db.url,
+            )
+        })
         .collect();
     let store = db.store.clone();
     wait_until(Duration::from_secs(120), "1000 no-op runs", || {
         let store = store.clone();
-        async move { store.list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(1)).await.unwrap().items.is_empty()
-            && store.list_tasks(a.id, Some(TaskStatus::Running), PageRequest::first(1)).await.unwrap().items.is_empty() }
+        async move {
+            store
+                .list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(1))
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+                && store
+                    .list_tasks(a.id, Some(TaskStatus::Running), PageRequest::first(1))
+                    .await
+                    .unwrap()
+                    .items
+                    .is_empty()
+        }
     })
     .await;
     drop(workers);
     let tasks = all_tasks(&db.store, a.id).await;
     assert_eq!(tasks.len(), 1000);
-    assert!(tasks.iter().all(|t| t.status == TaskStatus::Succeeded && t.attempt == 1), "each completed exactly once, first time");
+    assert!(
+        tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Succeeded && t.attempt == 1),
+        "each completed exactly once, first time"
+    );
     let by: std::collections::BTreeSet<_> = tasks.iter().filter_map(|t| t.worker.clone()).collect();
     assert!(by.len() >= 2, "the work was shared: {by:?}");
     db.done().await;
@@ -200,19 +281,43 @@ async fn three_workers_drain_1000_runs_each_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_runs_across_workers_run_once_and_respect_concurrency_limits() {
-    let Some(db) = Db::new("limits").await else { return };
+    let Some(db) = Db::new("limits").await else {
+        return;
+    };
     // Each run appends a line to its agent's workspace: lines = executions.
     let code = "import time\ndef run(ctx):\n    open('/workspace/runs', 'a').write('x\\n')\n    time.sleep(0.3)\n";
     let mut ids = Vec::new();
     for i in 0..6 {
-        let a = db.store.create_agent(agent(&format!("a{i}"), code, AgentSettings::default()), audit()).await.unwrap();
+        let a = db
+            .store
+            .create_agent(
+                agent(&format!("a{i}"), code, AgentSettings::default()),
+                audit(),
+            )
+            .await
+            .unwrap();
         for _ in 0..3 {
-            db.store.enqueue(task(a.id, TaskKind::Agent), None).await.unwrap();
+            db.store
+                .enqueue(task(a.id, TaskKind::Agent), None)
+                .await
+                .unwrap();
         }
         ids.push(a.id);
     }
     let workers: Vec<Proc> = (0..3)
-        .map(|i| Proc::spawn(&["worker", "--worker-id", &format!("w{i}"), "--concurrency", "2"], db.dir.path(), &db.url))
+        .map(|i| {
+            Proc::spawn(
+                &[
+                    "worker",
+                    "--worker-id",
+                    &format!("w{i}"),
+                    "--concurrency",
+                    "2",
+                ],
+                db.dir.path(),
+                &db.url,
+            )
+        })
         .collect();
     let store = db.store.clone();
     let ids2 = ids.clone();
@@ -220,7 +325,11 @@ async fn real_runs_across_workers_run_once_and_respect_concurrency_limits() {
         let (store, ids) = (store.clone(), ids2.clone());
         async move {
             for id in ids {
-                if all_tasks(&store, id).await.iter().any(|t| !t.status.is_final()) {
+                if all_tasks(&store, id)
+                    .await
+                    .iter()
+                    .any(|t| !t.status.is_final())
+                {
                     return false;
                 }
             }
@@ -232,27 +341,61 @@ async fn real_runs_across_workers_run_once_and_respect_concurrency_limits() {
     let mut every = Vec::new();
     for id in &ids {
         let tasks = all_tasks(&db.store, *id).await;
-        assert!(tasks.iter().all(|t| t.status == TaskStatus::Succeeded), "{tasks:?}");
+        assert!(
+            tasks.iter().all(|t| t.status == TaskStatus::Succeeded),
+            "{tasks:?}"
+        );
         let per_agent: Vec<&Task> = tasks.iter().collect();
-        assert_eq!(max_overlap(&per_agent), 1, "runs of one agent never overlap");
-        let lines = std::fs::read_to_string(db.dir.path().join("workspaces").join(id.to_string()).join("runs")).unwrap();
+        assert_eq!(
+            max_overlap(&per_agent),
+            1,
+            "runs of one agent never overlap"
+        );
+        let lines = std::fs::read_to_string(
+            db.dir
+                .path()
+                .join("workspaces")
+                .join(id.to_string())
+                .join("runs"),
+        )
+        .unwrap();
         assert_eq!(lines.lines().count(), 3, "each run executed exactly once");
         every.extend(tasks);
     }
     for w in ["w0", "w1", "w2"] {
-        let mine: Vec<&Task> = every.iter().filter(|t| t.worker.as_deref() == Some(w)).collect();
-        assert!(max_overlap(&mine) <= 2, "worker {w} ran more than its concurrency at once");
+        let mine: Vec<&Task> = every
+            .iter()
+            .filter(|t| t.worker.as_deref() == Some(w))
+            .collect();
+        assert!(
+            max_overlap(&mine) <= 2,
+            "worker {w} ran more than its concurrency at once"
+        );
     }
     db.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_run_loses_nothing() {
-    let Some(db) = Db::new("sigkill").await else { return };
+    let Some(db) = Db::new("sigkill").await else {
+        return;
+    };
     let code = "import time\ndef run(ctx):\n    open('/workspace/starts', 'a').write('%d\\n' % ctx.run.attempt)\n    time.sleep(3)\n    return ctx.run.attempt\n";
-    let a = db.store.create_agent(agent("victim", code, AgentSettings::default()), audit()).await.unwrap();
-    let t = db.store.enqueue(task(a.id, TaskKind::Agent), None).await.unwrap();
-    let first = Proc::spawn(&["worker", "--worker-id", "doomed", "--lease-seconds", "2"], db.dir.path(), &db.url);
+    let a = db
+        .store
+        .create_agent(agent("victim", code, AgentSettings::default()), audit())
+        .await
+        .unwrap();
+    let t = db
+        .store
+        .enqueue(task(a.id, TaskKind::Agent), None)
+        .await
+        .unwrap();
+    let first = Proc::spawn(
+        &["worker", "--worker-id", "doomed", "--lease-seconds", "2"],
+        db.dir.path(),
+        &db.url,
+    );
     let store = db.store.clone();
     wait_until(Duration::from_secs(30), "the doomed worker to start the run", || {
         let store = store.clone();
@@ -261,30 +404,62 @@ async fn a_worker_killed_mid_run_loses_nothing() {
     .await;
     first.signal("-KILL");
     drop(first);
-    let _second = Proc::spawn(&["worker", "--worker-id", "rescuer", "--lease-seconds", "2"], db.dir.path(), &db.url);
-    wait_until(Duration::from_secs(60), "the rescuer to finish the task", || {
-        let store = store.clone();
-        async move { store.get_task(t.id).await.unwrap().unwrap().status.is_final() }
-    })
+    let _second = Proc::spawn(
+        &["worker", "--worker-id", "rescuer", "--lease-seconds", "2"],
+        db.dir.path(),
+        &db.url,
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "the rescuer to finish the task",
+        || {
+            let store = store.clone();
+            async move {
+                store
+                    .get_task(t.id)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .status
+                    .is_final()
+            }
+        },
+    )
     .await;
     let done = db.store.get_task(t.id).await.unwrap().unwrap();
     assert_eq!(done.status, TaskStatus::Succeeded);
     assert_eq!(done.worker.as_deref(), Some("rescuer"));
-    assert_eq!(done.attempt, 2, "the agent sees that this is its second attempt");
+    assert_eq!(
+        done.attempt, 2,
+        "the agent sees that this is its second attempt"
+    );
     assert_eq!(done.result, Some(serde_json::json!(2)));
     db.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schedulers_never_double_fire_and_one_takes_over() {
-    let Some(db) = Db::new("sched").await else { return };
-    let settings = AgentSettings { overlap: Some(OverlapPolicy::Queue), ..Default::default() };
+    let Some(db) = Db::new("sched").await else {
+        return;
+    };
+    let settings = AgentSettings {
+        overlap: Some(OverlapPolicy::Queue),
+        ..Default::default()
+    };
     let mut na = agent("ticker", "def run(ctx):\n    pass\n", settings);
     na.schedule = Some("every 1s".into());
     na.next_fire_at = Some(now() + chrono::Duration::seconds(1));
     let a = db.store.create_agent(na, audit()).await.unwrap();
-    let s1 = Proc::spawn(&["serve", "--bind", "127.0.0.1:0", "--worker-id", "s1"], db.dir.path(), &db.url);
-    let _s2 = Proc::spawn(&["serve", "--bind", "127.0.0.1:0", "--worker-id", "s2"], db.dir.path(), &db.url);
+    let s1 = Proc::spawn(
+        &["serve", "--bind", "127.0.0.1:0", "--worker-id", "s1"],
+        db.dir.path(),
+        &db.url,
+    );
+    let _s2 = Proc::spawn(
+        &["serve", "--bind", "127.0.0.1:0", "--worker-id", "s2"],
+        db.dir.path(),
+        &db.url,
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     // Kill whichever leads; the other must take over within seconds.
     s1.signal("-KILL");
@@ -292,24 +467,47 @@ async fn two_schedulers_never_double_fire_and_one_takes_over() {
     let killed_at = now();
     tokio::time::sleep(Duration::from_secs(10)).await;
     let tasks = all_tasks(&db.store, a.id).await;
-    let mut instants: Vec<i64> = tasks.iter().map(|t| t.scheduled_at.timestamp_millis()).collect();
+    let mut instants: Vec<i64> = tasks
+        .iter()
+        .map(|t| t.scheduled_at.timestamp_millis())
+        .collect();
     let n = instants.len();
     instants.sort_unstable();
     instants.dedup();
     assert_eq!(instants.len(), n, "an instant was fired twice");
     assert!(n >= 8, "fired {n} times in ~16 s");
-    let after_kill = tasks.iter().filter(|t| t.scheduled_at > killed_at + chrono::Duration::seconds(6)).count();
-    assert!(after_kill >= 3, "firing resumed after the leader died ({after_kill} firings after takeover)");
+    let after_kill = tasks
+        .iter()
+        .filter(|t| t.scheduled_at > killed_at + chrono::Duration::seconds(6))
+        .count();
+    assert!(
+        after_kill >= 3,
+        "firing resumed after the leader died ({after_kill} firings after takeover)"
+    );
     db.done().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_hands_unfinished_runs_to_another_worker() {
-    let Some(db) = Db::new("graceful").await else { return };
+    let Some(db) = Db::new("graceful").await else {
+        return;
+    };
     let code = "import time\ndef run(ctx):\n    time.sleep(4)\n    return 'done'\n";
-    let a = db.store.create_agent(agent("slow", code, AgentSettings::default()), audit()).await.unwrap();
-    let t = db.store.enqueue(task(a.id, TaskKind::Agent), None).await.unwrap();
-    let mut first = Proc::spawn(&["worker", "--worker-id", "leaving", "--shutdown-grace", "1"], db.dir.path(), &db.url);
+    let a = db
+        .store
+        .create_agent(agent("slow", code, AgentSettings::default()), audit())
+        .await
+        .unwrap();
+    let t = db
+        .store
+        .enqueue(task(a.id, TaskKind::Agent), None)
+        .await
+        .unwrap();
+    let mut first = Proc::spawn(
+        &["worker", "--worker-id", "leaving", "--shutdown-grace", "1"],
+        db.dir.path(),
+        &db.url,
+    );
     let store = db.store.clone();
     wait_until(Duration::from_secs(30), "the run to start", || {
         let store = store.clone();
@@ -317,18 +515,39 @@ async fn graceful_shutdown_hands_unfinished_runs_to_another_worker() {
     })
     .await;
     first.signal("-TERM");
-    let status = first.wait_exit(Duration::from_secs(15)).expect("worker exits after SIGTERM");
+    let status = first
+        .wait_exit(Duration::from_secs(15))
+        .expect("worker exits after SIGTERM");
     assert!(status.success());
     let released = db.store.get_task(t.id).await.unwrap().unwrap();
-    assert_eq!(released.status, TaskStatus::Queued, "handed back, not lost and not cancelled");
-    let _second = Proc::spawn(&["worker", "--worker-id", "staying"], db.dir.path(), &db.url);
+    assert_eq!(
+        released.status,
+        TaskStatus::Queued,
+        "handed back, not lost and not cancelled"
+    );
+    let _second = Proc::spawn(
+        &["worker", "--worker-id", "staying"],
+        db.dir.path(),
+        &db.url,
+    );
     wait_until(Duration::from_secs(60), "another worker to run it", || {
         let store = store.clone();
-        async move { store.get_task(t.id).await.unwrap().unwrap().status.is_final() }
+        async move {
+            store
+                .get_task(t.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .status
+                .is_final()
+        }
     })
     .await;
     let done = db.store.get_task(t.id).await.unwrap().unwrap();
-    assert_eq!((done.status, done.worker.as_deref()), (TaskStatus::Succeeded, Some("staying")));
+    assert_eq!(
+        (done.status, done.worker.as_deref()),
+        (TaskStatus::Succeeded, Some("staying"))
+    );
     db.done().await;
 }
 
@@ -341,30 +560,74 @@ async fn retries_follow_the_backoff_and_cron_fires_on_the_second() {
     // Single process on SQLite: `p38 up`.
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/p38.db", dir.path().display());
-    let store = Arc::new(SqlStore::connect(&url, StoreOptions::default()).await.unwrap());
-    let settings = AgentSettings { max_retries: Some(3), retry_base_seconds: Some(1), ..Default::default() };
-    let failing = store.create_agent(agent("failing", "def run(ctx):\n    raise RuntimeError('nope')\n", settings), audit()).await.unwrap();
-    let mut cron = agent("cron", "def run(ctx):\n    return ctx.run.scheduled_at\n", AgentSettings { overlap: Some(OverlapPolicy::Queue), ..Default::default() });
+    let store = Arc::new(
+        SqlStore::connect(&url, StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let settings = AgentSettings {
+        max_retries: Some(3),
+        retry_base_seconds: Some(1),
+        ..Default::default()
+    };
+    let failing = store
+        .create_agent(
+            agent(
+                "failing",
+                "def run(ctx):\n    raise RuntimeError('nope')\n",
+                settings,
+            ),
+            audit(),
+        )
+        .await
+        .unwrap();
+    let mut cron = agent(
+        "cron",
+        "def run(ctx):\n    return ctx.run.scheduled_at\n",
+        AgentSettings {
+            overlap: Some(OverlapPolicy::Queue),
+            ..Default::default()
+        },
+    );
     cron.schedule = Some("*/2 * * * * *".into());
-    cron.next_fire_at = p38_core::schedule::Schedule::parse("*/2 * * * * *").unwrap().next_after(now(), AgentSettings::default().tz());
+    cron.next_fire_at = p38_core::schedule::Schedule::parse("*/2 * * * * *")
+        .unwrap()
+        .next_after(now(), AgentSettings::default().tz());
     let cron = store.create_agent(cron, audit()).await.unwrap();
-    store.enqueue(task(failing.id, TaskKind::Agent), None).await.unwrap();
+    store
+        .enqueue(task(failing.id, TaskKind::Agent), None)
+        .await
+        .unwrap();
     let _up = Proc::spawn(&["up", "--bind", "127.0.0.1:0"], dir.path(), &url);
     let s = store.clone();
     wait_until(Duration::from_secs(60), "four attempts", || {
         let s = s.clone();
-        async move { all_tasks(&s, failing.id).await.iter().filter(|t| t.status.is_final()).count() == 4 }
+        async move {
+            all_tasks(&s, failing.id)
+                .await
+                .iter()
+                .filter(|t| t.status.is_final())
+                .count()
+                == 4
+        }
     })
     .await;
     let mut tries = all_tasks(&store, failing.id).await;
     tries.sort_by_key(|t| t.attempt);
-    assert_eq!(tries.iter().map(|t| t.attempt).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    assert_eq!(
+        tries.iter().map(|t| t.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
     let first = tries[0].id;
     for (i, expected) in [(1usize, 1.0f64), (2, 2.0), (3, 4.0)] {
         let t = &tries[i];
         assert_eq!((t.trigger, t.retry_of), (Trigger::Retry, Some(first)));
-        let gap = (t.scheduled_at - tries[i - 1].completed_at.unwrap()).num_milliseconds() as f64 / 1000.0;
-        assert!(gap >= expected * 0.95 && gap <= expected * 1.1 + 0.2, "retry {i}: {gap} s, expected {expected} s");
+        let gap = (t.scheduled_at - tries[i - 1].completed_at.unwrap()).num_milliseconds() as f64
+            / 1000.0;
+        assert!(
+            gap >= expected * 0.95 && gap <= expected * 1.1 + 0.2,
+            "retry {i}: {gap} s, expected {expected} s"
+        );
     }
     // Cron with seconds: every firing lands on an even second, none twice.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -378,7 +641,16 @@ async fn retries_follow_the_backoff_and_cron_fires_on_the_second() {
     let mut at: Vec<_> = fired.iter().map(|t| t.scheduled_at).collect();
     at.dedup();
     assert_eq!(at.len(), fired.len());
-    let started_late: Vec<i64> = fired.iter().filter_map(|t| t.started_at.map(|s| (s - t.scheduled_at).num_milliseconds())).collect();
-    assert!(started_late.iter().all(|ms| *ms < 1500), "runs start right after their firing: {started_late:?}");
+    let started_late: Vec<i64> = fired
+        .iter()
+        .filter_map(|t| {
+            t.started_at
+                .map(|s| (s - t.scheduled_at).num_milliseconds())
+        })
+        .collect();
+    assert!(
+        started_late.iter().all(|ms| *ms < 1500),
+        "runs start right after their firing: {started_late:?}"
+    );
     let _ = PathBuf::new();
 }

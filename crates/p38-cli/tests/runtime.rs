@@ -27,7 +27,9 @@ fn have_bwrap() -> bool {
     if std::path::Path::new("/usr/bin/bwrap").exists() {
         return true;
     }
-    eprintln!("SKIP: bubblewrap (/usr/bin/bwrap) is not installed; install the Debian package bubblewrap");
+    eprintln!(
+        "SKIP: bubblewrap (/usr/bin/bwrap) is not installed; install the Debian package bubblewrap"
+    );
     false
 }
 
@@ -35,10 +37,17 @@ impl Rig {
     async fn new() -> Rig {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/p38.db", dir.path().display());
-        let store = Arc::new(SqlStore::connect(&url, StoreOptions::default()).await.unwrap());
+        let store = Arc::new(
+            SqlStore::connect(&url, StoreOptions::default())
+                .await
+                .unwrap(),
+        );
         let exe = PathBuf::from(env!("CARGO_BIN_EXE_p38"));
         let sandbox = tokio::task::spawn_blocking(move || {
-            Sandbox::new(SandboxConfig::new("/usr/bin/python3", vec![exe.into_os_string(), "__sandbox-init".into()]))
+            Sandbox::new(SandboxConfig::new(
+                "/usr/bin/python3",
+                vec![exe.into_os_string(), "__sandbox-init".into()],
+            ))
         })
         .await
         .unwrap()
@@ -46,12 +55,19 @@ impl Rig {
         let mut cfg = RuntimeConfig::new(dir.path());
         cfg.heartbeat = Duration::from_millis(200);
         cfg.poll = Duration::from_millis(100);
-        let exec = Arc::new(Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg).unwrap());
+        let exec =
+            Arc::new(Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg).unwrap());
         let wake = LocalSignal::default();
         let (stop, rx) = watch::channel(false);
         let w = Worker::new(store.clone() as Arc<dyn Store>, exec, wake.tasks.clone());
         let worker = tokio::spawn(w.run(rx, Duration::from_secs(5)));
-        Rig { dir, store, wake, stop, worker }
+        Rig {
+            dir,
+            store,
+            wake,
+            stop,
+            worker,
+        }
     }
 
     async fn agent(&self, name: &str, code: &str, tweak: impl FnOnce(&mut NewAgent)) -> i64 {
@@ -72,12 +88,25 @@ impl Rig {
             generation_id: None,
         };
         tweak(&mut a);
-        let audit = NewAudit { actor: "test".into(), action: "agent.create".into(), target: String::new(), detail: None };
+        let audit = NewAudit {
+            actor: "test".into(),
+            action: "agent.create".into(),
+            target: String::new(),
+            detail: None,
+        };
         self.store.create_agent(a, audit).await.unwrap().id
     }
 
     async fn enqueue(&self, agent: i64) -> i64 {
-        let t = NewTask { agent_id: agent, agent_version: 1, trigger: Trigger::Manual, kind: TaskKind::Agent, attempt: 1, retry_of: None, scheduled_at: now() };
+        let t = NewTask {
+            agent_id: agent,
+            agent_version: 1,
+            trigger: Trigger::Manual,
+            kind: TaskKind::Agent,
+            attempt: 1,
+            retry_of: None,
+            scheduled_at: now(),
+        };
         let id = self.store.enqueue(t, None).await.unwrap().id;
         self.wake.tasks.notify_one();
         id
@@ -90,7 +119,11 @@ impl Rig {
             if t.status.is_final() {
                 return t;
             }
-            assert!(start.elapsed() < limit, "task {task} still {:?} after {limit:?}", t.status);
+            assert!(
+                start.elapsed() < limit,
+                "task {task} still {:?} after {limit:?}",
+                t.status
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -149,7 +182,11 @@ async fn state_is_carried_across_150_consecutive_runs() {
     }
     let t = rig.wait(last, Duration::from_secs(300)).await;
     assert_eq!(t.status, TaskStatus::Succeeded);
-    assert_eq!(t.result, Some(serde_json::json!(150)), "the 150th run saw the 149 before it");
+    assert_eq!(
+        t.result,
+        Some(serde_json::json!(150)),
+        "the 150th run saw the 149 before it"
+    );
     let st = rig.store.get_state(a).await.unwrap().unwrap();
     assert_eq!(st.state["n"], 150);
     assert_eq!(st.run_count, 150);
@@ -169,19 +206,36 @@ def run(ctx):
         raise ValueError("boom")
     return {"n": ctx.state["n"], "history": [h["status"] for h in ctx.history]}
 "#;
-    let a = rig.agent("flaky", code, |a| a.config = serde_json::json!({"fail": true})).await;
+    let a = rig
+        .agent("flaky", code, |a| {
+            a.config = serde_json::json!({"fail": true})
+        })
+        .await;
     let t1 = rig.enqueue(a).await;
-    assert_eq!(rig.wait(t1, Duration::from_secs(30)).await.status, TaskStatus::Succeeded);
+    assert_eq!(
+        rig.wait(t1, Duration::from_secs(30)).await.status,
+        TaskStatus::Succeeded
+    );
     let t2 = rig.enqueue(a).await;
     let failed = rig.wait(t2, Duration::from_secs(30)).await;
     assert_eq!(failed.status, TaskStatus::Failed);
     let err = failed.error.unwrap();
-    assert!(err.contains("ValueError: boom") && err.contains("agent.py"), "{err}");
-    assert_eq!(rig.store.get_state(a).await.unwrap().unwrap().state["n"], 1, "failed run did not save state");
+    assert!(
+        err.contains("ValueError: boom") && err.contains("agent.py"),
+        "{err}"
+    );
+    assert_eq!(
+        rig.store.get_state(a).await.unwrap().unwrap().state["n"],
+        1,
+        "failed run did not save state"
+    );
     let t3 = rig.enqueue(a).await;
     let ok = rig.wait(t3, Duration::from_secs(30)).await;
     let r = ok.result.unwrap();
-    assert_eq!(r["n"], 2, "the run after a failure starts from the last good state");
+    assert_eq!(
+        r["n"], 2,
+        "the run after a failure starts from the last good state"
+    );
     assert_eq!(r["history"], serde_json::json!(["failed", "succeeded"]));
     rig.stop().await;
 }
@@ -192,9 +246,18 @@ async fn oversized_state_fails_the_run_clearly() {
         return;
     }
     let rig = Rig::new().await;
-    let t = rig.run("fat", "def run(ctx):\n    ctx.state['x'] = 'a' * 2_000_000\n", |_| {}).await;
+    let t = rig
+        .run(
+            "fat",
+            "def run(ctx):\n    ctx.state['x'] = 'a' * 2_000_000\n",
+            |_| {},
+        )
+        .await;
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(t.error.unwrap().contains("ctx.state is"), "names the state limit");
+    assert!(
+        t.error.unwrap().contains("ctx.state is"),
+        "names the state limit"
+    );
     rig.stop().await;
 }
 
@@ -217,13 +280,24 @@ def run(ctx):
         pass
 "#;
     let start = Instant::now();
-    let t = rig.run("spin", code, |a| a.settings.timeout_seconds = Some(2)).await;
+    let t = rig
+        .run("spin", code, |a| a.settings.timeout_seconds = Some(2))
+        .await;
     assert_eq!(t.status, TaskStatus::TimedOut);
     assert!(t.error.unwrap().contains("timed out"));
     assert!(start.elapsed() < Duration::from_secs(20));
     // The children are gone: their files stop growing.
-    let ws = rig.dir.path().join("workspaces").join(t.agent_id.to_string());
-    let size = || -> u64 { std::fs::read_dir(&ws).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
+    let ws = rig
+        .dir
+        .path()
+        .join("workspaces")
+        .join(t.agent_id.to_string());
+    let size = || -> u64 {
+        std::fs::read_dir(&ws)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
     let before = size();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(size(), before, "no child process survived the timeout");
@@ -237,20 +311,50 @@ async fn memory_bomb_fork_bomb_and_disk_filler_are_stopped_and_recorded() {
     }
     let rig = Rig::new().await;
     let memory = "def run(ctx):\n    hog = []\n    while True:\n        hog.append(bytearray(50 * 1024 * 1024))\n";
-    let t = rig.run("mem", memory, |a| a.settings.memory_mb = Some(256)).await;
+    let t = rig
+        .run("mem", memory, |a| a.settings.memory_mb = Some(256))
+        .await;
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(t.error.as_deref().unwrap().contains("memory limit exceeded"), "{:?}", t.error);
+    assert!(
+        t.error
+            .as_deref()
+            .unwrap()
+            .contains("memory limit exceeded"),
+        "{:?}",
+        t.error
+    );
 
     let fork = "import os\ndef run(ctx):\n    while True:\n        os.fork()\n";
-    let t = rig.run("forks", fork, |a| a.settings.processes = Some(16)).await;
+    let t = rig
+        .run("forks", fork, |a| a.settings.processes = Some(16))
+        .await;
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(t.error.as_deref().unwrap().contains("BlockingIOError") || t.error.as_deref().unwrap().contains("Resource temporarily unavailable"), "{:?}", t.error);
+    assert!(
+        t.error.as_deref().unwrap().contains("BlockingIOError")
+            || t.error
+                .as_deref()
+                .unwrap()
+                .contains("Resource temporarily unavailable"),
+        "{:?}",
+        t.error
+    );
 
     let disk = "def run(ctx):\n    with open('/workspace/big', 'wb') as f:\n        while True:\n            f.write(b'x' * 1048576)\n";
-    let t = rig.run("disk", disk, |a| a.settings.max_file_mb = Some(8)).await;
+    let t = rig
+        .run("disk", disk, |a| a.settings.max_file_mb = Some(8))
+        .await;
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(t.error.as_deref().unwrap().contains("File too large"), "{:?}", t.error);
-    let big = rig.dir.path().join("workspaces").join(t.agent_id.to_string()).join("big");
+    assert!(
+        t.error.as_deref().unwrap().contains("File too large"),
+        "{:?}",
+        t.error
+    );
+    let big = rig
+        .dir
+        .path()
+        .join("workspaces")
+        .join(t.agent_id.to_string())
+        .join("big");
     assert!(std::fs::metadata(big).unwrap().len() <= 8 * 1024 * 1024);
     rig.stop().await;
 }
@@ -298,24 +402,49 @@ def run(ctx):
         port = port,
     );
     let t = rig.run("prober", &code, |_| {}).await;
-    assert_eq!(t.status, TaskStatus::Succeeded, "{:?} {:?}", t.error, t.stderr);
+    assert_eq!(
+        t.status,
+        TaskStatus::Succeeded,
+        "{:?} {:?}",
+        t.error,
+        t.stderr
+    );
     let r = t.result.unwrap();
-    assert!(r["shadow"].as_str().unwrap().starts_with("denied"), "/etc/shadow: {r}");
-    assert!(r["database"].as_str().unwrap().starts_with("denied"), "database file: {r}");
-    assert!(r["other_workspace"].as_str().unwrap().starts_with("denied"), "other workspace: {r}");
+    assert!(
+        r["shadow"].as_str().unwrap().starts_with("denied"),
+        "/etc/shadow: {r}"
+    );
+    assert!(
+        r["database"].as_str().unwrap().starts_with("denied"),
+        "database file: {r}"
+    );
+    assert!(
+        r["other_workspace"].as_str().unwrap().starts_with("denied"),
+        "other workspace: {r}"
+    );
     assert_eq!(r["proc1_environ"], false);
     assert_eq!(r["server_env"], false);
     assert!(r["write_usr"].as_str().unwrap().starts_with("denied"));
     assert!(r["write_root"].as_str().unwrap().starts_with("denied"));
     assert_eq!(r["write_tmp"], "ALLOWED");
     assert_eq!(r["write_workspace"], "ALLOWED");
-    assert!(r["connect_host"].as_str().unwrap().starts_with("denied"), "no network permission: {r}");
+    assert!(
+        r["connect_host"].as_str().unwrap().starts_with("denied"),
+        "no network permission: {r}"
+    );
     assert_eq!(r["ptrace"], -1, "ptrace is refused");
 
     // With the network permission the same connection goes through.
-    let net = format!("import socket\ndef run(ctx):\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n    return 'connected'\n");
+    let net = format!(
+        "import socket\ndef run(ctx):\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).close()\n    return 'connected'\n"
+    );
     let t = rig.run("netter", &net, |a| a.network = true).await;
-    assert_eq!(t.result, Some(serde_json::json!("connected")), "{:?}", t.error);
+    assert_eq!(
+        t.result,
+        Some(serde_json::json!("connected")),
+        "{:?}",
+        t.error
+    );
     drop(listener);
     rig.stop().await;
 }
@@ -353,24 +482,43 @@ def run(ctx):
         print("undeclared:", e)
     return {"echo": key, "nested": [key + "!"]}
 "#;
-    let t = rig.run("leaky", code, |a| a.secrets = vec!["CANARY_KEY".into()]).await;
+    let t = rig
+        .run("leaky", code, |a| a.secrets = vec!["CANARY_KEY".into()])
+        .await;
     assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.error);
     let all = serde_json::to_string(&t).unwrap();
     assert!(!all.contains(canary), "canary leaked into the task: {all}");
     assert!(t.stdout.as_deref().unwrap().contains("***"));
-    assert!(t.stdout.as_deref().unwrap().contains("split *** end"), "a value split across writes is masked");
-    assert!(t.stdout.as_deref().unwrap().contains("not available to this agent"), "undeclared secret refused");
+    assert!(
+        t.stdout.as_deref().unwrap().contains("split *** end"),
+        "a value split across writes is masked"
+    );
+    assert!(
+        t.stdout
+            .as_deref()
+            .unwrap()
+            .contains("not available to this agent"),
+        "undeclared secret refused"
+    );
     let raise = "def run(ctx):\n    raise RuntimeError('bad key ' + ctx.secrets['CANARY_KEY'])\n";
-    let t = rig.run("raiser", raise, |a| a.secrets = vec!["CANARY_KEY".into()]).await;
+    let t = rig
+        .run("raiser", raise, |a| a.secrets = vec!["CANARY_KEY".into()])
+        .await;
     assert_eq!(t.status, TaskStatus::Failed);
-    assert!(!t.error.as_deref().unwrap().contains(canary) && t.error.as_deref().unwrap().contains("***"));
+    assert!(
+        !t.error.as_deref().unwrap().contains(canary)
+            && t.error.as_deref().unwrap().contains("***")
+    );
     let state = rig.store.get_state(t.agent_id - 1).await.unwrap().unwrap();
     assert_eq!(state.state["k"], "***");
     rig.store.close().await;
     // Nothing in the database file (or its WAL) holds the canary.
     for f in ["p38.db", "p38.db-wal"] {
         if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
-            assert!(!bytes.windows(canary.len()).any(|w| w == canary.as_bytes()), "canary found in {f}");
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "canary found in {f}"
+            );
         }
     }
     rig.stop().await;
@@ -382,7 +530,11 @@ async fn a_declared_but_unset_secret_fails_the_run_by_name() {
         return;
     }
     let rig = Rig::new().await;
-    let t = rig.run("needy", "def run(ctx):\n    return 1\n", |a| a.secrets = vec!["NEVER_SET_ANYWHERE".into()]).await;
+    let t = rig
+        .run("needy", "def run(ctx):\n    return 1\n", |a| {
+            a.secrets = vec!["NEVER_SET_ANYWHERE".into()]
+        })
+        .await;
     assert_eq!(t.status, TaskStatus::Failed);
     assert!(t.error.unwrap().contains("P38_SECRET_NEVER_SET_ANYWHERE"));
     rig.stop().await;
@@ -394,14 +546,25 @@ async fn a_cancelled_running_task_is_stopped() {
         return;
     }
     let rig = Rig::new().await;
-    let a = rig.agent("sleeper", "import time\ndef run(ctx):\n    time.sleep(60)\n", |_| {}).await;
+    let a = rig
+        .agent(
+            "sleeper",
+            "import time\ndef run(ctx):\n    time.sleep(60)\n",
+            |_| {},
+        )
+        .await;
     let id = rig.enqueue(a).await;
     let start = Instant::now();
     while rig.store.get_task(id).await.unwrap().unwrap().status != TaskStatus::Running {
         assert!(start.elapsed() < Duration::from_secs(20));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let audit = NewAudit { actor: "test".into(), action: "task.cancel".into(), target: String::new(), detail: None };
+    let audit = NewAudit {
+        actor: "test".into(),
+        action: "task.cancel".into(),
+        target: String::new(),
+        detail: None,
+    };
     rig.store.cancel_task(id, audit).await.unwrap();
     // The worker notices at its next heartbeat and kills the run; the
     // agent can run again right after.
@@ -412,9 +575,15 @@ async fn a_cancelled_running_task_is_stopped() {
         if t.status == TaskStatus::Running {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "the cancelled run still blocks the agent");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the cancelled run still blocks the agent"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(rig.store.get_task(id).await.unwrap().unwrap().status, TaskStatus::Cancelled);
+    assert_eq!(
+        rig.store.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Cancelled
+    );
     rig.stop().await;
 }

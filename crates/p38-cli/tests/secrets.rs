@@ -42,8 +42,15 @@ impl Up {
                 sink.lock().unwrap().push('\n');
             }
         });
-        let url = rx.recv_timeout(Duration::from_secs(60)).expect("p38 up started");
-        Up { child, url, dir, log }
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("p38 up started");
+        Up {
+            child,
+            url,
+            dir,
+            log,
+        }
     }
 
     fn p38(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -62,7 +69,11 @@ impl Up {
         }
         drop(input);
         let out = c.wait_with_output().unwrap();
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 
     fn get(&self, path: &str) -> String {
@@ -96,7 +107,10 @@ fn a_canary_secret_never_leaves_the_sandbox_unmasked() {
     }
     let canary = "p38-canary-51f0c2e9d8a7";
     let up = Up::start();
-    let (ok, _, err) = up.p38(&["secret", "set", "CANARY_TOKEN"], Some(&format!("{canary}\n")));
+    let (ok, _, err) = up.p38(
+        &["secret", "set", "CANARY_TOKEN"],
+        Some(&format!("{canary}\n")),
+    );
     assert!(ok, "{err}");
     let (ok, _, err) = up.p38(&["secret", "set", "TOO_SHORT"], Some("abc"));
     assert!(!ok && err.contains("at least 4 characters"), "{err}");
@@ -117,7 +131,19 @@ def run(ctx):
     let file = up.dir.path().join("leaky.py");
     std::fs::write(&file, agent).unwrap();
     let f = file.to_str().unwrap();
-    let (ok, _, err) = up.p38(&["agent", "create", "--name", "leaky", "--file", f, "--secret", "CANARY_TOKEN"], None);
+    let (ok, _, err) = up.p38(
+        &[
+            "agent",
+            "create",
+            "--name",
+            "leaky",
+            "--file",
+            f,
+            "--secret",
+            "CANARY_TOKEN",
+        ],
+        None,
+    );
     assert!(ok, "{err}");
     let (ok, out, err) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
     assert!(ok, "{out} {err}");
@@ -125,27 +151,49 @@ def run(ctx):
     let task: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(task["result"]["value"], "***");
     assert!(task["stdout"].as_str().unwrap().contains("stdout: ***"));
-    let (ok, _, _) = up.p38(&["agent", "edit", "leaky", "--config", r#"{"raise": true}"#], None);
+    let (ok, _, _) = up.p38(
+        &["agent", "edit", "leaky", "--config", r#"{"raise": true}"#],
+        None,
+    );
     assert!(ok);
     let (ok, out, _) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
     assert!(!ok, "the raising run fails");
     let failed: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(failed["error"].as_str().unwrap().contains("failing with ***"));
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("failing with ***")
+    );
 
     // No API response holds it.
-    for path in ["/api/agents", "/api/agents/leaky", "/api/agents/leaky/tasks", "/api/agents/leaky/state", "/api/secrets", "/api/audit"] {
+    for path in [
+        "/api/agents",
+        "/api/agents/leaky",
+        "/api/agents/leaky/tasks",
+        "/api/agents/leaky/state",
+        "/api/secrets",
+        "/api/audit",
+    ] {
         let body = up.get(path);
         assert!(!body.contains(canary), "{path} leaked: {body}");
     }
-    let tasks: serde_json::Value = serde_json::from_str(&up.get("/api/agents/leaky/tasks")).unwrap();
+    let tasks: serde_json::Value =
+        serde_json::from_str(&up.get("/api/agents/leaky/tasks")).unwrap();
     for t in tasks["items"].as_array().unwrap() {
         let body = up.get(&format!("/api/tasks/{}", t["id"]));
         assert!(!body.contains(canary), "task leaked: {body}");
     }
     let secrets = up.get("/api/secrets");
-    assert!(secrets.contains("CANARY_TOKEN") && !secrets.contains("value"), "metadata only: {secrets}");
+    assert!(
+        secrets.contains("CANARY_TOKEN") && !secrets.contains("value"),
+        "metadata only: {secrets}"
+    );
     let audit = up.get("/api/audit?limit=100");
-    assert!(audit.contains("secret.set") && audit.contains("secrets.use"), "{audit}");
+    assert!(
+        audit.contains("secret.set") && audit.contains("secrets.use"),
+        "{audit}"
+    );
 
     // Rotation through the API reaches the next run.
     let rotated = "p38-canary-rotated-77aa";
@@ -157,20 +205,35 @@ def run(ctx):
     assert!(ok);
     let t: serde_json::Value = serde_json::from_str(&out).unwrap();
     let sha = {
-        let out = Command::new("python3").args(["-c", &format!("import hashlib;print(hashlib.sha256(b'{rotated}').hexdigest()[:12])")]).output().unwrap();
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                &format!("import hashlib;print(hashlib.sha256(b'{rotated}').hexdigest()[:12])"),
+            ])
+            .output()
+            .unwrap();
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
-    assert_eq!(t["result"]["sha"], sha, "the next run saw the rotated value");
+    assert_eq!(
+        t["result"]["sha"], sha,
+        "the next run saw the rotated value"
+    );
 
     // Stop the server, then scan its log and every database file.
     std::thread::sleep(Duration::from_millis(300));
     let log = up.log.lock().unwrap().clone();
     assert!(log.len() > 1000, "debug logging produced output");
-    assert!(!log.contains(canary) && !log.contains(rotated), "a server log line holds the secret");
+    assert!(
+        !log.contains(canary) && !log.contains(rotated),
+        "a server log line holds the secret"
+    );
     let data = up.dir.path().join("data");
     for f in ["p38.db", "p38.db-wal"] {
         if let Ok(bytes) = std::fs::read(data.join(f)) {
-            assert!(!contains(&bytes, canary) && !contains(&bytes, rotated), "{f} holds a plaintext secret");
+            assert!(
+                !contains(&bytes, canary) && !contains(&bytes, rotated),
+                "{f} holds a plaintext secret"
+            );
         }
     }
     let key = std::fs::metadata(data.join("master.key")).unwrap();

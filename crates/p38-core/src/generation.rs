@@ -35,7 +35,9 @@ impl std::str::FromStr for GenerationStatus {
             "running" => Ok(GenerationStatus::Running),
             "succeeded" => Ok(GenerationStatus::Succeeded),
             "failed" => Ok(GenerationStatus::Failed),
-            _ => Err(crate::Error::internal(format!("unknown generation status {s:?}"))),
+            _ => Err(crate::Error::internal(format!(
+                "unknown generation status {s:?}"
+            ))),
         }
     }
 }

@@ -193,7 +193,12 @@ pub struct SecretMeta {
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// Writes a sealed value (new or replacing), audited in the same transaction.
-    async fn put_secret(&self, name: &str, ciphertext: &[u8], audit: NewAudit) -> Result<SecretMeta>;
+    async fn put_secret(
+        &self,
+        name: &str,
+        ciphertext: &[u8],
+        audit: NewAudit,
+    ) -> Result<SecretMeta>;
     /// The sealed value.
     async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Every secret's metadata, by name.
@@ -206,18 +211,37 @@ pub trait SecretStore: Send + Sync {
 #[async_trait]
 pub trait GenerationStore: Send + Sync {
     /// Records a new generation (stage `queued`), audited.
-    async fn create_generation(&self, description: &str, model: &str, created_by: &str, audit: NewAudit) -> Result<crate::generation::Generation>;
+    async fn create_generation(
+        &self,
+        description: &str,
+        model: &str,
+        created_by: &str,
+        audit: NewAudit,
+    ) -> Result<crate::generation::Generation>;
     /// Records progress.
-    async fn generation_progress(&self, id: i64, p: &crate::generation::GenerationProgress) -> Result<()>;
+    async fn generation_progress(
+        &self,
+        id: i64,
+        p: &crate::generation::GenerationProgress,
+    ) -> Result<()>;
     /// Records the end: status, the full report, an error, the agent made.
-    async fn finish_generation(&self, id: i64, status: crate::generation::GenerationStatus, report: &serde_json::Value, error: Option<&str>, agent_id: Option<i64>) -> Result<()>;
+    async fn finish_generation(
+        &self,
+        id: i64,
+        status: crate::generation::GenerationStatus,
+        report: &serde_json::Value,
+        error: Option<&str>,
+        agent_id: Option<i64>,
+    ) -> Result<()>;
     /// One generation.
     async fn get_generation(&self, id: i64) -> Result<Option<crate::generation::Generation>>;
 }
 
 /// Everything a service needs from persistence.
 #[async_trait]
-pub trait Store: AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore + SecretStore + GenerationStore {
+pub trait Store:
+    AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore + SecretStore + GenerationStore
+{
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
     /// "sqlite" or "postgres".

@@ -173,9 +173,14 @@ impl Scheduler {
 }
 
 /// Fires one due agent.
-async fn fire_one(store: &dyn Store, signal: &dyn QueueSignal, d: &DueAgent, now: DateTime<Utc>) -> p38_core::Result<()> {
+async fn fire_one(
+    store: &dyn Store,
+    signal: &dyn QueueSignal,
+    d: &DueAgent,
+    now: DateTime<Utc>,
+) -> p38_core::Result<()> {
     let p = plan(d, now);
-    let task = p.run.then(|| NewTask {
+    let task = p.run.then_some(NewTask {
         agent_id: d.id,
         agent_version: d.version,
         trigger: Trigger::Schedule,
@@ -184,12 +189,17 @@ async fn fire_one(store: &dyn Store, signal: &dyn QueueSignal, d: &DueAgent, now
         retry_of: None,
         scheduled_at: d.next_fire_at,
     });
-    match store.fire(d.id, d.next_fire_at, p.next, task, p.skip_if_busy).await? {
+    match store
+        .fire(d.id, d.next_fire_at, p.next, task, p.skip_if_busy)
+        .await?
+    {
         FireResult::Queued(id) => {
             tracing::debug!(agent = d.id, task = id, due = %d.next_fire_at, "schedule fired");
             signal.task_queued();
         }
-        FireResult::Skipped => tracing::debug!(agent = d.id, "firing skipped (overlap or misfire policy)"),
+        FireResult::Skipped => {
+            tracing::debug!(agent = d.id, "firing skipped (overlap or misfire policy)")
+        }
         FireResult::Lost => {}
     }
     Ok(())

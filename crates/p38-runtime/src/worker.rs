@@ -69,7 +69,8 @@ impl Worker {
                         found_none = claimed.is_empty();
                         // No-op tasks start no process: complete them at once,
                         // all in one statement, and claim again.
-                        let (noops, runs): (Vec<Task>, Vec<Task>) = claimed.into_iter().partition(|t| t.kind == TaskKind::Noop);
+                        let (noops, runs): (Vec<Task>, Vec<Task>) =
+                            claimed.into_iter().partition(|t| t.kind == TaskKind::Noop);
                         for t in runs {
                             self.spawn(&mut tasks, t);
                         }
@@ -96,12 +97,10 @@ impl Worker {
             // one poll interval; a wake-up ends the sleep early. Only worth
             // asking when there was nothing to claim.
             let mut sleep = cfg.poll;
-            if found_none {
-                if let Ok(Some(due)) = self.store.next_due().await {
-                    let until = (due - chrono::Utc::now()).to_std().unwrap_or_default();
-                    if !until.is_zero() {
-                        sleep = sleep.min(until);
-                    }
+            if found_none && let Ok(Some(due)) = self.store.next_due().await {
+                let until = (due - chrono::Utc::now()).to_std().unwrap_or_default();
+                if !until.is_zero() {
+                    sleep = sleep.min(until);
                 }
             }
             tokio::select! {

@@ -20,8 +20,8 @@ pub use env::{ENV_PREFIX, EnvResolver};
 pub use gcp::{GcpBackend, GcpConfig};
 pub use local::{LocalCipher, MASTER_KEY_ENV, MasterKey};
 pub use local_backend::LocalBackend;
-pub use registry::{MaskingWriter, SeenSecrets};
 pub use mask::{MASK, Masker, StreamMasker};
+pub use registry::{MaskingWriter, SeenSecrets};
 pub use vault::{VaultAuth, VaultBackend, VaultConfig};
 
 use std::collections::BTreeMap;

@@ -43,7 +43,11 @@ impl SeenSecrets {
 
     /// A writer for log output that masks what passes through it.
     pub fn writer<W: Write>(&self, inner: W) -> MaskingWriter<W> {
-        MaskingWriter { seen: self.clone(), inner, buf: Vec::new() }
+        MaskingWriter {
+            seen: self.clone(),
+            inner,
+            buf: Vec::new(),
+        }
     }
 }
 

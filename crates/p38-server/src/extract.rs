@@ -134,15 +134,22 @@ fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, Error> {
     .map(|axum::extract::Query(v)| v)
     .map_err(|e| {
         let msg = e.body_text();
-        let msg = msg.trim_start_matches("Failed to deserialize query string: ").to_string();
+        let msg = msg
+            .trim_start_matches("Failed to deserialize query string: ")
+            .to_string();
         // Unknown fields are named in backticks; bad values as `name: why`.
         let field = msg.split('`').nth(1).map(str::to_string).or_else(|| {
             msg.split_once(": ")
                 .map(|(f, _)| f)
-                .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|f| {
+                    !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                })
                 .map(str::to_string)
         });
-        Error::Validation { field, message: msg }
+        Error::Validation {
+            field,
+            message: msg,
+        }
     })
 }
 
@@ -190,7 +197,10 @@ mod tests {
     #[test]
     fn json_errors_name_fields() {
         assert!(matches!(parse_json::<S>(b"{"), Err(Error::Malformed(_))));
-        assert!(matches!(parse_json::<S>(br#"{"name": "a"} xyz"#), Err(Error::Malformed(_))));
+        assert!(matches!(
+            parse_json::<S>(br#"{"name": "a"} xyz"#),
+            Err(Error::Malformed(_))
+        ));
         assert!(parse_json::<S>(b"{\"name\": \"a\"}  \n").is_ok());
         let e = parse_json::<S>(br#"{"name": "a", "nn": 1}"#).unwrap_err();
         assert_eq!(e.field(), Some("nn"));

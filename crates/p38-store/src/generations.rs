@@ -14,7 +14,13 @@ use crate::{SqlStore, db_err};
 
 #[async_trait]
 impl GenerationStore for SqlStore {
-    async fn create_generation(&self, description: &str, model: &str, created_by: &str, audit: NewAudit) -> Result<Generation> {
+    async fn create_generation(
+        &self,
+        description: &str,
+        model: &str,
+        created_by: &str,
+        audit: NewAudit,
+    ) -> Result<Generation> {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
         let row = sqlx::query(
@@ -29,7 +35,14 @@ impl GenerationStore for SqlStore {
         .await
         .map_err(db_err)?;
         let g = rows::generation(&row)?;
-        insert_audit(&mut tx, &NewAudit { target: format!("generation:{}", g.id), ..audit }).await?;
+        insert_audit(
+            &mut tx,
+            &NewAudit {
+                target: format!("generation:{}", g.id),
+                ..audit
+            },
+        )
+        .await?;
         tx.commit().await.map_err(db_err)?;
         Ok(g)
     }
@@ -50,8 +63,19 @@ impl GenerationStore for SqlStore {
         Ok(())
     }
 
-    async fn finish_generation(&self, id: i64, status: GenerationStatus, report: &serde_json::Value, error: Option<&str>, agent_id: Option<i64>) -> Result<()> {
-        let stage = if status == GenerationStatus::Succeeded { "done" } else { "failed" };
+    async fn finish_generation(
+        &self,
+        id: i64,
+        status: GenerationStatus,
+        report: &serde_json::Value,
+        error: Option<&str>,
+        agent_id: Option<i64>,
+    ) -> Result<()> {
+        let stage = if status == GenerationStatus::Succeeded {
+            "done"
+        } else {
+            "failed"
+        };
         sqlx::query("UPDATE generations SET status = $2, stage = $3, report = $4, error = $5, agent_id = $6, updated_at = $7 WHERE id = $1")
             .bind(id)
             .bind(status.as_str())

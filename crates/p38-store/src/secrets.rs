@@ -23,7 +23,12 @@ fn meta(r: &sqlx::any::AnyRow) -> Result<SecretMeta> {
 
 #[async_trait]
 impl SecretStore for SqlStore {
-    async fn put_secret(&self, name: &str, ciphertext: &[u8], audit: NewAudit) -> Result<SecretMeta> {
+    async fn put_secret(
+        &self,
+        name: &str,
+        ciphertext: &[u8],
+        audit: NewAudit,
+    ) -> Result<SecretMeta> {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
         let row = sqlx::query(
@@ -44,25 +49,31 @@ impl SecretStore for SqlStore {
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
-        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT ciphertext FROM secrets WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT ciphertext FROM secrets WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         Ok(row.map(|(b,)| b))
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretMeta>> {
-        let rows = sqlx::query("SELECT name, version, created_at, updated_at FROM secrets ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let rows =
+            sqlx::query("SELECT name, version, created_at, updated_at FROM secrets ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
         rows.iter().map(meta).collect()
     }
 
     async fn delete_secret(&self, name: &str, audit: NewAudit) -> Result<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM secrets WHERE name = $1").bind(name).execute(&mut *tx).await.map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM secrets WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(Error::not_found("secret", name));
         }

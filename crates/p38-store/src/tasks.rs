@@ -214,8 +214,13 @@ impl TaskStore for SqlStore {
         // Without state to save or a retry to queue, one statement is the
         // whole transaction: one round trip instead of three.
         let saves_more = (status == TaskStatus::Succeeded && o.new_state.is_some())
-            || (matches!(status, TaskStatus::Failed | TaskStatus::TimedOut) && o.retry_at.is_some());
-        let tx = if saves_more { Some(self.begin().await?) } else { None };
+            || (matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
+                && o.retry_at.is_some());
+        let tx = if saves_more {
+            Some(self.begin().await?)
+        } else {
+            None
+        };
         let update = sqlx::query(concat!(
             "UPDATE tasks SET status = $3, completed_at = $4, result = $5, stdout = $6, stderr = $7, logs = $8, error = $9, ",
             "exit_code = $10, signal = $11, duration_ms = $12, cpu_ms = $13, peak_memory_kb = $14, unsandboxed = $15, lease_until = NULL ",
@@ -298,7 +303,9 @@ impl TaskStore for SqlStore {
              WHERE worker = $1 AND status = 'running' AND kind = 'noop' AND id IN ({})",
             placeholders.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(worker).bind(to_millis(now()));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(worker)
+            .bind(to_millis(now()));
         for id in ids {
             q = q.bind(*id);
         }

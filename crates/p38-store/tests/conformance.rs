@@ -680,10 +680,26 @@ async fn an_agent_may_allow_more_than_one_run_at_once() {
         }
         let first = s.claim("w1", 10, Duration::from_secs(30)).await.unwrap();
         assert_eq!(first.len(), 2, "{}: two at once", b.name);
-        assert!(s.claim("w2", 10, Duration::from_secs(30)).await.unwrap().is_empty(), "{}: the limit holds across workers", b.name);
-        let done = TaskOutcome { status: Some(TaskStatus::Succeeded), ..Default::default() };
+        assert!(
+            s.claim("w2", 10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: the limit holds across workers",
+            b.name
+        );
+        let done = TaskOutcome {
+            status: Some(TaskStatus::Succeeded),
+            ..Default::default()
+        };
         s.complete(first[0].id, "w1", done).await.unwrap();
-        assert_eq!(s.claim("w2", 10, Duration::from_secs(30)).await.unwrap().len(), 1);
+        assert_eq!(
+            s.claim("w2", 10, Duration::from_secs(30))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
         cleanup(b).await;
     }
 }

@@ -54,12 +54,20 @@ async fn list_agents(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, description = "Generation not configured", body = ErrorBody)))]
-async fn create_agent(State(s): State<AppState>, Auth(who): Auth, ApiJson(req): ApiJson<CreateAgent>) -> ApiResult<Response> {
+async fn create_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    ApiJson(req): ApiJson<CreateAgent>,
+) -> ApiResult<Response> {
     if req.code.is_none() && !req.description.trim().is_empty() {
         let g = s.app.start_generation(&who, &req.description).await?;
         return Ok((StatusCode::ACCEPTED, Json(g)).into_response());
     }
-    Ok((StatusCode::CREATED, Json(s.app.create_agent(&who, req).await?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(s.app.create_agent(&who, req).await?),
+    )
+        .into_response())
 }
 
 /// One agent, by id or name, with its next scheduled runs.
@@ -157,6 +165,10 @@ async fn list_agent_tasks(
 #[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
     responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Agent not waiting for approval", body = ErrorBody)))]
-async fn approve_agent(State(s): State<AppState>, Auth(who): Auth, Path(id): Path<String>) -> ApiResult<Json<AgentView>> {
+async fn approve_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.app.approve_agent(&who, &id).await?))
 }

@@ -19,6 +19,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 /// the report of every iteration and the agent it produced.
 #[utoipa::path(get, path = "/api/generations/{id}", tag = "agents", params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = Generation), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn get_generation(State(s): State<AppState>, Auth(who): Auth, Path(id): Path<String>) -> ApiResult<Json<Generation>> {
-    Ok(Json(s.app.get_generation(&who, parse_id("generation", &id)?).await?))
+async fn get_generation(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Generation>> {
+    Ok(Json(
+        s.app
+            .get_generation(&who, parse_id("generation", &id)?)
+            .await?,
+    ))
 }

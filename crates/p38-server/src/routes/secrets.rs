@@ -32,21 +32,33 @@ pub(crate) struct PutSecret {
 /// Every local secret's name, version and times (never a value).
 #[utoipa::path(get, path = "/api/secrets", tag = "secrets", security(("bearer" = [])),
     responses((status = 200, body = Vec<SecretMeta>), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn list_secrets(State(s): State<AppState>, Auth(who): Auth) -> ApiResult<Json<Vec<SecretMeta>>> {
+async fn list_secrets(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+) -> ApiResult<Json<Vec<SecretMeta>>> {
     Ok(Json(s.app.list_secrets(&who).await?))
 }
 
 /// Sets a secret in the local encrypted backend.
 #[utoipa::path(put, path = "/api/secrets/{name}", tag = "secrets", request_body = PutSecret, params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SecretMeta), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
-async fn put_secret(State(s): State<AppState>, Auth(who): Auth, Path(name): Path<String>, ApiJson(req): ApiJson<PutSecret>) -> ApiResult<Json<SecretMeta>> {
+async fn put_secret(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PutSecret>,
+) -> ApiResult<Json<SecretMeta>> {
     Ok(Json(s.app.put_secret(&who, &name, &req.value).await?))
 }
 
 /// Deletes a secret from the local backend.
 #[utoipa::path(delete, path = "/api/secrets/{name}", tag = "secrets", params(("name" = String, Path)), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-async fn delete_secret(State(s): State<AppState>, Auth(who): Auth, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_secret(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     s.app.delete_secret(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
