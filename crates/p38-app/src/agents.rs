@@ -313,16 +313,7 @@ impl App {
     pub async fn execute_agent(&self, who: &Principal, id_or_name: &str) -> Result<Task> {
         who.require(Scope::Operator)?;
         let agent = self.find_agent(who, id_or_name).await?;
-        if !agent.status.can_run() {
-            return Err(Error::conflict(
-                "status",
-                format!(
-                    "agent {} is {}; only active or paused agents run",
-                    agent.name,
-                    agent.status.as_str()
-                ),
-            ));
-        }
+        ensure_runnable(&agent)?;
         let new = NewTask {
             agent_id: agent.id,
             agent_version: agent.version,
@@ -458,6 +449,28 @@ pub fn view(agent: Agent) -> AgentView {
         _ => Vec::new(),
     };
     AgentView { agent, next_runs }
+}
+
+/// Only active and paused agents run; anything else is a conflict that
+/// says what to do.
+pub(crate) fn ensure_runnable(agent: &Agent) -> Result<()> {
+    if agent.status.can_run() {
+        return Ok(());
+    }
+    let hint = match agent.status {
+        AgentStatus::PendingApproval => {
+            format!(": approve it first (p38 agent approve {})", agent.id)
+        }
+        _ => String::new(),
+    };
+    Err(Error::conflict(
+        "status",
+        format!(
+            "agent {} is {}; only active or paused agents run{hint}",
+            agent.name,
+            agent.status.as_str()
+        ),
+    ))
 }
 
 pub(crate) fn audit(

@@ -65,7 +65,13 @@ impl Generator {
         let Some(name) = self.config.key_name() else {
             return Ok(std::env::var("OPENAI_API_KEY").ok());
         };
-        if let Some(v) = self.keys.resolve(&[name.to_string()]).await.ok().and_then(|mut found| found.remove(name)) {
+        if let Some(v) = self
+            .keys
+            .resolve(&[name.to_string()])
+            .await
+            .ok()
+            .and_then(|mut found| found.remove(name))
+        {
             return Ok(Some(v.expose().to_string()));
         }
         match std::env::var(name) {

@@ -7,7 +7,7 @@ use p38_core::time::now;
 use p38_core::{Error, Result};
 
 use crate::App;
-use crate::agents::audit;
+use crate::agents::{audit, ensure_runnable};
 
 impl App {
     /// One task with its captured output.
@@ -49,16 +49,7 @@ impl App {
             .get_agent(task.agent_id)
             .await?
             .ok_or_else(|| Error::not_found("agent", task.agent_id))?;
-        if !agent.status.can_run() {
-            return Err(Error::conflict(
-                "status",
-                format!(
-                    "agent {} is {}; only active or paused agents run",
-                    agent.name,
-                    agent.status.as_str()
-                ),
-            ));
-        }
+        ensure_runnable(&agent)?;
         let new = NewTask {
             agent_id: agent.id,
             agent_version: agent.version,

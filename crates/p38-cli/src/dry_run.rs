@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use p38_core::agent::{Agent, AgentSettings, AgentStatus};
+use p38_core::agent::Agent;
 use p38_core::task::TaskStatus;
 use p38_factory::{DryRunOutcome, DryRunner};
 use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
@@ -88,27 +88,13 @@ impl DryRunner for SandboxDryRunner {
             py_str(test)
         );
         let now = chrono::Utc::now();
-        let agent = Agent {
-            id: 0,
-            name: "dry-run".into(),
-            description: String::new(),
-            code: harness.clone(),
-            status: AgentStatus::Draft,
-            schedule: None,
-            config: serde_json::json!({}),
-            secrets: declared_secrets.to_vec(),
-            tools: Vec::new(),
-            network: false,
-            settings: AgentSettings::default(),
-            version: 1,
-            created_by: "factory".into(),
-            created_at: now,
-            updated_at: now,
-            next_fire_at: None,
-            approved_by: None,
-            approved_at: None,
-            generation_id: None,
-        };
+        let agent = Agent::unstored(
+            "dry-run",
+            &harness,
+            declared_secrets.to_vec(),
+            false,
+            serde_json::json!({}),
+        );
         let workspace = tempfile::tempdir_in(self.scratch.path())
             .map(|d| d.keep())
             .unwrap_or_else(|_| self.scratch.path().join("ws"));

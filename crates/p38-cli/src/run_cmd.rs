@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use p38_core::agent::{Agent, AgentSettings, AgentStatus};
+use p38_core::agent::Agent;
 use p38_core::task::TaskStatus;
 use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
 use p38_sandbox::CancelFlag;
@@ -44,32 +44,12 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     let exec = Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg.clone())
         .context("preparing the scratch folder")?;
     let now = chrono::Utc::now();
-    let agent = Agent {
-        id: 0,
-        name: a
-            .file
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("agent")
-            .to_string(),
-        description: String::new(),
-        code: code.clone(),
-        status: AgentStatus::Active,
-        schedule: None,
-        config,
-        secrets: a.secrets.clone(),
-        tools: Vec::new(),
-        network: a.network,
-        settings: AgentSettings::default(),
-        version: 1,
-        created_by: "p38 run".into(),
-        created_at: now,
-        updated_at: now,
-        next_fire_at: None,
-        approved_by: None,
-        approved_at: None,
-        generation_id: None,
-    };
+    let name = a
+        .file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("agent");
+    let agent = Agent::unstored(name, &code, a.secrets.clone(), a.network, config);
     let facts = RunFacts {
         task_id: 0,
         attempt: 1,

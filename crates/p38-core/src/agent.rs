@@ -235,6 +235,41 @@ pub struct Agent {
     pub generation_id: Option<i64>,
 }
 
+impl Agent {
+    /// An agent that exists only for one run and is never stored (`p38 run`,
+    /// the factory's dry run): id 0, runnable, no schedule, no approval.
+    pub fn unstored(
+        name: &str,
+        code: &str,
+        secrets: Vec<String>,
+        network: bool,
+        config: serde_json::Value,
+    ) -> Agent {
+        let now = crate::time::now();
+        Agent {
+            id: 0,
+            name: name.to_string(),
+            description: String::new(),
+            code: code.to_string(),
+            status: AgentStatus::Active,
+            schedule: None,
+            config,
+            secrets,
+            tools: Vec::new(),
+            network,
+            settings: AgentSettings::default(),
+            version: 1,
+            created_by: "unstored".into(),
+            created_at: now,
+            updated_at: now,
+            next_fire_at: None,
+            approved_by: None,
+            approved_at: None,
+            generation_id: None,
+        }
+    }
+}
+
 /// What is needed to create an agent.
 #[derive(Debug, Clone)]
 pub struct NewAgent {
