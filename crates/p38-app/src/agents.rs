@@ -285,7 +285,10 @@ impl App {
                     Some(detail),
                 ),
             )
-            .await
+            .await?;
+        self.signal.task_stopped();
+        self.signal.schedule_changed();
+        Ok(())
     }
 
     /// Every kept code version, newest first.

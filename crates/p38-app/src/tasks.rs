@@ -71,9 +71,12 @@ impl App {
     /// Cancels a queued or running task; a running one is stopped by its worker.
     pub async fn cancel_task(&self, who: &Principal, id: i64) -> Result<Task> {
         who.require(Scope::Operator)?;
-        self.store
+        let task = self
+            .store
             .cancel_task(id, audit(who, "task.cancel", &format!("task:{id}"), None))
-            .await
+            .await?;
+        self.signal.task_stopped();
+        Ok(task)
     }
 
     /// The audit log, newest first (admins only).

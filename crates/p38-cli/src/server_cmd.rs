@@ -134,7 +134,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         jobs.spawn(async move { sched.run(rx).await });
     }
     if let Some(exec) = executor {
-        let w = Worker::new(store.clone(), exec, wake.tasks.clone());
+        let w = Worker::new(store.clone(), exec, wake.tasks.clone()).with_stops(wake.stops.clone());
         let rx = stop_rx.clone();
         jobs.spawn(async move { w.run(rx, grace).await });
     }

@@ -261,6 +261,9 @@ pub trait QueueSignal: Send + Sync {
     /// An agent's schedule or status changed: the scheduler recomputes
     /// when to wake.
     fn schedule_changed(&self) {}
+    /// A running task was cancelled or its agent deleted: workers check at
+    /// once which of their runs to stop, instead of at their next heartbeat.
+    fn task_stopped(&self) {}
 }
 
 /// A signal that wakes nobody, for processes without local workers (the

@@ -15,6 +15,8 @@ pub struct LocalSignal {
     pub tasks: Arc<Notify>,
     /// Notified when an agent's schedule or status changes.
     pub schedules: Arc<Notify>,
+    /// Notified when a task was cancelled or its agent deleted.
+    pub stops: Arc<Notify>,
 }
 
 impl QueueSignal for LocalSignal {
@@ -26,5 +28,9 @@ impl QueueSignal for LocalSignal {
 
     fn schedule_changed(&self) {
         self.schedules.notify_one();
+    }
+
+    fn task_stopped(&self) {
+        self.stops.notify_one();
     }
 }

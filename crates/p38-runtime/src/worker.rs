@@ -23,6 +23,7 @@ pub struct Worker {
     store: Arc<dyn Store>,
     exec: Arc<Executor>,
     wake: Arc<Notify>,
+    stops: Arc<Notify>,
     running: Arc<Mutex<HashMap<i64, CancelFlag>>>,
 }
 
@@ -33,8 +34,16 @@ impl Worker {
             store,
             exec,
             wake,
+            stops: Arc::default(),
             running: Arc::default(),
         }
+    }
+
+    /// Also checks its runs at once when `stops` is notified (a task of
+    /// this process's API was cancelled or its agent deleted).
+    pub fn with_stops(mut self, stops: Arc<Notify>) -> Worker {
+        self.stops = stops;
+        self
     }
 
     /// Runs until `shutdown` turns true; then stops claiming and waits up to
@@ -108,6 +117,7 @@ impl Worker {
                 _ = tokio::time::sleep(sleep) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = beat.tick() => self.heartbeat(&cfg.worker_id, cfg.lease).await,
+                _ = self.stops.notified() => self.heartbeat(&cfg.worker_id, cfg.lease).await,
                 _ = shutdown.changed() => {}
             }
         }
