@@ -51,6 +51,7 @@ pub struct StoreOptions {
 #[derive(Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    claim_pool: AnyPool,
     backend: Backend,
     /// The URL without Project38's own parameters (PostgreSQL LISTEN needs
     /// a connection of its own).
@@ -84,33 +85,16 @@ impl SqlStore {
             Backend::Sqlite => 4,
             Backend::Postgres => 8,
         });
-        let pool = AnyPoolOptions::new()
-            .max_connections(max)
-            .acquire_timeout(Duration::from_secs(10))
-            .after_connect(move |conn, _meta| {
-                let schema = schema.clone();
-                Box::pin(async move {
-                    match backend {
-                        // WAL lets readers run beside the one writer; NORMAL
-                        // sync is durable across application crashes.
-                        Backend::Sqlite => {
-                            conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;")
-                                .await?;
-                        }
-                        Backend::Postgres => {
-                            if let Some(s) = schema {
-                                // The name was checked to be [a-z0-9_]+ above.
-                                let sql = format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}");
-                                conn.execute(sqlx::AssertSqlSafe(sql)).await?;
-                            }
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await
-            .map_err(|e| Error::Unavailable(format!("cannot open the database at {}: {e}", redact_url(&url))))?;
+        let pool = open_pool(&url, backend, schema.clone(), max, false).await?;
+        // Claims go through connections that do not wait for their WAL
+        // flush: a claim lost in a database crash leaves its task queued,
+        // and it runs again (at least once, as after a lost worker). Every
+        // outcome is still committed durably, and its flush covers the
+        // claims before it.
+        let claim_pool = match backend {
+            Backend::Postgres => open_pool(&url, backend, schema, 2, true).await?,
+            Backend::Sqlite => pool.clone(),
+        };
         let migrator = match backend {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
@@ -121,6 +105,7 @@ impl SqlStore {
             .map_err(|e| Error::Unavailable(format!("database migration failed: {e}")))?;
         Ok(SqlStore {
             pool,
+            claim_pool,
             backend,
             url,
             schema: opts.schema,
@@ -161,6 +146,7 @@ impl SqlStore {
 
     /// Closes the pool.
     pub async fn close(&self) {
+        self.claim_pool.close().await;
         self.pool.close().await;
     }
 }
@@ -239,6 +225,47 @@ fn take_schema_param(url: &str) -> (String, Option<String>) {
         format!("{base}?{}", rest.join("&"))
     };
     (url, schema)
+}
+
+/// Opens a pool whose connections use `schema` (PostgreSQL) or WAL mode
+/// (SQLite); `relaxed_commit` turns off waiting for the WAL flush.
+async fn open_pool(
+    url: &str,
+    backend: Backend,
+    schema: Option<String>,
+    max: u32,
+    relaxed_commit: bool,
+) -> Result<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _meta| {
+            let schema = schema.clone();
+            Box::pin(async move {
+                match backend {
+                    // WAL lets readers run beside the one writer; NORMAL
+                    // sync is durable across application crashes.
+                    Backend::Sqlite => {
+                        conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=10000;")
+                            .await?;
+                    }
+                    Backend::Postgres => {
+                        if let Some(s) = schema {
+                            // The name was checked to be [a-z0-9_]+ before.
+                            let sql = format!("CREATE SCHEMA IF NOT EXISTS {s}; SET search_path TO {s}");
+                            conn.execute(sqlx::AssertSqlSafe(sql)).await?;
+                        }
+                        if relaxed_commit {
+                            conn.execute("SET synchronous_commit = off").await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
+        .map_err(|e| Error::Unavailable(format!("cannot open the database at {}: {e}", redact_url(url))))
 }
 
 fn backend_of(url: &str) -> Result<Backend> {

@@ -175,7 +175,7 @@ impl TaskStore for SqlStore {
             .bind(to_millis(now()))
             .bind(lease_end(lease))
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.claim_pool)
             .await
             .map_err(db_err)?;
         let mut tasks = rows.iter().map(rows::task).collect::<Result<Vec<_>>>()?;
