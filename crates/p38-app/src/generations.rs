@@ -33,6 +33,9 @@ pub struct GeneratorConfig {
     pub max_iterations: u32,
     /// Cost budget per agent in USD (default 1).
     pub budget_usd: f64,
+    /// Price of the configured model, USD per million input and output
+    /// tokens, when the built-in table does not know it (or is out of date).
+    pub price: Option<(f64, f64)>,
 }
 
 /// What generation needs besides the store.
@@ -97,6 +100,16 @@ impl Generator {
         let mut f = Factory::new(provider, validator);
         f.max_iterations = self.config.max_iterations.max(1);
         f.budget_usd = self.config.budget_usd;
+        if let Some((input, output)) = self.config.price {
+            let model = f.provider.model().to_string();
+            f.prices.set(
+                model,
+                p38_factory::Price {
+                    input_per_mtok: input,
+                    output_per_mtok: output,
+                },
+            );
+        }
         Ok(f)
     }
 }

@@ -149,6 +149,12 @@ pub struct LlmArgs {
     /// Cost budget per generated agent, USD.
     #[arg(long, env = "P38_LLM_BUDGET_USD", default_value_t = 1.0)]
     pub llm_budget_usd: f64,
+    /// Price of the model in USD per million input tokens (overrides the built-in table; give both).
+    #[arg(long, env = "P38_LLM_PRICE_INPUT", requires = "llm_price_output")]
+    pub llm_price_input: Option<f64>,
+    /// Price of the model in USD per million output tokens.
+    #[arg(long, env = "P38_LLM_PRICE_OUTPUT", requires = "llm_price_input")]
+    pub llm_price_output: Option<f64>,
     /// Approve agents with no findings and no network, secret or tool permissions without a human.
     #[arg(long, env = "P38_AUTO_APPROVE", default_value_t = false)]
     pub auto_approve: bool,

@@ -185,6 +185,7 @@ fn build_generator(
             timeout_secs: a.llm.llm_timeout,
             max_iterations: a.llm.llm_max_iterations,
             budget_usd: a.llm.llm_budget_usd,
+            price: a.llm.llm_price_input.zip(a.llm.llm_price_output),
         },
         keys,
         dry_runner,
