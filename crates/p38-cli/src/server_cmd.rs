@@ -264,8 +264,11 @@ fn init_logging(filter: &str, format: &str, seen: p38_secrets::SeenSecrets) -> a
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?} (P38_LOG)"))?;
     let writer = move || seen.writer(std::io::stderr());
+    // Colours only on a terminal: a log file or a collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(writer);
     let r = match format {
         "json" => builder.json().try_init(),
