@@ -189,6 +189,8 @@ impl App {
             )
         });
         let change = AgentChange {
+            expect_updated_at: Some(agent.updated_at),
+            expect_version: None,
             next_fire_at,
             approved_by,
             name: req.name,
@@ -227,7 +229,12 @@ impl App {
 
     /// Approves an agent waiting for approval (operator): it becomes active
     /// and its schedule starts.
-    pub async fn approve_agent(&self, who: &Principal, id_or_name: &str) -> Result<AgentView> {
+    pub async fn approve_agent(
+        &self,
+        who: &Principal,
+        id_or_name: &str,
+        version: Option<i64>,
+    ) -> Result<AgentView> {
         who.require(Scope::Operator)?;
         let agent = self.find_agent(who, id_or_name).await?;
         if !matches!(
@@ -246,7 +253,18 @@ impl App {
         let detail = serde_json::json!({
             "version": agent.version, "secrets": agent.secrets, "tools": agent.tools, "network": agent.network,
         });
+        if let Some(v) = version.filter(|v| *v != agent.version) {
+            return Err(Error::conflict(
+                "version",
+                format!(
+                    "you reviewed version {v}, but agent {} is now at version {}: review it again",
+                    agent.name, agent.version
+                ),
+            ));
+        }
         let change = AgentChange {
+            expect_updated_at: Some(agent.updated_at),
+            expect_version: Some(version.unwrap_or(agent.version)),
             status: Some(AgentStatus::Active),
             approved_by: Some(Some(who.actor())),
             next_fire_at: Some(next_fire(

@@ -171,7 +171,10 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
         }
     }
     let v = c
-        .post(&format!("/api/agents/{}/approve", seg(agent)), &json!({}))
+        .post(
+            &format!("/api/agents/{}/approve", seg(agent)),
+            &json!({ "version": a["version"] }),
+        )
         .await?;
     if c.json {
         output::json(&v);

@@ -587,3 +587,36 @@ async fn a_cancelled_running_task_is_stopped() {
     );
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_of_an_unapproved_or_disabled_agent_is_not_run() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = "def run(ctx):\n    open('/workspace/ran', 'w').write('x')\n";
+    let t = rig.run("unapproved", code, |a| a.approved_by = None).await;
+    assert_eq!(t.status, TaskStatus::Cancelled);
+    assert!(
+        t.error.as_deref().unwrap().contains("not approved"),
+        "{:?}",
+        t.error
+    );
+    let t = rig
+        .run("off", code, |a| a.status = AgentStatus::Disabled)
+        .await;
+    assert_eq!(t.status, TaskStatus::Cancelled);
+    assert!(t.error.as_deref().unwrap().contains("disabled"));
+    for id in [t.agent_id - 1, t.agent_id] {
+        assert!(
+            !rig.dir
+                .path()
+                .join("workspaces")
+                .join(id.to_string())
+                .join("ran")
+                .exists(),
+            "the code never ran"
+        );
+    }
+    rig.stop().await;
+}

@@ -330,6 +330,12 @@ pub struct AgentChange {
     pub next_fire_at: Option<Option<DateTime<Utc>>>,
     /// New approval: `Some(Some(who))` approves now, `Some(None)` withdraws it.
     pub approved_by: Option<Option<String>>,
+    /// Apply only if the agent is still as it was when the change was
+    /// decided (its `updated_at`): a change or an approval decided on a
+    /// stale read is a conflict, never applied to what someone else wrote.
+    pub expect_updated_at: Option<DateTime<Utc>>,
+    /// Apply only if the code is still this version (what an approver saw).
+    pub expect_version: Option<i64>,
 }
 
 impl AgentChange {

@@ -158,17 +158,18 @@ fn failed(error: String, unsandboxed: bool) -> TaskOutcome {
 
 /// Turns what the sandbox saw into a masked task outcome.
 fn outcome(out: RunOutcome, m: &Masker, cap: usize, timeout_s: u64, memory_mb: u64) -> TaskOutcome {
+    let stream = |c: &p38_sandbox::Captured| {
+        let text = String::from_utf8_lossy(&c.bytes);
+        let masked = if c.truncated {
+            m.mask_cut(&text)
+        } else {
+            m.mask(&text)
+        };
+        capped(&masked, cap, c.truncated)
+    };
     let mut o = TaskOutcome {
-        stdout: Some(capped(
-            &m.mask(&String::from_utf8_lossy(&out.stdout.bytes)),
-            cap,
-            out.stdout.truncated,
-        )),
-        stderr: Some(capped(
-            &m.mask(&String::from_utf8_lossy(&out.stderr.bytes)),
-            cap,
-            out.stderr.truncated,
-        )),
+        stdout: Some(stream(&out.stdout)),
+        stderr: Some(stream(&out.stderr)),
         exit_code: out.exit_code.map(i64::from),
         signal: out.signal.map(i64::from),
         duration_ms: Some(out.wall.as_millis() as i64),

@@ -53,6 +53,7 @@ impl Worker {
         let cfg = self.exec.config().clone();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut bulk: JoinSet<()> = JoinSet::new();
+        let mut last_beat = std::time::Instant::now();
         let mut beat = tokio::time::interval(cfg.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, sandboxed = self.exec.sandboxed(), "worker started");
@@ -62,6 +63,12 @@ impl Worker {
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            // Leases are renewed on time even while a stream of no-op tasks
+            // keeps the loop from ever waiting in `select!`.
+            if last_beat.elapsed() >= cfg.heartbeat {
+                self.heartbeat(&cfg.worker_id, cfg.lease).await;
+                last_beat = std::time::Instant::now();
             }
             // Collect every run that ended, so one claim refills all free slots.
             while tasks.try_join_next().is_some() {}
@@ -116,7 +123,10 @@ impl Worker {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                _ = beat.tick() => self.heartbeat(&cfg.worker_id, cfg.lease).await,
+                _ = beat.tick() => {
+                    self.heartbeat(&cfg.worker_id, cfg.lease).await;
+                    last_beat = std::time::Instant::now();
+                }
                 _ = self.stops.notified() => self.heartbeat(&cfg.worker_id, cfg.lease).await,
                 _ = shutdown.changed() => {}
             }
@@ -151,6 +161,20 @@ impl Worker {
     }
 
     fn spawn(&self, set: &mut JoinSet<()>, task: Task) {
+        if self
+            .running
+            .lock()
+            .expect("lock poisoned")
+            .contains_key(&task.id)
+        {
+            // This worker's lease ran out while the run went on, and it
+            // claimed the task again: the run it has is the run; no second one.
+            tracing::warn!(
+                task = task.id,
+                "re-claimed a task this worker is still running; keeping the running one"
+            );
+            return;
+        }
         let flag = CancelFlag::new();
         self.running
             .lock()
@@ -241,6 +265,25 @@ async fn run_task(
         Ok(None) => return fail("the agent was deleted".into()),
         Err(e) => return fail(format!("loading the agent failed: {e}")),
     };
+    // A task queued before the agent was paused is still run; one queued
+    // before it was disabled, or before its approval was withdrawn (its code
+    // or permissions changed), is not: it never runs with permissions no
+    // human approved.
+    if !agent.status.can_run() || agent.approved_by.is_none() {
+        return TaskOutcome {
+            status: Some(TaskStatus::Cancelled),
+            error: Some(format!(
+                "not run: the agent is {}{}",
+                agent.status.as_str(),
+                if agent.approved_by.is_none() {
+                    " and not approved"
+                } else {
+                    ""
+                }
+            )),
+            ..Default::default()
+        };
+    }
     if !agent.secrets.is_empty() {
         // Which secrets each run used (names only) is part of the audit trail.
         let a = p38_core::audit::NewAudit {

@@ -10,8 +10,8 @@ use std::path::Path;
 ///
 /// The walk never follows symlinks (`lchown`, no descent into symlinked
 /// directories) and leaves multiply-linked files alone: a hard link to a
-/// host file planted in the workspace must not be chowned. It runs while no
-/// process of the sandbox is alive, so the tree cannot change under it.
+/// host file planted in the workspace must not be chowned. It runs only
+/// when the workspace is not yet owned by the agent's uid (see `prepare`).
 pub(crate) fn prepare(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
@@ -22,7 +22,16 @@ pub(crate) fn prepare(dir: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
         ));
     }
     if let Some((uid, gid)) = owner {
-        chown_tree(dir, uid, gid)?;
+        // A workspace already owned by its uid was handed over before and
+        // everything in it was written by that uid: no walk. Walking only on
+        // first use (or after a uid change) also means no walk ever runs
+        // while another run of the same agent, with the same uid, is alive
+        // and could swap a directory for a symlink under it.
+        if meta.uid() != uid || meta.gid() != gid {
+            chown_tree(dir, uid, gid)?;
+        }
+        // Only the agent's uid (and root) may look inside.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     }
     Ok(())
 }

@@ -57,6 +57,18 @@ impl Masker {
         Masker { automaton, max_len }
     }
 
+    /// The text of a capture that was cut off, masked: whole values are
+    /// masked first, then the last bytes, where a value may have been cut
+    /// in two, are dropped, so no fragment of a value survives at the cut.
+    pub fn mask_cut(&self, text: &str) -> String {
+        let masked = self.mask(text);
+        let mut end = masked.len().saturating_sub(self.max_len.saturating_sub(1));
+        while !masked.is_char_boundary(end) {
+            end -= 1;
+        }
+        masked[..end].to_string()
+    }
+
     /// Whether there is anything to mask.
     pub fn is_empty(&self) -> bool {
         self.automaton.is_none()
@@ -84,6 +96,17 @@ impl Masker {
         }
         match v {
             serde_json_like::Value::String(s) => serde_json_like::Value::String(self.mask(s)),
+            // A numeric secret (a PIN, an account number) returned as a
+            // number would slip past string masking.
+            serde_json_like::Value::Number(n) => {
+                let text = n.to_string();
+                let masked = self.mask(&text);
+                if masked == text {
+                    v.clone()
+                } else {
+                    serde_json_like::Value::String(masked)
+                }
+            }
             serde_json_like::Value::Array(a) => {
                 serde_json_like::Value::Array(a.iter().map(|x| self.mask_json(x)).collect())
             }
@@ -316,6 +339,19 @@ mod tests {
         let v = serde_json::json!({"a": ["x hunter2hunter2 y"], "hunter2hunter2": 1});
         let out = m.mask_json(&v).to_string();
         assert!(!out.contains("hunter2hunter2"), "{out}");
+    }
+
+    #[test]
+    fn numbers_and_cut_captures_are_masked() {
+        let m = masker("7391048265");
+        let v = serde_json::json!({"pin": 7391048265u64, "other": 12});
+        let out = m.mask_json(&v);
+        assert_eq!(out["pin"], "***");
+        assert_eq!(out["other"], 12);
+        let cut = format!("log 7391048265 and then {} 73910", "x".repeat(40));
+        let out = m.mask_cut(&cut);
+        assert!(out.starts_with("log *** and then"), "{out}");
+        assert!(!out.contains("73910"), "{out}");
     }
 
     #[test]

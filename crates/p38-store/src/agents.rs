@@ -145,6 +145,17 @@ impl AgentStore for SqlStore {
             .map_err(db_err)?
             .ok_or_else(|| Error::not_found("agent", id))?;
         let mut a = rows::agent(&row)?;
+        if change.expect_updated_at.is_some_and(|t| t != a.updated_at)
+            || change.expect_version.is_some_and(|v| v != a.version)
+        {
+            return Err(Error::conflict(
+                "version",
+                format!(
+                    "agent {} changed meanwhile (now version {}); reload it and try again",
+                    a.name, a.version
+                ),
+            ));
+        }
         let code_changed = change.code.as_ref().is_some_and(|c| *c != a.code);
         apply(&mut a, change);
         // `version` counts code versions: a task records which code it ran,

@@ -41,6 +41,9 @@ macro_rules! per_agent_limit {
     };
 }
 
+/// Attempts after which a task whose worker keeps vanishing is failed.
+const MAX_LEASE_ATTEMPTS: i64 = 5;
+
 fn lease_end(lease: Duration) -> i64 {
     to_millis(now()) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -314,10 +317,23 @@ impl TaskStore for SqlStore {
     }
 
     async fn requeue_expired(&self) -> Result<u64> {
+        let t = to_millis(now());
+        // A task whose worker vanished again and again is likely what kills
+        // its workers: stop re-running it.
+        sqlx::query(
+            "UPDATE tasks SET status = 'failed', completed_at = $1, lease_until = NULL, \
+             error = 'abandoned: its worker stopped renewing the lease on 5 attempts (the run may be what ends its worker)' \
+             WHERE status = 'running' AND lease_until < $1 AND attempt >= $2",
+        )
+        .bind(t)
+        .bind(MAX_LEASE_ATTEMPTS)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         let done = sqlx::query(
             "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, attempt = attempt + 1 WHERE status = 'running' AND lease_until < $1",
         )
-        .bind(to_millis(now()))
+        .bind(t)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;

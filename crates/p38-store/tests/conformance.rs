@@ -703,3 +703,49 @@ async fn an_agent_may_allow_more_than_one_run_at_once() {
         cleanup(b).await;
     }
 }
+
+#[tokio::test]
+async fn a_change_decided_on_a_stale_read_is_a_conflict() {
+    for b in backends("stale").await {
+        let s = &b.store;
+        let a = s
+            .create_agent(new_agent("stale"), audit("c"))
+            .await
+            .unwrap();
+        let seen = a.updated_at;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let first = AgentChange {
+            code: Some("def run(ctx):\n    return 9\n".into()),
+            expect_updated_at: Some(seen),
+            ..Default::default()
+        };
+        s.update_agent(a.id, first, "admin", audit("agent.update"))
+            .await
+            .unwrap();
+        let late = AgentChange {
+            status: Some(AgentStatus::Active),
+            expect_updated_at: Some(seen),
+            ..Default::default()
+        };
+        let e = s
+            .update_agent(a.id, late, "operator", audit("agent.update"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Conflict { field: Some(f), .. } if f == "version"),
+            "{}: {e:?}",
+            b.name
+        );
+        let wrong_version = AgentChange {
+            status: Some(AgentStatus::Active),
+            expect_version: Some(1),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.update_agent(a.id, wrong_version, "op", audit("agent.approve"))
+                .await,
+            Err(Error::Conflict { .. })
+        ));
+        cleanup(b).await;
+    }
+}

@@ -162,13 +162,30 @@ async fn list_agent_tasks(
 }
 
 /// Approves an agent waiting for approval (operator): it becomes active and its schedule starts.
-#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", request_body(content = Option<Approve>, description = "Optional: the version that was reviewed"), params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
     responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Agent not waiting for approval", body = ErrorBody)))]
 async fn approve_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<AgentView>> {
-    Ok(Json(s.app.approve_agent(&who, &id).await?))
+    // The body is optional: `{"version": N}` approves only the version the
+    // approver reviewed.
+    let req: Approve = if body.iter().all(u8::is_ascii_whitespace) {
+        Approve::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    Ok(Json(s.app.approve_agent(&who, &id, req.version).await?))
+}
+
+/// `POST /api/agents/{id}/approve` (optional body).
+#[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Approve {
+    /// The code version that was reviewed; a newer one is a conflict.
+    #[serde(default)]
+    version: Option<i64>,
 }

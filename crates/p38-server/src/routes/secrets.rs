@@ -46,8 +46,17 @@ async fn put_secret(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(name): Path<String>,
-    ApiJson(req): ApiJson<PutSecret>,
+    req: Result<ApiJson<PutSecret>, crate::error::ApiError>,
 ) -> ApiResult<Json<SecretMeta>> {
+    // serde's messages quote the offending value; for a secret that value
+    // may be the secret itself, so the error is replaced by a fixed one.
+    let ApiJson(req) = req.map_err(|e| match e.0 {
+        p38_core::Error::Validation { .. } => crate::error::ApiError(p38_core::Error::validation(
+            "value",
+            "the body must be {\"value\": \"...\"} with the value as a string",
+        )),
+        other => crate::error::ApiError(other),
+    })?;
     Ok(Json(s.app.put_secret(&who, &name, &req.value).await?))
 }
 
