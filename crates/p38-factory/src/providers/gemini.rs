@@ -41,23 +41,7 @@ impl GeminiProvider {
         }
     }
 
-    /// Asks for another model.
-    pub fn with_model(mut self, model: impl Into<String>) -> Self {
-        self.model = model.into();
-        self
-    }
-
-    /// Talks to another endpoint.
-    pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
-        self.base_url = base_url.into();
-        self
-    }
-
-    /// Limits one call, body included.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
+    super::endpoint_builders!();
 
     fn body(&self, req: &ChatRequest) -> Value {
         let contents: Vec<Value> = req

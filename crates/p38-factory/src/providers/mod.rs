@@ -8,6 +8,32 @@
 //! has the key scrubbed out before it is stored, so neither `Debug`, `Display`
 //! nor a log line can carry it.
 
+/// The builder methods every provider shares (each provider has `model`,
+/// `base_url` and `timeout` fields): written once, expanded in each.
+macro_rules! endpoint_builders {
+    () => {
+        /// Asks for another model.
+        pub fn with_model(mut self, model: impl Into<String>) -> Self {
+            self.model = model.into();
+            self
+        }
+
+        /// Talks to another endpoint (a proxy, a local model server, or a
+        /// loopback test server).
+        pub fn with_base_url(mut self, base_url: impl Into<String>) -> Self {
+            self.base_url = base_url.into();
+            self
+        }
+
+        /// Limits one call, body included.
+        pub fn with_timeout(mut self, timeout: Duration) -> Self {
+            self.timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use endpoint_builders;
+
 mod anthropic;
 mod config;
 mod gemini;
