@@ -30,23 +30,14 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             cursor,
         } => {
             let c = Client::new(&client)?;
-            let mut q = format!("/api/agents?limit={limit}");
-            if let Some(s) = status {
-                q.push_str(&format!("&status={}", seg(&s)));
-            }
-            if let Some(cur) = cursor {
-                q.push_str(&format!("&cursor={}", seg(&cur)));
-            }
-            let v = c.get(&q).await?;
-            if c.json {
-                output::json(&v);
-            } else {
-                output::table(
-                    v["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    AGENT_COLUMNS,
-                );
-                output::next_page(&v);
-            }
+            c.print_page(
+                "/api/agents",
+                limit,
+                status.as_deref(),
+                cursor.as_deref(),
+                AGENT_COLUMNS,
+            )
+            .await?;
         }
         AgentCmd::Create { client, fields } => {
             let c = Client::new(&client)?;

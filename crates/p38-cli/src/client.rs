@@ -87,6 +87,36 @@ impl Client {
         self.call(Method::GET, path, None).await
     }
 
+    /// Fetches one page of a cursor-paginated listing and prints it: a
+    /// table of `columns` and the next-page hint, or the JSON with `--json`.
+    pub async fn print_page(
+        &self,
+        path: &str,
+        limit: u32,
+        status: Option<&str>,
+        cursor: Option<&str>,
+        columns: &[(&str, &str)],
+    ) -> anyhow::Result<()> {
+        let mut q = format!("{path}?limit={limit}");
+        if let Some(s) = status {
+            q.push_str(&format!("&status={}", seg(s)));
+        }
+        if let Some(cur) = cursor {
+            q.push_str(&format!("&cursor={}", seg(cur)));
+        }
+        let v = self.get(&q).await?;
+        if self.json {
+            crate::output::json(&v);
+        } else {
+            crate::output::table(
+                v["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
+                columns,
+            );
+            crate::output::next_page(&v);
+        }
+        Ok(())
+    }
+
     /// POST.
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(body)).await

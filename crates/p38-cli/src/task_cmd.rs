@@ -19,31 +19,22 @@ pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             cursor,
         } => {
             let c = Client::new(&client)?;
-            let mut q = format!("/api/agents/{}/tasks?limit={limit}", seg(&agent));
-            if let Some(s) = status {
-                q.push_str(&format!("&status={}", seg(&s)));
-            }
-            if let Some(cur) = cursor {
-                q.push_str(&format!("&cursor={}", seg(&cur)));
-            }
-            let v = c.get(&q).await?;
-            if c.json {
-                output::json(&v);
-            } else {
-                output::table(
-                    v["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    &[
-                        ("ID", "id"),
-                        ("STATUS", "status"),
-                        ("TRIGGER", "trigger"),
-                        ("ATTEMPT", "attempt"),
-                        ("STARTED", "started_at"),
-                        ("MS", "duration_ms"),
-                        ("ERROR", "error"),
-                    ],
-                );
-                output::next_page(&v);
-            }
+            c.print_page(
+                &format!("/api/agents/{}/tasks", seg(&agent)),
+                limit,
+                status.as_deref(),
+                cursor.as_deref(),
+                &[
+                    ("ID", "id"),
+                    ("STATUS", "status"),
+                    ("TRIGGER", "trigger"),
+                    ("ATTEMPT", "attempt"),
+                    ("STARTED", "started_at"),
+                    ("MS", "duration_ms"),
+                    ("ERROR", "error"),
+                ],
+            )
+            .await?;
         }
         TaskCmd::Show { client, id } => {
             let c = Client::new(&client)?;
