@@ -139,20 +139,28 @@ pub(crate) fn run(
         // SAFETY: our own, not yet reaped, process group.
         unsafe { libc::kill(-pid, sig) };
     };
-    if info.signal(libc::SIGTERM) {
-        if done.recv_timeout(grace).is_ok() {
+    // SIGTERM (to the sandbox's init, which passes it on, or to bwrap's
+    // group while the init's pid is not known yet), then after `grace`
+    // SIGKILL, repeated until the run is reaped. Keep reading the info fd
+    // meanwhile: a cancel can come before bwrap has reported the init's pid,
+    // and a signal sent then may reach a process that is still setting up.
+    let kill_at = Instant::now() + grace;
+    let (mut termed_init, mut termed_group) = (false, false);
+    loop {
+        if finished(&done) {
             return reason;
         }
-        info.signal(libc::SIGKILL);
-        if done.recv_timeout(Duration::from_secs(1)).is_ok() {
-            return reason;
+        if Instant::now() < kill_at {
+            if !termed_init && info.signal(libc::SIGTERM) {
+                termed_init = true;
+            } else if !termed_init && !termed_group {
+                group(libc::SIGTERM);
+                termed_group = true;
+            }
+        } else {
+            info.signal(libc::SIGKILL);
+            group(libc::SIGKILL);
         }
-    } else {
-        group(libc::SIGTERM);
-        if done.recv_timeout(grace).is_ok() {
-            return reason;
-        }
+        info.poll(TICK, pid);
     }
-    group(libc::SIGKILL);
-    reason
 }
