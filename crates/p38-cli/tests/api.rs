@@ -1889,6 +1889,17 @@ fn delete_agent_with_running_task_stops_the_run() {
     let t = s.execute("sleepy");
     let tid = t["id"].as_i64().unwrap();
     s.wait_task_until(tid, Duration::from_secs(30), |st| st == "running");
+    // "running" means claimed; wait until the sandbox is up too, so the
+    // check below cannot pass before the run has even started.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while python_below(s.pid()).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        !python_below(s.pid()).is_empty(),
+        "the agent never started: {:?}",
+        descendants(s.pid())
+    );
     let r = s.delete("/api/agents/sleepy");
     assert_eq!(r.status, 204, "{}", r.text);
     s.get(&format!("/api/tasks/{tid}"))
@@ -1899,7 +1910,9 @@ fn delete_agent_with_running_task_stops_the_run() {
     }
     assert!(
         python_below(s.pid()).is_empty(),
-        "the deleted agent's run is still going 15 s later"
+        "the deleted agent's run is still going 15 s later: {:?}\n{}",
+        descendants(s.pid()),
+        s.log_text()
     );
     s.req(Method::GET, "/health", None, None).expect(200);
 }

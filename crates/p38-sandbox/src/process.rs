@@ -94,6 +94,16 @@ pub(crate) fn run(
     limits: &Limits,
     cancel: &CancelFlag,
 ) -> Result<RunOutcome, SandboxError> {
+    // A run cancelled before it started (its task was cancelled, or its
+    // agent deleted, while the worker was loading it) never starts. A
+    // cancel after this check is the watchdog's to handle.
+    if cancel.is_cancelled() {
+        return Ok(RunOutcome {
+            cancelled: true,
+            sandboxed: launch.sandboxed,
+            ..Default::default()
+        });
+    }
     let start = Instant::now();
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args)

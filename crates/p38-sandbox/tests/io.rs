@@ -116,6 +116,23 @@ fn cancel_ends_the_run_and_is_reported() {
     assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);
 }
 
+#[test]
+fn a_run_cancelled_before_it_starts_never_starts() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let req = env.request("open('started', 'w').write('yes')\n");
+    req.cancel.cancel();
+    let out = env.run(req);
+    assert!(out.cancelled);
+    assert_eq!(out.exit_code, None);
+    assert!(
+        !env.workspace().join("started").exists(),
+        "the cancelled run started anyway"
+    );
+}
+
 #[tokio::test]
 async fn async_run_works() {
     if !bwrap_available() {
