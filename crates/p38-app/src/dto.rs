@@ -138,6 +138,21 @@ pub struct Health {
     pub database_reachable: bool,
 }
 
+/// `GET /`: what this server is and where to go next.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApiRoot {
+    /// Always `Project38`.
+    pub name: String,
+    /// Project38 version.
+    pub version: String,
+    /// The OpenAPI 3.1 document (`/openapi.json`).
+    pub openapi: String,
+    /// Liveness and database reachability (`/health`).
+    pub health: String,
+    /// Where the authenticated API starts (`/api`).
+    pub api: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

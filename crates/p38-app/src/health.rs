@@ -1,7 +1,7 @@
-//! Liveness and database reachability.
+//! Liveness, database reachability and the root document.
 
 use crate::App;
-use crate::dto::Health;
+use crate::dto::{ApiRoot, Health};
 
 impl App {
     /// What `GET /health` reports; never fails.
@@ -12,6 +12,17 @@ impl App {
             version: env!("CARGO_PKG_VERSION").into(),
             database: self.store.backend().into(),
             database_reachable: reachable,
+        }
+    }
+
+    /// The root document: name, version and links to the rest.
+    pub fn root(&self) -> ApiRoot {
+        ApiRoot {
+            name: "Project38".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            openapi: "/openapi.json".into(),
+            health: "/health".into(),
+            api: "/api".into(),
         }
     }
 }

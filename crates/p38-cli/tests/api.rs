@@ -25,6 +25,18 @@ fn health_needs_no_auth_and_reports_sqlite() {
     assert_eq!(b["database_reachable"], true);
 }
 
+#[test]
+fn root_names_the_api_and_links_to_openapi_and_health() {
+    let s = Server::start();
+    let b = s.req(Method::GET, "/", None, None).expect(200).clone();
+    assert_eq!(b["name"], "Project38");
+    assert!(b["version"].as_str().is_some_and(|v| !v.is_empty()), "{b}");
+    for link in ["openapi", "health"] {
+        let path = b[link].as_str().expect(link);
+        s.req(Method::GET, path, None, None).expect(200);
+    }
+}
+
 // ---------------------------------------------------------------- auth
 
 #[test]
@@ -1413,6 +1425,7 @@ fn openapi_is_3_1_with_every_route() {
         doc["openapi"]
     );
     let expect: &[(&str, &[&str])] = &[
+        ("/", &["get"]),
         ("/health", &["get"]),
         ("/api/agents", &["get", "post"]),
         ("/api/agents/{id}", &["get", "patch", "delete"]),

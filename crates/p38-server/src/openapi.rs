@@ -12,7 +12,7 @@ pub(crate) fn base() -> OpenApi {
                 .title("Project38 API")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Create, approve and run autonomous agents. Every route except /health needs `Authorization: Bearer <token>`. Errors share one shape: {\"error\":{\"code\",\"message\",\"field\"}}.",
+                    "Create, approve and run autonomous agents. Every route except / and /health needs `Authorization: Bearer <token>`. Errors share one shape: {\"error\":{\"code\",\"message\",\"field\"}}.",
                 ))
                 .build(),
         )

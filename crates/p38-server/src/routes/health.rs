@@ -1,4 +1,4 @@
-//! `GET /health`, the one route without auth.
+//! `GET /health` and `GET /`, the routes without auth.
 
 use axum::Json;
 use axum::extract::State;
@@ -6,12 +6,14 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use p38_app::dto::Health;
+use p38_app::dto::{ApiRoot, Health};
 
 use crate::AppState;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(health))
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(root))
 }
 
 /// Liveness, version and database reachability (no auth).
@@ -25,4 +27,12 @@ async fn health(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, Json(h))
+}
+
+/// The API's name and version, with links to the OpenAPI document and
+/// /health (no auth).
+#[utoipa::path(get, path = "/", tag = "system",
+    responses((status = 200, description = "What this server is", body = ApiRoot)))]
+async fn root(State(s): State<AppState>) -> Json<ApiRoot> {
+    Json(s.app.root())
 }
