@@ -221,8 +221,10 @@ def run(ctx):
     assert_eq!(failed.status, TaskStatus::Failed);
     let err = failed.error.unwrap();
     assert!(
-        err.contains("ValueError: boom") && err.contains("agent.py"),
-        "{err}"
+        err.contains("ValueError: boom")
+            && err.contains("agent.py")
+            && err.contains(r#"raise ValueError("boom")"#),
+        "the traceback names the agent's file and shows its line: {err}"
     );
     assert_eq!(
         rig.store.get_state(a).await.unwrap().unwrap().state["n"],
@@ -237,6 +239,56 @@ def run(ctx):
         "the run after a failure starts from the last good state"
     );
     assert_eq!(r["history"], serde_json::json!(["failed", "succeeded"]));
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_are_plain_json_and_agent_tracebacks_show_their_lines() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = r#"
+import traceback
+
+
+def run(ctx):
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        tb = traceback.format_exc()
+    ctx.state["text"] = "é ✓ 😀 \"quoted\"\n"
+    return {"tb": tb, "run": [ctx.run.task_id, ctx.run.attempt, ctx.run.trigger],
+            "text": ctx.state["text"], "big": 2 ** 62, "f": -0.125, "none": None}
+"#;
+    let a = rig.agent("plain", code, |_| {}).await;
+    let t = rig.enqueue(a).await;
+    let done = rig.wait(t, Duration::from_secs(30)).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    let r = done.result.unwrap();
+    let tb = r["tb"].as_str().unwrap();
+    assert!(tb.contains("1 / 0") && tb.contains("agent.py"), "{tb}");
+    assert_eq!(r["run"], serde_json::json!([t, 1, "manual"]));
+    assert_eq!(r["text"], "\u{e9} \u{2713} \u{1F600} \"quoted\"\n");
+    assert_eq!(r["big"], 1i64 << 62);
+    assert_eq!(r["f"], -0.125);
+    assert!(r["none"].is_null());
+    let st = rig.store.get_state(a).await.unwrap().unwrap();
+    assert_eq!(st.state["text"], r["text"]);
+
+    // NaN and Infinity are not JSON: a clear error, not an unreadable reply.
+    let nan = rig
+        .agent(
+            "nan",
+            "def run(ctx):\n    return {\"x\": float(\"nan\")}\n",
+            |_| {},
+        )
+        .await;
+    let t = rig.enqueue(nan).await;
+    let failed = rig.wait(t, Duration::from_secs(30)).await;
+    assert_eq!(failed.status, TaskStatus::Failed);
+    let err = failed.error.unwrap();
+    assert!(err.contains("not JSON-serialisable"), "{err}");
     rig.stop().await;
 }
 

@@ -212,13 +212,13 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, timeout_s: u64, memory_mb: u
                 e["type"].as_str().unwrap_or("Error"),
                 e["message"].as_str().unwrap_or("")
             );
+            // A traceback without agent frames is the head line again.
+            let tb = e["traceback"].as_str().unwrap_or("").trim_end();
+            let tb = if tb == head { "" } else { tb };
             let text = if kind == "memory" {
-                format!(
-                    "memory limit exceeded ({memory_mb} MiB): {head}\n{}",
-                    e["traceback"].as_str().unwrap_or("")
-                )
+                format!("memory limit exceeded ({memory_mb} MiB): {head}\n{tb}")
             } else {
-                format!("{head}\n{}", e["traceback"].as_str().unwrap_or(""))
+                format!("{head}\n{tb}")
             };
             o.status = Some(TaskStatus::Failed);
             o.error = Some(m.mask(text.trim_end()));

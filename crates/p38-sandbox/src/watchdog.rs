@@ -32,22 +32,39 @@ struct Info {
 }
 
 impl Info {
-    /// Waits up to `timeout` for info data; returns early when there is some.
-    fn poll(&mut self, timeout: Duration, bwrap_pid: libc::pid_t) {
-        let Some(fd) = &self.fd else {
-            std::thread::sleep(timeout);
-            return;
-        };
-        let mut p = libc::pollfd {
-            fd: fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) };
-        if p.revents == 0 {
-            return;
+    /// Waits up to `timeout` for info data or the launched process's exit
+    /// (its pidfd turns readable); returns whether it has exited. Without
+    /// the pidfd the end is seen only through `done`, at the next tick.
+    fn poll(&mut self, timeout: Duration, bwrap_pid: libc::pid_t, child: Option<&OwnedFd>) -> bool {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(2);
+        for fd in [self.fd.as_ref(), child].into_iter().flatten() {
+            fds.push(libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
         }
+        if fds.is_empty() {
+            std::thread::sleep(timeout);
+            return false;
+        }
+        // SAFETY: a valid array of pollfd of the given length.
+        unsafe {
+            libc::poll(
+                fds.as_mut_ptr(),
+                fds.len() as libc::nfds_t,
+                timeout.as_millis() as libc::c_int,
+            )
+        };
+        let exited = child.is_some() && fds.last().is_some_and(|p| p.revents != 0);
+        if self.fd.is_some() && fds[0].revents != 0 {
+            self.read_info(bwrap_pid);
+        }
+        exited
+    }
+
+    fn read_info(&mut self, bwrap_pid: libc::pid_t) {
+        let Some(fd) = &self.fd else { return };
         let mut buf = [0u8; 1024];
         // SAFETY: reading into a local buffer.
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -121,11 +138,20 @@ pub(crate) fn run(
         bytes: Vec::new(),
         pidfd: None,
     };
+    // Readable once the launched process has exited, so the watchdog ends
+    // with the run instead of at its next tick (which would add up to a
+    // tick to every run). The process is not reaped before this thread is
+    // joined, so the pid is still its own.
+    // SAFETY: pidfd_open returns a new fd or -1.
+    let child = match unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } {
+        fd if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
+        _ => None,
+    };
     let finished =
         |done: &mpsc::Receiver<()>| !matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty));
     let reason = loop {
-        info.poll(TICK, pid);
-        if finished(&done) {
+        let exited = info.poll(TICK, pid, child.as_ref());
+        if exited || finished(&done) {
             return END_NONE;
         }
         if cancel.is_cancelled() {
@@ -146,8 +172,9 @@ pub(crate) fn run(
     // and a signal sent then may reach a process that is still setting up.
     let kill_at = Instant::now() + grace;
     let (mut termed_init, mut termed_group) = (false, false);
+    let mut exited = false;
     loop {
-        if finished(&done) {
+        if exited || finished(&done) {
             return reason;
         }
         if Instant::now() < kill_at {
@@ -161,6 +188,6 @@ pub(crate) fn run(
             info.signal(libc::SIGKILL);
             group(libc::SIGKILL);
         }
-        info.poll(TICK, pid);
+        exited = info.poll(TICK, pid, child.as_ref());
     }
 }

@@ -7,17 +7,93 @@ one JSON message to file descriptor 4: the returned value, the new state
 and the log lines, or the error with its traceback. Standard library only.
 """
 
-import datetime
-import json
-import linecache
 import os
 import sys
-import traceback
-import types
+import time
 
 AGENT_FILE = "agent.py"
 MAX_LOG_LINES = 1000
 MAX_LOG_CHARS = 4000
+
+# Only builtin modules are imported up front: every run starts a fresh
+# Python, and importing `json` (which pulls in `re` and `enum`), `traceback`
+# or `datetime` would cost several milliseconds of every run, trivial agents
+# included. JSON goes through `_json`, the C accelerator behind `json`, used
+# directly; the pure-Python `json` is the fallback wherever `_json` is
+# missing or behaves differently (checked once, below). Output never holds
+# NaN or Infinity, which are not JSON and which the runtime could not read.
+
+
+class _ScanContext:
+    """The settings `_json.make_scanner` reads, as `json.JSONDecoder` has them."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = float
+    memo = {}
+
+
+def _not_serialisable(o):
+    raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
+
+
+def _c_loads(text):
+    """Parse one JSON document with the C scanner."""
+    scan = _SCAN
+    end = len(text)
+    i = 0
+    while i < end and text[i] in " \t\n\r":
+        i += 1
+    try:
+        value, i = scan(text, i)
+    except StopIteration as e:
+        raise ValueError(f"invalid JSON at character {e.value}") from None
+    while i < end and text[i] in " \t\n\r":
+        i += 1
+    if i != end:
+        raise ValueError(f"extra data after JSON at character {i}")
+    return value
+
+
+def _c_dumps(value):
+    """Serialise with the C encoder (a fresh one: it keeps circularity marks)."""
+    encode = _json.make_encoder(
+        {}, _not_serialisable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, False
+    )
+    return "".join(encode(value, 0))
+
+
+def _py_loads(text):
+    import json
+
+    return json.loads(text)
+
+
+def _py_dumps(value):
+    import json
+
+    return json.dumps(value, allow_nan=False)
+
+
+try:
+    import _json
+
+    _SCAN = _json.make_scanner(_ScanContext())
+    _SAMPLE = {"a": [1, -2.5, "\u00e9\n", None, True, False], "b": {}}
+    if _c_loads(_c_dumps(_SAMPLE)) != _SAMPLE or _c_dumps([1.5]) != "[1.5]":
+        raise ImportError("_json behaves differently")
+    loads, dumps = _c_loads, _c_dumps
+except Exception:  # noqa: BLE001 - any surprise means: use json itself
+    loads, dumps = _py_loads, _py_dumps
+
+
+def utc_now_iso():
+    """The current UTC time as ISO 8601 with milliseconds (no datetime import)."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}+00:00"
 
 
 class SecretNotDeclared(KeyError):
@@ -67,8 +143,7 @@ class Log:
         text = str(msg) % args if args else str(msg)
         if len(text) > MAX_LOG_CHARS:
             text = text[:MAX_LOG_CHARS] + "...[truncated]"
-        now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-        self.lines.append({"level": level, "message": text, "at": now})
+        self.lines.append({"level": level, "message": text, "at": utc_now_iso()})
 
     def debug(self, msg, *args):
         """Log at debug level."""
@@ -101,6 +176,29 @@ class Tools:
         )
 
 
+class RunFacts:
+    """``ctx.run``: task id, attempt, trigger, scheduled time, agent id and name."""
+
+    def __init__(self, facts):
+        self.__dict__.update(facts)
+
+    def __repr__(self):
+        return f"RunFacts({self.__dict__!r})"
+
+
+class AgentSource:
+    """The agent module's ``__loader__``: lets ``linecache`` (and so any
+    traceback, also one the agent formats itself) show the agent's lines
+    without importing anything up front."""
+
+    def __init__(self, code):
+        self.code = code
+
+    def get_source(self, name):
+        """The agent's source code."""
+        return self.code
+
+
 class Context:
     """What ``run(ctx)`` receives."""
 
@@ -109,7 +207,7 @@ class Context:
         self.config = msg.get("config") or {}
         self.secrets = Secrets(msg.get("secrets") or {})
         self.log = Log()
-        self.run = types.SimpleNamespace(**(msg.get("run") or {}))
+        self.run = RunFacts(msg.get("run") or {})
         self.history = msg.get("history") or []
         self.tools = Tools(msg.get("tools") or [])
         self.workspace = os.getcwd()
@@ -124,14 +222,14 @@ def read_message():
             if not b:
                 break
             chunks.append(b)
-    return json.loads(b"".join(chunks).decode("utf-8"))
+    return loads(b"".join(chunks).decode("utf-8"))
 
 
 def load_agent(code):
     """Compile the agent as module ``agent`` so tracebacks show its lines."""
-    linecache.cache[AGENT_FILE] = (len(code), None, code.splitlines(True), AGENT_FILE)
-    module = types.ModuleType("agent")
+    module = type(sys)("agent")
     module.__file__ = AGENT_FILE
+    module.__loader__ = AgentSource(code)
     sys.modules["agent"] = module
     exec(compile(code, AGENT_FILE, "exec"), module.__dict__)  # noqa: S102 - this is the runner
     run = getattr(module, "run", None)
@@ -140,8 +238,14 @@ def load_agent(code):
     return run
 
 
-def error_of(exc):
+def error_of(exc, code):
     """Describe an exception, with the traceback limited to the agent's frames."""
+    import linecache
+    import traceback
+
+    if code is not None:
+        # The agent's lines, whatever files the agent wrote to its workspace.
+        linecache.cache[AGENT_FILE] = (len(code), None, code.splitlines(True), AGENT_FILE)
     tb = traceback.TracebackException.from_exception(exc)
     frames = [f for f in tb.stack if f.filename == AGENT_FILE]
     tb.stack = traceback.StackSummary.from_list(frames)
@@ -159,29 +263,31 @@ def main():
     main_pid = os.getpid()
     reply = {"ok": False}
     ctx = None
+    code = None
     try:
         msg = read_message()
         max_state = int(msg.get("max_state_bytes") or 1048576)
         ctx = Context(msg)
-        run = load_agent(msg["code"])
+        code = msg["code"]
+        run = load_agent(code)
         value = run(ctx)
         try:
-            result = json.loads(json.dumps(value))
-        except (TypeError, ValueError) as e:
+            result = loads(dumps(value))
+        except (TypeError, ValueError, RecursionError) as e:
             raise TypeError(f"run() returned a value that is not JSON-serialisable: {e}") from None
         if not isinstance(ctx.state, dict):
             raise TypeError("ctx.state must stay a dict")
         try:
-            state_text = json.dumps(ctx.state)
-        except (TypeError, ValueError) as e:
+            state_text = dumps(ctx.state)
+        except (TypeError, ValueError, RecursionError) as e:
             raise TypeError(f"ctx.state holds a value that is not JSON-serialisable: {e}") from None
         if len(state_text.encode("utf-8")) > max_state:
             raise ValueError(
                 f"ctx.state is {len(state_text.encode('utf-8'))} bytes; the limit is {max_state} bytes"
             )
-        reply = {"ok": True, "result": result, "state": json.loads(state_text)}
+        reply = {"ok": True, "result": result, "state": loads(state_text)}
     except BaseException as e:  # noqa: BLE001 - report everything, SystemExit included
-        reply = {"ok": False, "error": error_of(e)}
+        reply = {"ok": False, "error": error_of(e, code)}
     if os.getpid() != main_pid:
         # A process the agent forked came back out of run(): only the
         # agent's own process reports; a copy leaves without a word.
@@ -189,7 +295,7 @@ def main():
     if ctx is not None:
         reply["logs"] = ctx.log.lines
         reply["logs_dropped"] = ctx.log.dropped
-    data = json.dumps(reply).encode("utf-8")
+    data = dumps(reply).encode("utf-8")
     with os.fdopen(4, "wb") as out:
         out.write(data)
     sys.stdout.flush()

@@ -1,0 +1,259 @@
+//! Overhead of a sandboxed agent run against a bare Python start, measured
+//! in the same run (release build):
+//!
+//! ```sh
+//! cargo bench -p p38-cli --bench sandbox -- all        # both, 200 runs each
+//! cargo bench -p p38-cli --bench sandbox -- overhead   # executor vs python3 -c pass
+//! cargo bench -p p38-cli --bench sandbox -- api 200    # POST execute to finished task
+//! ```
+//!
+//! `overhead` interleaves three kinds of run so machine noise hits them
+//! alike: bare `python3 -c pass`; a sandbox run of an empty file (bwrap,
+//! the init shim, Python; no runner); and a full executor run of
+//! `def run(ctx): return {"ok": True}` (runner, JSON in and out, masking).
+//! `api` starts a real `p38 up` on SQLite and times POST
+//! /api/agents/{id}/execute until GET /api/tasks/{id} shows it finished.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use p38_core::agent::Agent;
+use p38_core::task::TaskStatus;
+use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
+use p38_sandbox::{CancelFlag, Limits, RunRequest, Sandbox, SandboxConfig};
+
+const AGENT: &str = "def run(ctx):\n    return {\"ok\": True}\n";
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let what = args.first().map(String::as_str).unwrap_or("all");
+    let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
+    if !std::path::Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("SKIP: bubblewrap is not installed (apt-get install bubblewrap)");
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let python = python();
+    let bare = if matches!(what, "all" | "overhead" | "api") {
+        Some(rt.block_on(overhead(&python, runs, what != "api")))
+    } else {
+        None
+    };
+    if matches!(what, "all" | "api") {
+        api(runs, bare.expect("measured above"));
+    }
+}
+
+/// The Python the platform would pick (`resolve_python`), so bare and
+/// sandboxed runs start the same interpreter.
+fn python() -> PathBuf {
+    let (p, _) = p38_runtime::resolve_python(None).expect("python3");
+    p
+}
+
+struct Stats {
+    median: f64,
+    p95: f64,
+}
+
+fn stats(mut ms: Vec<f64>) -> Stats {
+    ms.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        p95: at(0.95),
+    }
+}
+
+fn row(name: &str, s: &Stats, bare: &Stats) {
+    println!(
+        "{name:<44} median {:>7.2} ms  p95 {:>7.2} ms   overhead median {:>6.2} ms  p95 {:>6.2} ms",
+        s.median,
+        s.p95,
+        s.median - bare.median,
+        s.p95 - bare.p95
+    );
+}
+
+/// Bare Python vs the sandbox alone vs a full executor run. Returns the
+/// bare-Python statistics, the baseline for the API measurement.
+async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_p38"));
+    let (py, prefix) = p38_runtime::resolve_python(Some(python)).unwrap();
+    let mut sc = SandboxConfig::new(py, vec![exe.into_os_string(), "__sandbox-init".into()]);
+    sc.python_prefix = prefix;
+    let sandbox = Sandbox::new(sc).expect("sandbox available");
+    let cfg = RuntimeConfig::new(dir.path());
+    let exec = Executor::new(
+        sandbox.clone(),
+        Arc::new(p38_secrets::EnvResolver),
+        cfg.clone(),
+    )
+    .unwrap();
+    let agent = Agent::unstored("bench", AGENT, vec![], false, serde_json::json!({}));
+    let empty = dir.path().join("empty.py");
+    std::fs::write(&empty, "").unwrap();
+    let ws = dir.path().join("ws");
+
+    let (mut bare, mut sandboxed, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    // Warm-up: page caches, the first namespace set-up.
+    for i in 0..(runs + 10) {
+        let t = Instant::now();
+        let st = Command::new(python)
+            .args(["-c", "pass"])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let b = t.elapsed();
+
+        let t = Instant::now();
+        let out = sandbox
+            .run(RunRequest {
+                script: empty.clone(),
+                input: b"{}".to_vec(),
+                workspace: ws.clone(),
+                network: false,
+                limits: Limits::default(),
+                cancel: CancelFlag::new(),
+                run_as: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        let s = t.elapsed();
+
+        let job = Job {
+            code: AGENT.into(),
+            facts: RunFacts {
+                task_id: i as i64,
+                attempt: 1,
+                trigger: "manual".into(),
+                scheduled_at: chrono::Utc::now().to_rfc3339(),
+            },
+            state: serde_json::json!({}),
+            history: Vec::new(),
+            workspace: cfg.workspace(0),
+            cancel: CancelFlag::new(),
+        };
+        let t = Instant::now();
+        let o = exec.run(&agent, job).await;
+        let f = t.elapsed();
+        assert_eq!(o.status, Some(TaskStatus::Succeeded), "{o:?}");
+        if i >= 10 {
+            bare.push(ms(b));
+            sandboxed.push(ms(s));
+            full.push(ms(f));
+        }
+    }
+    let bare = stats(bare);
+    if print {
+        println!(
+            "{runs} runs each, interleaved; python: {}",
+            python.display()
+        );
+        println!(
+            "{:<44} median {:>7.2} ms  p95 {:>7.2} ms",
+            "python3 -c pass (bare, baseline)", bare.median, bare.p95
+        );
+        row(
+            "sandbox: empty file (bwrap + init + python)",
+            &stats(sandboxed),
+            &bare,
+        );
+        row("executor: run(ctx) -> {\"ok\": True}", &stats(full), &bare);
+    }
+    bare
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// End to end through the HTTP API: execute, then poll the task every
+/// millisecond until it is final.
+fn api(runs: usize, bare: Stats) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("p38-data");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p38"))
+        .args(["up", "--bind", &format!("127.0.0.1:{port}")])
+        .env("P38_DATA_DIR", &data)
+        .env("P38_LOG", "error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::blocking::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http.get(format!("{base}/health")).send().is_err() {
+        assert!(Instant::now() < deadline, "p38 up did not answer");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let token = token.trim();
+    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
+        let r = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{path}: {}", r.status());
+        r.json().unwrap()
+    };
+    post(
+        "/api/agents",
+        serde_json::json!({"name": "bench", "code": AGENT}),
+    );
+    post("/api/agents/bench/approve", serde_json::json!({}));
+    let mut times = Vec::new();
+    for i in 0..(runs + 10) {
+        let t = Instant::now();
+        let task = post("/api/agents/bench/execute", serde_json::json!({}));
+        let id = task["id"].as_i64().unwrap();
+        loop {
+            let v: serde_json::Value = http
+                .get(format!("{base}/api/tasks/{id}"))
+                .bearer_auth(token)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            match v["status"].as_str() {
+                Some("succeeded") => break,
+                Some("queued" | "running") => std::thread::sleep(Duration::from_millis(1)),
+                other => panic!("task {id} ended {other:?}: {v}"),
+            }
+        }
+        if i >= 10 {
+            times.push(ms(t.elapsed()));
+        }
+    }
+    let _ = nix_kill(child.id());
+    let _ = child.wait();
+    row("API: POST execute .. task succeeded", &stats(times), &bare);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn nix_kill(pid: u32) -> nix::Result<()> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+}
