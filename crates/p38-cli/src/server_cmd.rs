@@ -228,7 +228,9 @@ pub fn build_executor(
         cfg.worker_id = id.clone();
     }
     let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)?;
-    Executor::new(sandbox, secrets, cfg).context("preparing the runtime folder")
+    Ok(Executor::new(sandbox, secrets, cfg)
+        .context("preparing the runtime folder")?
+        .precompile_runner())
 }
 
 /// Probes the sandbox; without it agents do not run, unless the operator

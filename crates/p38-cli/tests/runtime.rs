@@ -55,8 +55,16 @@ impl Rig {
         let mut cfg = RuntimeConfig::new(dir.path());
         cfg.heartbeat = Duration::from_millis(200);
         cfg.poll = Duration::from_millis(100);
-        let exec =
-            Arc::new(Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg).unwrap());
+        // As the server's worker does: the runner precompiled.
+        let exec = Arc::new(
+            Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg)
+                .unwrap()
+                .precompile_runner(),
+        );
+        assert!(
+            dir.path().join("runtime/runner.pyc").is_file(),
+            "the runner was not precompiled"
+        );
         let wake = LocalSignal::default();
         let (stop, rx) = watch::channel(false);
         let w = Worker::new(store.clone() as Arc<dyn Store>, exec, wake.tasks.clone());

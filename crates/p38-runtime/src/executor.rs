@@ -83,6 +83,20 @@ impl Executor {
         })
     }
 
+    /// Compiles the runner once, so that no run pays for compiling it
+    /// (worth it for a worker, which runs many agents; not for one run).
+    /// On failure, runs keep compiling it and a warning says why.
+    pub fn precompile_runner(mut self) -> Executor {
+        let dir = self.cfg.data_dir.join("runtime");
+        match crate::python::compile_runner(&self.sandbox, &dir) {
+            Ok(pyc) => self.runner = pyc,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not precompile the agent runner; every run compiles it")
+            }
+        }
+        self
+    }
+
     /// Whether runs are sandboxed.
     pub fn sandboxed(&self) -> bool {
         self.sandbox.is_sandboxed()

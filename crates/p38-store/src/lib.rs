@@ -59,6 +59,26 @@ pub struct SqlStore {
     schema: Option<String>,
 }
 
+/// SQLite keeps memory statistics by default, behind one process-wide
+/// mutex taken on every allocation; with several connections reading at
+/// once (API requests in parallel) that mutex is contended on every row.
+/// Project38 never reads those statistics, so they are turned off, once,
+/// before SQLite initialises (afterwards the call is refused, harmlessly).
+#[allow(unsafe_code)] // one FFI call; SQLite validates the moment itself
+fn sqlite_tuning() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: sqlite3_config with an int argument, before any connection
+        // of this process exists (SQLite checks this and refuses otherwise).
+        unsafe {
+            libsqlite3_sys::sqlite3_config(
+                libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS,
+                0 as std::ffi::c_int,
+            );
+        }
+    });
+}
+
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -68,6 +88,9 @@ impl SqlStore {
     pub async fn connect(url: &str, opts: StoreOptions) -> Result<SqlStore> {
         install_default_drivers();
         let backend = backend_of(url)?;
+        if matches!(backend, Backend::Sqlite) {
+            sqlite_tuning();
+        }
         let (url, url_schema) = take_schema_param(url);
         let mut opts = opts;
         if opts.schema.is_none() {
