@@ -13,7 +13,7 @@ use p38_core::time::now;
 use p38_core::{Error, Result};
 
 use crate::App;
-use crate::dto::{AgentView, CreateAgent, UpdateAgent};
+use crate::dto::{AgentView, CreateAgent, GenerationCost, UpdateAgent};
 
 /// How many upcoming firings an agent view lists.
 const NEXT_RUNS_SHOWN: usize = 5;
@@ -76,8 +76,24 @@ impl App {
     }
 
     /// One agent with its next firings.
+    /// One agent, with what writing it cost when Project38 wrote it.
     pub async fn get_agent(&self, who: &Principal, id_or_name: &str) -> Result<AgentView> {
-        self.find_agent(who, id_or_name).await.map(view)
+        let agent = self.find_agent(who, id_or_name).await?;
+        let generation = match agent.generation_id {
+            Some(g) => self.store.get_generation(g).await?.map(|g| GenerationCost {
+                id: g.id,
+                model: g.model,
+                iterations: g.iteration,
+                input_tokens: g.input_tokens,
+                output_tokens: g.output_tokens,
+                cost_usd: g.cost_usd,
+            }),
+            None => None,
+        };
+        Ok(AgentView {
+            generation,
+            ..view(agent)
+        })
     }
 
     /// Agents, newest first.
@@ -469,7 +485,11 @@ pub fn view(agent: Agent) -> AgentView {
         },
         _ => Vec::new(),
     };
-    AgentView { agent, next_runs }
+    AgentView {
+        agent,
+        next_runs,
+        generation: None,
+    }
 }
 
 /// Only active and paused agents run; anything else is a conflict that

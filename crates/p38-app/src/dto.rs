@@ -103,6 +103,27 @@ pub struct AgentView {
     pub agent: Agent,
     /// The next times its schedule fires (empty when it has none or is not active).
     pub next_runs: Vec<DateTime<Utc>>,
+    /// What writing it cost, for an agent Project38 wrote (only in
+    /// `GET /api/agents/{id}`; listings leave it out to stay one query).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationCost>,
+}
+
+/// The language-model cost of the generation that wrote an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GenerationCost {
+    /// The generation (`GET /api/generations/{id}`).
+    pub id: i64,
+    /// The model that wrote it.
+    pub model: String,
+    /// Iterations of the repair loop.
+    pub iterations: i64,
+    /// Input tokens over every call.
+    pub input_tokens: i64,
+    /// Output tokens over every call.
+    pub output_tokens: i64,
+    /// Total cost, USD.
+    pub cost_usd: f64,
 }
 
 /// `POST /api/tokens`.

@@ -299,4 +299,16 @@ fn show_agent(c: &Client, v: &Value) {
     if let Some(d) = v["description"].as_str().filter(|d| !d.is_empty()) {
         println!("description:   {d}");
     }
+    let g = &v["generation"];
+    if g.is_object() {
+        println!(
+            "written by:    {} in {} iteration(s), {} + {} tokens, ${:.4} (generation {})",
+            g["model"].as_str().unwrap_or("?"),
+            g["iterations"],
+            g["input_tokens"],
+            g["output_tokens"],
+            g["cost_usd"].as_f64().unwrap_or(0.0),
+            g["id"]
+        );
+    }
 }

@@ -197,6 +197,16 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     assert!(g["cost_usd"].as_f64().unwrap() > 0.0);
     assert_eq!(g["input_tokens"], 2000);
     assert_eq!(g["output_tokens"], 600);
+    // The agent itself shows what writing it cost.
+    let one = get(format!("/api/agents/{}", agent["id"])).await;
+    assert_eq!(one["generation"]["id"], agent["generation_id"]);
+    assert_eq!(one["generation"]["cost_usd"], g["cost_usd"]);
+    assert_eq!(one["generation"]["iterations"], 2);
+    assert_eq!(one["generation"]["input_tokens"], 2000);
+    assert!(
+        agents["items"][0].get("generation").is_none(),
+        "listings stay one query"
+    );
 
     // Nothing runs before approval.
     let id = agent["id"].to_string();
@@ -214,6 +224,15 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     assert!(
         out.contains("findings") && out.contains("$"),
         "approval shows the report first: {out}"
+    );
+    let (d, u, i) = (data.clone(), url.clone(), id.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "show", &i]))
+        .await
+        .unwrap();
+    assert!(ok, "{out} {err}");
+    assert!(
+        out.contains("written by:") && out.contains("2 iteration(s)"),
+        "agent show tells what writing the agent cost: {out}"
     );
     let (d, u, i) = (data.clone(), url.clone(), id.clone());
     let (ok, out, err) =
