@@ -61,6 +61,7 @@ impl App {
             )
             .await?;
         admin.chain.reload();
+        self.announce_secrets_changed().await;
         Ok(meta)
     }
 
@@ -82,15 +83,31 @@ impl App {
         if let Ok(admin) = self.secrets_admin() {
             admin.chain.reload();
         }
+        self.announce_secrets_changed().await;
         Ok(())
     }
 
     /// Drops the resolver's cache so the next run reads every backend again.
+    /// Every other process on the same database (workers elsewhere) is
+    /// told too.
     pub async fn reload_secrets(&self, who: &Principal) -> Result<()> {
         who.require(Scope::Admin)?;
         self.secrets_admin()?.chain.reload();
         self.store
+            .announce_secrets_changed()
+            .await
+            .map_err(|e| Error::Unavailable(format!("telling the other processes failed: {e}")))?;
+        self.store
             .append_audit(audit(who, "secret.reload", "secrets", None))
             .await
+    }
+
+    /// After a write or delete: other processes drop their caches now. A
+    /// failure only delays them until their cache's TTL, so it is logged,
+    /// not returned (the write itself succeeded).
+    async fn announce_secrets_changed(&self) {
+        if let Err(e) = self.store.announce_secrets_changed().await {
+            tracing::warn!(error = %e, "could not tell other processes that secrets changed; they see it after the cache TTL");
+        }
     }
 }

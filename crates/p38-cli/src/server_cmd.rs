@@ -45,6 +45,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     tracing::info!(database = %redact_url(&url), "database ready");
 
     let secrets = crate::secrets_cfg::build(&a.secrets, &a.data_dir, store.clone(), seen)?;
+    follow_secret_changes(&*store, secrets.chain.clone()).await;
     let wake = LocalSignal::default();
     let executor = if worker {
         Some(Arc::new(build_executor(
@@ -147,6 +148,27 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     let _ = stop_tx.send(true);
     while jobs.join_next().await.is_some() {}
     Ok(ExitCode::SUCCESS)
+}
+
+/// A secret changed through another process on the same database (a
+/// write, a delete, `p38 secret reload`): this process drops its cache at
+/// once, instead of serving the old value until the cache's TTL.
+async fn follow_secret_changes(store: &dyn Store, chain: Arc<p38_secrets::ChainResolver>) {
+    let changed = Arc::new(tokio::sync::Notify::new());
+    match store.listen_secrets(changed.clone()).await {
+        Ok(()) => {
+            tokio::spawn(async move {
+                loop {
+                    changed.notified().await;
+                    chain.reload();
+                }
+            });
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "no secret-change notifications from the database; other processes' changes arrive after the cache TTL"
+        ),
+    }
 }
 
 /// The generator of agents: provider settings, keys from the secret chain,

@@ -654,3 +654,86 @@ async fn retries_follow_the_backoff_and_cron_fires_on_the_second() {
     );
     let _ = PathBuf::new();
 }
+
+/// A secret written through the API of one process reaches a worker in
+/// another process at once (PostgreSQL NOTIFY), not when the worker's
+/// cache runs out (5 minutes by default).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_changed_through_one_process_reaches_workers_elsewhere_at_once() {
+    let Some(db) = Db::new("secretsync").await else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _serve = Proc::spawn(
+        &["serve", "--bind", &format!("127.0.0.1:{port}")],
+        db.dir.path(),
+        &db.url,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let h = http.clone();
+    let b = base.clone();
+    wait_until(Duration::from_secs(30), "p38 serve to answer", || {
+        let (h, b) = (h.clone(), b.clone());
+        async move { h.get(format!("{b}/health")).send().await.is_ok() }
+    })
+    .await;
+    let token = std::fs::read_to_string(db.dir.path().join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let put = |value: &'static str| {
+        let r = http
+            .put(format!("{base}/api/secrets/API_KEY"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "value": value }))
+            .send();
+        async move {
+            let r = r.await.unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    put("first-value-0001").await;
+    let _worker = Proc::spawn(&["worker"], db.dir.path(), &db.url);
+    let mut a = agent(
+        "reader",
+        "def run(ctx):\n    return ctx.secrets['API_KEY'][::-1]\n",
+        AgentSettings::default(),
+    );
+    a.secrets = vec!["API_KEY".into()];
+    let a = db.store.create_agent(a, audit()).await.unwrap();
+    let run_once = |store: Arc<SqlStore>| async move {
+        let t = store
+            .enqueue(task(a.id, TaskKind::Agent), None)
+            .await
+            .unwrap();
+        let s = store.clone();
+        wait_until(
+            Duration::from_secs(60),
+            "the worker to run the agent",
+            || {
+                let s = s.clone();
+                async move { s.get_task(t.id).await.unwrap().unwrap().status.is_final() }
+            },
+        )
+        .await;
+        let done = store.get_task(t.id).await.unwrap();
+        let t = done.unwrap();
+        assert_eq!(t.status, TaskStatus::Succeeded, "{:?}", t.error);
+        t.result.unwrap()
+    };
+    assert_eq!(run_once(db.store.clone()).await, "1000-eulav-tsrif");
+    // The worker has the first value cached now; the API changes it.
+    put("second-value-0002").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        run_once(db.store.clone()).await,
+        "2000-eulav-dnoces",
+        "the worker in the other process still used the cached old value"
+    );
+    db.done().await;
+}

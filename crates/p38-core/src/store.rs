@@ -250,6 +250,14 @@ pub trait Store:
     /// LISTEN/NOTIFY) to `wake`, so workers on other nodes start at once.
     /// A no-op on SQLite, where all workers share the process.
     async fn listen(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Result<()>;
+    /// Tells every process on the database that secrets changed (a write,
+    /// a delete, `p38 secret reload`), so each drops its secret cache at
+    /// once rather than when the cache's TTL runs out. PostgreSQL NOTIFY;
+    /// a no-op on SQLite, where one process holds the only cache.
+    async fn announce_secrets_changed(&self) -> Result<()>;
+    /// Forwards those announcements, from any process, to `changed`. A
+    /// no-op on SQLite.
+    async fn listen_secrets(&self, changed: std::sync::Arc<tokio::sync::Notify>) -> Result<()>;
 }
 
 /// Wakes workers when a task is queued, so a run starts at once instead of

@@ -56,7 +56,6 @@ pub struct SqlStore {
     /// The URL without Project38's own parameters (PostgreSQL LISTEN needs
     /// a connection of its own).
     url: String,
-    schema: Option<String>,
 }
 
 /// SQLite keeps memory statistics by default, behind one process-wide
@@ -131,7 +130,6 @@ impl SqlStore {
             claim_pool,
             backend,
             url,
-            schema: opts.schema,
         })
     }
 
@@ -192,30 +190,63 @@ impl Store for SqlStore {
     }
 
     async fn listen(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> Result<()> {
-        if self.backend != Backend::Postgres {
-            return Ok(());
-        }
-        let url = self.url.clone();
         // Notifications are per database, not per schema: a listener of one
         // schema may be woken by another's tasks and then finds nothing to
         // claim, which is harmless.
-        let _ = &self.schema;
-        let mut listener = sqlx::postgres::PgListener::connect(&url)
+        self.forward(TASKS_CHANNEL, wake).await
+    }
+
+    async fn announce_secrets_changed(&self) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(SECRETS_CHANNEL)
+            .execute(&self.pool)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot LISTEN for tasks: {e}")))?;
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn listen_secrets(&self, changed: std::sync::Arc<tokio::sync::Notify>) -> Result<()> {
+        // Per database too: another schema's change costs one extra reload.
+        self.forward(SECRETS_CHANNEL, changed).await
+    }
+}
+
+/// The NOTIFY channel of queued tasks (sent by `tasks.rs`).
+const TASKS_CHANNEL: &str = "p38_tasks";
+/// The NOTIFY channel of secret changes.
+const SECRETS_CHANNEL: &str = "p38_secrets";
+
+impl SqlStore {
+    /// Forwards PostgreSQL notifications on `channel` to `to`, on a task of
+    /// its own that reconnects when the connection drops. A no-op on SQLite.
+    async fn forward(
+        &self,
+        channel: &'static str,
+        to: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        let mut listener = sqlx::postgres::PgListener::connect(&self.url)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot LISTEN on {channel}: {e}")))?;
         listener
-            .listen("p38_tasks")
+            .listen(channel)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot LISTEN for tasks: {e}")))?;
+            .map_err(|e| Error::Unavailable(format!("cannot LISTEN on {channel}: {e}")))?;
         tokio::spawn(async move {
             loop {
                 match listener.recv().await {
-                    Ok(_) => wake.notify_one(),
+                    Ok(_) => to.notify_one(),
                     Err(e) => {
                         // PgListener reconnects by itself on the next recv;
-                        // wake the worker so it polls meanwhile.
-                        tracing::warn!(error = %e, "task notifications interrupted; reconnecting");
-                        wake.notify_one();
+                        // notifications sent meanwhile are lost, so notify
+                        // anyway: a spurious wake-up is harmless.
+                        tracing::warn!(channel, error = %e, "notifications interrupted; reconnecting");
+                        to.notify_one();
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
