@@ -143,10 +143,69 @@ impl App {
                 audit(who, "generation.start", "", None),
             )
             .await?;
+        // Held through a lease from the start, so that if this process
+        // dies before the loop ends another one runs it again.
+        self.store
+            .renew_generation(g.id, &self.config.instance_id, self.config.generation_lease)
+            .await?;
         let app = self.clone();
         let (id, desc, actor) = (g.id, description.to_string(), who.actor());
-        tokio::spawn(async move { app.run_generation(id, factory, desc, actor).await });
+        tokio::spawn(async move {
+            app.run_generation(id, factory, desc, actor, Spent::default())
+                .await
+        });
         Ok(g)
+    }
+
+    /// Takes over the generations whose process died (their lease lapsed)
+    /// and runs them again, from the start, up to 3 attempts in all. Each
+    /// API process calls this now and then; the store's compare-and-set
+    /// hands each lapsed generation to one of them.
+    pub async fn take_over_generations(&self) -> Result<usize> {
+        let Some(generator) = self.generator.clone() else {
+            return Ok(0);
+        };
+        let mut taken = 0;
+        while let Some(g) = self
+            .store
+            .take_over_generation(&self.config.instance_id, self.config.generation_lease, 3)
+            .await?
+        {
+            tracing::warn!(
+                generation = g.id,
+                "taking over a generation whose process stopped; running it again"
+            );
+            let mut factory = match generator.factory().await {
+                Ok(f) => f,
+                Err(e) => {
+                    let msg = format!("could not run it again after an interruption: {e}");
+                    self.store
+                        .finish_generation(
+                            g.id,
+                            GenerationStatus::Failed,
+                            &serde_json::json!({}),
+                            Some(&msg),
+                            None,
+                        )
+                        .await?;
+                    continue;
+                }
+            };
+            // The budget is per agent: earlier attempts spent part of it.
+            factory.budget_usd = (factory.budget_usd - g.cost_usd).max(0.0);
+            let spent = Spent {
+                cost_usd: g.cost_usd,
+                input_tokens: g.input_tokens,
+                output_tokens: g.output_tokens,
+            };
+            let app = self.clone();
+            tokio::spawn(async move {
+                app.run_generation(g.id, factory, g.description, g.created_by, spent)
+                    .await
+            });
+            taken += 1;
+        }
+        Ok(taken)
     }
 
     /// One generation with its progress and report.
@@ -158,7 +217,43 @@ impl App {
             .ok_or_else(|| Error::not_found("generation", id))
     }
 
-    async fn run_generation(&self, id: i64, factory: Factory, description: String, actor: String) {
+    async fn run_generation(
+        &self,
+        id: i64,
+        factory: Factory,
+        description: String,
+        actor: String,
+        spent: Spent,
+    ) {
+        // Renew the lease while the loop runs; it lapses when this process
+        // dies, and another process runs the generation again.
+        let lease = self.config.generation_lease;
+        let (store, owner) = (self.store.clone(), self.config.instance_id.clone());
+        let renewer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 4).await;
+                match store.renew_generation(id, &owner, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(generation = id, error = %e, "renewing a generation's lease failed")
+                    }
+                }
+            }
+        });
+        self.run_generation_loop(id, factory, description, actor, spent)
+            .await;
+        renewer.abort();
+    }
+
+    async fn run_generation_loop(
+        &self,
+        id: i64,
+        factory: Factory,
+        description: String,
+        actor: String,
+        spent: Spent,
+    ) {
         // The loop reports progress synchronously; a task writes it to the
         // store so a slow database never slows the loop.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<p38_factory::Progress>();
@@ -176,9 +271,9 @@ impl App {
                     stage: stage.into(),
                     iteration: i64::from(p.iteration),
                     findings: p.findings as i64,
-                    cost_usd: p.cost_so_far,
-                    input_tokens: 0,
-                    output_tokens: 0,
+                    cost_usd: spent.cost_usd + p.cost_so_far,
+                    input_tokens: spent.input_tokens,
+                    output_tokens: spent.output_tokens,
                 };
                 let _ = store.generation_progress(id, &gp).await;
             }
@@ -189,6 +284,25 @@ impl App {
         let result = factory.generate(&description, &progress).await;
         drop(progress);
         let _ = writer.await;
+        // Still ours? A process stalled past its lease may have been taken
+        // over; then the other one records (and saves) the result.
+        match self
+            .store
+            .renew_generation(id, &self.config.instance_id, self.config.generation_lease)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(
+                    generation = id,
+                    "generation taken over by another process; this result is discarded"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(generation = id, error = %e, "checking a generation's lease failed")
+            }
+        }
         let (status, report, error, agent) = match result {
             Err(e) => (
                 GenerationStatus::Failed,
@@ -206,9 +320,9 @@ impl App {
                         .last()
                         .map(|i| i.findings.len() as i64)
                         .unwrap_or(0),
-                    cost_usd: g.total_cost_usd,
-                    input_tokens: g.total_input_tokens as i64,
-                    output_tokens: g.total_output_tokens as i64,
+                    cost_usd: spent.cost_usd + g.total_cost_usd,
+                    input_tokens: spent.input_tokens + g.total_input_tokens as i64,
+                    output_tokens: spent.output_tokens + g.total_output_tokens as i64,
                 };
                 let _ = self.store.generation_progress(id, &totals).await;
                 match &g.outcome {
@@ -322,4 +436,13 @@ impl App {
             format!("no free name near {:?}", spec.name),
         ))
     }
+}
+
+/// What earlier, interrupted attempts of a generation already cost; a
+/// taken-over generation's totals include it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    cost_usd: f64,
+    input_tokens: i64,
+    output_tokens: i64,
 }

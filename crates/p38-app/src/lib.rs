@@ -28,6 +28,11 @@ pub struct AppConfig {
     /// Approve agents without a human when they have no findings and no
     /// network, secret or tool permissions (opt-in).
     pub auto_approve: bool,
+    /// How long a generation stays this process's without a renewal; when
+    /// the process dies, another takes the generation over after this.
+    pub generation_lease: std::time::Duration,
+    /// This process, as owner of the generations it runs (`hostname:pid`).
+    pub instance_id: String,
 }
 
 impl Default for AppConfig {
@@ -37,6 +42,14 @@ impl Default for AppConfig {
             max_description_bytes: 16 * 1024,
             max_config_bytes: 64 * 1024,
             auto_approve: false,
+            generation_lease: std::time::Duration::from_secs(60),
+            instance_id: format!(
+                "{}:{}",
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .unwrap_or_else(|_| "host".into())
+                    .trim(),
+                std::process::id()
+            ),
         }
     }
 }

@@ -69,6 +69,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         AppConfig {
             max_code_bytes: a.max_code_bytes,
             auto_approve: a.llm.auto_approve,
+            generation_lease: Duration::from_secs(a.llm.generation_lease_seconds),
             ..AppConfig::default()
         },
     )
@@ -133,6 +134,21 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         );
         let rx = stop_rx.clone();
         jobs.spawn(async move { sched.run(rx).await });
+        // Generations whose process died are run again by a live one.
+        let (app, mut rx) = (app.clone(), stop_rx.clone());
+        let every = (Duration::from_secs(a.llm.generation_lease_seconds) / 4)
+            .max(Duration::from_millis(500));
+        jobs.spawn(async move {
+            loop {
+                if let Err(e) = app.take_over_generations().await {
+                    tracing::warn!(error = %e, "taking over interrupted generations failed");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+            }
+        });
     }
     if let Some(exec) = executor {
         let w = Worker::new(store.clone(), exec, wake.tasks.clone()).with_stops(wake.stops.clone());

@@ -83,6 +83,42 @@ impl Drop for Up {
     }
 }
 
+/// Starts `p38 up` against the fake provider; returns it, its URL and its
+/// log (stderr, collected as it comes).
+fn start_up(data: &Path, llm: &str, env: &[(&str, &str)]) -> (Up, String, Arc<Mutex<String>>) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p38"));
+    cmd.args(["up", "--bind", "127.0.0.1:0"])
+        .env("P38_DATA_DIR", data)
+        .env("P38_LLM_BASE_URL", llm)
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("P38_LOG", "debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(u) = line.split("listening on ").nth(1) {
+                let _ = tx.send(u.trim().to_string());
+            }
+            sink.lock().unwrap().push_str(&line);
+            sink.lock().unwrap().push('\n');
+        }
+    });
+    let up = Up(child);
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("p38 up started");
+    (up, url, log)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hebrew_description_becomes_an_approved_running_agent() {
     if !Path::new("/usr/bin/bwrap").exists() {
@@ -99,34 +135,7 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p38"))
-        .args(["up", "--bind", "127.0.0.1:0"])
-        .env("P38_DATA_DIR", &data)
-        .env("P38_LLM_BASE_URL", &llm)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("P38_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(u) = line.split("listening on ").nth(1) {
-                let _ = tx.send(u.trim().to_string());
-            }
-            sink.lock().unwrap().push_str(&line);
-            sink.lock().unwrap().push('\n');
-        }
-    });
-    let _up = Up(child);
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("p38 up started");
+    let (_up, url, log) = start_up(&data, &llm, &[]);
 
     let (d, u) = (data.clone(), url.clone());
     let (ok, out, err) = tokio::task::spawn_blocking(move || {
@@ -248,4 +257,104 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
         !log.lock().unwrap().contains(KEY),
         "the provider key reached a log line"
     );
+}
+
+/// The first call never answers; every later one answers with clean code.
+async fn hang_once(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value> {
+    let n = {
+        let mut r = f.requests.lock().unwrap();
+        r.push((None, body));
+        r.len()
+    };
+    if n == 1 {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    Json(answer(CLEAN))
+}
+
+/// A generation whose process dies mid-way is not lost: once its lease
+/// lapses, the restarted server runs it again and saves the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_interrupted_by_a_crash_is_run_again() {
+    if !Path::new("/usr/bin/bwrap").exists() {
+        eprintln!("SKIP: bubblewrap is not installed");
+        return;
+    }
+    let fake = Fake::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let llm = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/v1/messages", post(hang_once))
+        .with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let env = [("P38_GENERATION_LEASE_SECONDS", "2")];
+
+    let (mut up, url, _) = start_up(&data, &llm, &env);
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/api/agents"))
+        .bearer_auth(&token)
+        .json(&json!({ "description": HEBREW }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fake.requests.lock().unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the model was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The server dies while the model is thinking.
+    up.0.kill().unwrap();
+    up.0.wait().unwrap();
+
+    let (_up, url, log) = start_up(&data, &llm, &env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let g = loop {
+        let g: Value = http
+            .get(format!("{url}/api/generations/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if g["status"] != "running" {
+            break g;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interrupted generation was never run again: {g}\n{}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(g["status"], "succeeded", "{g}");
+    assert_eq!(
+        fake.requests.lock().unwrap().len(),
+        2,
+        "run once more, not more"
+    );
+    let agent: Value = http
+        .get(format!("{url}/api/agents/{}", g["agent_id"]))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agent["status"], "pending_approval");
+    assert_eq!(agent["generation_id"], id);
 }

@@ -235,6 +235,20 @@ pub trait GenerationStore: Send + Sync {
     ) -> Result<()>;
     /// One generation.
     async fn get_generation(&self, id: i64) -> Result<Option<crate::generation::Generation>>;
+    /// Extends the lease of a running generation held by `owner` (or held
+    /// by nobody yet) to `lease` from now; `false` when it is no longer
+    /// `owner`'s to run (finished, or taken over after a lapsed lease).
+    async fn renew_generation(&self, id: i64, owner: &str, lease: Duration) -> Result<bool>;
+    /// Takes over one running generation whose lease lapsed (its process
+    /// died) and that has had fewer than `max_attempts` attempts: `owner`
+    /// holds it for `lease` and runs it again. One that has had them all is
+    /// failed instead, saying so.
+    async fn take_over_generation(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max_attempts: i64,
+    ) -> Result<Option<crate::generation::Generation>>;
 }
 
 /// Everything a service needs from persistence.

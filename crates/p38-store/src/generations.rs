@@ -1,5 +1,7 @@
 //! Generations and their progress.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use p38_core::Result;
@@ -10,7 +12,15 @@ use p38_core::time::{now, to_millis};
 
 use crate::audit::insert_audit;
 use crate::rows::{self, to_json};
+use crate::tasks::lease_end;
 use crate::{SqlStore, db_err};
+
+/// The generation columns every generation query selects.
+macro_rules! generation_cols {
+    () => {
+        "id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at"
+    };
+}
 
 #[async_trait]
 impl GenerationStore for SqlStore {
@@ -99,5 +109,54 @@ impl GenerationStore for SqlStore {
             .map_err(db_err)?
             .map(|r| rows::generation(&r))
             .transpose()
+    }
+
+    async fn renew_generation(&self, id: i64, owner: &str, lease: Duration) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE generations SET owner = $2, lease_until = $3 WHERE id = $1 AND status = 'running' AND (owner = $2 OR owner IS NULL)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(lease_end(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn take_over_generation(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max_attempts: i64,
+    ) -> Result<Option<Generation>> {
+        let t = to_millis(now());
+        // Out of attempts: it keeps taking its process down, or the model
+        // keeps hanging; say so rather than try forever.
+        sqlx::query(
+            "UPDATE generations SET status = 'failed', stage = 'failed', updated_at = $1, \
+             error = 'interrupted ' || attempts || ' times: the process running it stopped each time; start it again' \
+             WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1) AND attempts >= $2",
+        )
+        .bind(t)
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        // A compare-and-set on the lapsed lease: of two processes taking
+        // over at once, the second finds the lease renewed and gets nothing.
+        let row = sqlx::query(concat!(
+            "UPDATE generations SET owner = $1, lease_until = $2, attempts = attempts + 1, stage = 'queued', updated_at = $3 \
+             WHERE id = (SELECT id FROM generations WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT 1) \
+             AND status = 'running' AND (lease_until IS NULL OR lease_until < $3) RETURNING ",
+            generation_cols!()
+        ))
+        .bind(owner)
+        .bind(lease_end(lease))
+        .bind(t)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(|r| rows::generation(&r)).transpose()
     }
 }

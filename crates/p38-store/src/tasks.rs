@@ -44,7 +44,7 @@ macro_rules! per_agent_limit {
 /// Attempts after which a task whose worker keeps vanishing is failed.
 const MAX_LEASE_ATTEMPTS: i64 = 5;
 
-fn lease_end(lease: Duration) -> i64 {
+pub(crate) fn lease_end(lease: Duration) -> i64 {
     to_millis(now()) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4)
 }
 

@@ -11,7 +11,8 @@ use p38_core::audit::NewAudit;
 use p38_core::auth::Scope;
 use p38_core::page::PageRequest;
 use p38_core::store::{
-    AgentStore, AuditStore, FireResult, ScheduleStore, Store, TaskStore, TokenStore,
+    AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
+    TokenStore,
 };
 use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskStatus, Trigger};
 use p38_core::time::now;
@@ -746,6 +747,81 @@ async fn a_change_decided_on_a_stale_read_is_a_conflict() {
                 .await,
             Err(Error::Conflict { .. })
         ));
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
+    for b in backends("gen_lease").await {
+        let s = &b.store;
+        let lease = Duration::from_millis(300);
+        let g = s
+            .create_generation("watch tesla", "m", "admin", audit("generation.start"))
+            .await
+            .unwrap();
+        assert!(
+            s.renew_generation(g.id, "a", lease).await.unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(
+            !s.renew_generation(g.id, "b", lease).await.unwrap(),
+            "{}: another process cannot renew it",
+            b.name
+        );
+        assert!(
+            s.take_over_generation("b", lease, 3)
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: a live lease is not taken over",
+            b.name
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let (x, y) = tokio::join!(
+            s.take_over_generation("b", lease, 3),
+            s.take_over_generation("c", lease, 3)
+        );
+        let taken: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        assert_eq!(
+            taken.len(),
+            1,
+            "{}: exactly one process takes it over",
+            b.name
+        );
+        assert_eq!(taken[0].description, "watch tesla");
+        assert!(
+            !s.renew_generation(g.id, "a", lease).await.unwrap(),
+            "{}: the old owner lost it",
+            b.name
+        );
+        // Attempt 2 lapses, attempt 3 is taken and lapses: then it fails.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            s.take_over_generation("d", lease, 3)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            s.take_over_generation("e", lease, 3)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let g = s.get_generation(g.id).await.unwrap().unwrap();
+        assert_eq!(g.status.as_str(), "failed", "{}", b.name);
+        assert!(
+            g.error
+                .as_deref()
+                .unwrap_or("")
+                .contains("interrupted 3 times"),
+            "{}: {:?}",
+            b.name,
+            g.error
+        );
         cleanup(b).await;
     }
 }

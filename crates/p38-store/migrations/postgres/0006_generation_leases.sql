@@ -1,0 +1,7 @@
+-- A generation is held by the process running its repair loop, through a
+-- lease that process renews. When that process dies, another takes the
+-- generation over and runs it again (up to 3 attempts), so none is lost.
+ALTER TABLE generations ADD COLUMN owner TEXT;
+ALTER TABLE generations ADD COLUMN lease_until BIGINT;
+ALTER TABLE generations ADD COLUMN attempts BIGINT NOT NULL DEFAULT 1;
+CREATE INDEX generations_running_lease ON generations (lease_until) WHERE status = 'running';
