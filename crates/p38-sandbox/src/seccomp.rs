@@ -47,6 +47,19 @@ fn denied() -> Vec<i64> {
         SYS_personality,
         SYS_lookup_dcookie,
         SYS_fanotify_init,
+        // The new mount API: the same powers as mount(2) by other calls.
+        SYS_open_tree,
+        SYS_move_mount,
+        SYS_fsopen,
+        SYS_fsconfig,
+        SYS_fsmount,
+        SYS_fspick,
+        SYS_mount_setattr,
+        // io_uring: a large kernel attack surface that agents do not need,
+        // and its operations are not seen by this filter.
+        SYS_io_uring_setup,
+        SYS_io_uring_enter,
+        SYS_io_uring_register,
     ];
     #[cfg(target_arch = "x86_64")]
     {

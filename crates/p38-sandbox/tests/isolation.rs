@@ -188,6 +188,32 @@ print(rc, ctypes.get_errno())
 }
 
 #[test]
+fn io_uring_and_the_new_mount_api_are_denied() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    // x86_64 numbers: io_uring_setup 425, open_tree 428, fsopen 430.
+    let script = r#"
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {"x86_64": [(425, 1, 0), (428, -100, 0), (430, 0, 0)]}.get(platform.machine(), [])
+out = []
+for nr, a, b in calls:
+    buf = ctypes.create_string_buffer(256)
+    rc = libc.syscall(nr, a, buf if nr == 425 else b"tmpfs" if nr == 430 else b"/", b)
+    out.append(f"{rc} {ctypes.get_errno()}")
+print(";".join(out) or "skip")
+"#;
+    let v = verdict(&env, script);
+    if v == "skip" {
+        eprintln!("SKIP io_uring/mount API numbers: only checked on x86_64");
+        return;
+    }
+    assert_eq!(v, "-1 1;-1 1;-1 1"); // EPERM each
+}
+
+#[test]
 fn mount_is_denied() {
     if !bwrap_available() {
         return;
