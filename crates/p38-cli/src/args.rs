@@ -95,6 +95,10 @@ pub struct ServerArgs {
     /// Default memory limit of a run, in MiB.
     #[arg(long, env = "P38_RUN_MEMORY_MB", default_value_t = 1024)]
     pub run_memory_mb: u64,
+    /// Default quota of an agent's workspace, in MiB (disk used by all its files).
+    #[arg(long, env = "P38_RUN_WORKSPACE_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub run_workspace_mb: u64,
     /// Largest request body, in bytes.
     #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,

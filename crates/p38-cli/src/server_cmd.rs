@@ -259,6 +259,7 @@ pub fn build_executor(
     cfg.concurrency = a.concurrency.max(1);
     cfg.limits.timeout = Duration::from_secs(a.run_timeout.max(1));
     cfg.limits.memory_mb = a.run_memory_mb.max(16);
+    cfg.limits.workspace_mb = a.run_workspace_mb;
     cfg.uid_base = a.sandbox_uid_base;
     cfg.lease = Duration::from_secs(a.lease_seconds.max(1));
     cfg.heartbeat = (cfg.lease / 3).min(Duration::from_secs(2));

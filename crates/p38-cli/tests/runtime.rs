@@ -301,6 +301,40 @@ def run(ctx):
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_fills_its_workspace_quota_is_stopped_and_says_so() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = r#"
+import time
+
+
+def run(ctx):
+    for i in range(50):
+        with open(f"chunk-{i}", "wb") as f:
+            f.write(b"x" * (1 << 20))
+        time.sleep(0.05)
+    return "wrote 50 MiB"
+"#;
+    let a = rig
+        .agent("hoarder", code, |a| {
+            a.settings.workspace_mb = Some(2);
+            a.settings.max_retries = Some(0);
+        })
+        .await;
+    let t = rig.enqueue(a).await;
+    let done = rig.wait(t, Duration::from_secs(30)).await;
+    assert_eq!(done.status, TaskStatus::Failed);
+    let err = done.error.unwrap();
+    assert!(
+        err.contains("workspace quota exceeded") && err.contains("2 MiB"),
+        "{err}"
+    );
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_state_fails_the_run_clearly() {
     if !have_bwrap() {
         return;

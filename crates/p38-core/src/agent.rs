@@ -90,6 +90,10 @@ pub struct AgentSettings {
     /// Largest file the agent may write, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_file_mb: Option<u32>,
+    /// Quota of the agent's workspace, in MiB of disk over all its files
+    /// (default 1024); a run that grows it past the quota is stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace_mb: Option<u32>,
     /// Open file descriptors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_files: Option<u32>,
@@ -174,6 +178,7 @@ impl AgentSettings {
         range("cpu_seconds", self.cpu_seconds, 1, 86_400)?;
         range("memory_mb", self.memory_mb, 16, 65_536)?;
         range("max_file_mb", self.max_file_mb, 1, 65_536)?;
+        range("workspace_mb", self.workspace_mb, 1, 1_048_576)?;
         range("open_files", self.open_files, 16, 65_536)?;
         range("processes", self.processes, 1, 4_096)?;
         range("max_retries", self.max_retries, 0, 20)?;

@@ -23,6 +23,8 @@ pub struct DefaultLimits {
     pub processes: u64,
     /// Private /tmp size, MiB.
     pub tmp_mb: u64,
+    /// Workspace quota, MiB of disk over all its files.
+    pub workspace_mb: u64,
 }
 
 impl Default for DefaultLimits {
@@ -35,6 +37,7 @@ impl Default for DefaultLimits {
             open_files: 256,
             processes: 64,
             tmp_mb: 64,
+            workspace_mb: 1024,
         }
     }
 }
@@ -56,6 +59,8 @@ impl DefaultLimits {
             open_files: s.open_files.map(u64::from).unwrap_or(self.open_files),
             processes: s.processes.map(u64::from).unwrap_or(self.processes),
             tmp_bytes: self.tmp_mb * MIB,
+            workspace_bytes: s.workspace_mb.map(u64::from).unwrap_or(self.workspace_mb) * MIB,
+            workspace_entries: 100_000,
             // Keep a margin past the stored cap: masking runs on the whole
             // capture, so a secret cut by the sandbox's cap lies beyond the
             // point where the stored text is truncated.

@@ -143,8 +143,7 @@ impl Executor {
             .cfg
             .limits
             .for_agent(&agent.settings, self.cfg.output_cap);
-        let timeout_s = limits.wall.as_secs();
-        let memory_mb = limits.memory_bytes / (1024 * 1024);
+        let shown = Shown::of(&limits);
         let req = RunRequest {
             script: self.runner.clone(),
             input,
@@ -155,7 +154,7 @@ impl Executor {
             run_as: Some(self.cfg.agent_ids(agent.id)),
         };
         match self.sandbox.run(req).await {
-            Ok(out) => outcome(out, &masker, self.cfg.output_cap, timeout_s, memory_mb),
+            Ok(out) => outcome(out, &masker, self.cfg.output_cap, &shown),
             Err(e) => failed(masker.mask(&format!("sandbox: {e}")), !self.sandboxed()),
         }
     }
@@ -171,7 +170,27 @@ fn failed(error: String, unsandboxed: bool) -> TaskOutcome {
 }
 
 /// Turns what the sandbox saw into a masked task outcome.
-fn outcome(out: RunOutcome, m: &Masker, cap: usize, timeout_s: u64, memory_mb: u64) -> TaskOutcome {
+/// The limits of a run, as error messages name them.
+struct Shown {
+    timeout_s: u64,
+    memory_mb: u64,
+    workspace_mb: u64,
+    workspace_entries: u64,
+}
+
+impl Shown {
+    fn of(l: &p38_sandbox::Limits) -> Shown {
+        Shown {
+            timeout_s: l.wall.as_secs(),
+            memory_mb: l.memory_bytes / (1024 * 1024),
+            workspace_mb: l.workspace_bytes / (1024 * 1024),
+            workspace_entries: l.workspace_entries,
+        }
+    }
+}
+
+fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown) -> TaskOutcome {
+    let (timeout_s, memory_mb) = (shown.timeout_s, shown.memory_mb);
     let stream = |c: &p38_sandbox::Captured| {
         let text = String::from_utf8_lossy(&c.bytes);
         let masked = if c.truncated {
@@ -203,6 +222,14 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, timeout_s: u64, memory_mb: u
     if out.cancelled {
         o.status = Some(TaskStatus::Cancelled);
         o.error = Some("cancelled".into());
+        return o;
+    }
+    if out.workspace_full {
+        o.status = Some(TaskStatus::Failed);
+        o.error = Some(format!(
+            "workspace quota exceeded: the run grew the agent's workspace past {} MiB or {} files and was stopped; its files are kept (raise settings.workspace_mb, or have the agent delete what it no longer needs)",
+            shown.workspace_mb, shown.workspace_entries
+        ));
         return o;
     }
     if out.timed_out {

@@ -77,6 +77,12 @@ pub struct Limits {
     pub processes: u64,
     /// Size of the private `/tmp` tmpfs in bytes (default 64 MiB).
     pub tmp_bytes: u64,
+    /// Total size of the workspace, in bytes of disk used (default 1 GiB;
+    /// 0: no limit). A run that grows its workspace past it is ended.
+    pub workspace_bytes: u64,
+    /// Files and folders in the workspace (default 100,000; 0: no limit).
+    /// A run that grows their number past it is ended.
+    pub workspace_entries: u64,
     /// Cap on captured bytes per output stream (stdout, stderr) (default 1 MiB).
     pub output_bytes: usize,
     /// Cap on captured reply bytes (fd 4) (default 16 MiB).
@@ -94,6 +100,8 @@ impl Default for Limits {
             open_files: 256,
             processes: 64,
             tmp_bytes: 64 << 20,
+            workspace_bytes: 1 << 30,
+            workspace_entries: 100_000,
             output_bytes: 1 << 20,
             reply_bytes: 16 << 20,
         }
@@ -174,6 +182,9 @@ pub struct RunOutcome {
     pub timed_out: bool,
     /// The cancel flag was set and the run was ended.
     pub cancelled: bool,
+    /// The run grew its workspace past `workspace_bytes` or
+    /// `workspace_entries` and was ended.
+    pub workspace_full: bool,
     /// Wall-clock duration of the run.
     pub wall: Duration,
     /// User + system CPU of the reaped process tree (from `wait4` rusage).

@@ -30,6 +30,7 @@ mod iopump;
 mod landlock;
 mod probe;
 mod process;
+mod quota;
 mod reaper;
 mod seccomp;
 mod watchdog;
@@ -208,6 +209,8 @@ impl Sandbox {
                 sandboxed: true,
             }
         };
-        process::run(launch, pipes, input, limits, cancel)
+        let quota = workspace
+            .and_then(|w| quota::Quota::new(w, limits.workspace_bytes, limits.workspace_entries));
+        process::run(launch, pipes, input, limits, cancel, quota)
     }
 }

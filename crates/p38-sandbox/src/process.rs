@@ -83,7 +83,8 @@ pub(crate) struct Launch {
     pub sandboxed: bool,
 }
 
-use crate::watchdog::{self, END_CANCEL, END_NONE, END_TIMEOUT};
+use crate::quota::Quota;
+use crate::watchdog::{self, END_CANCEL, END_NONE, END_TIMEOUT, END_WORKSPACE_FULL};
 
 /// Runs to completion. Returns `Err` only when the process could not be
 /// started or the init shim / bubblewrap reported a setup failure.
@@ -93,6 +94,7 @@ pub(crate) fn run(
     input: Vec<u8>,
     limits: &Limits,
     cancel: &CancelFlag,
+    quota: Option<Quota>,
 ) -> Result<RunOutcome, SandboxError> {
     // A run cancelled before it started (its task was cancelled, or its
     // agent deleted, while the worker was loading it) never starts. A
@@ -167,7 +169,7 @@ pub(crate) fn run(
     let cancel = cancel.clone();
     let watchdog = std::thread::Builder::new()
         .name("p38-sandbox-watchdog".into())
-        .spawn(move || watchdog::run(pid, info, deadline, grace, cancel, done_rx));
+        .spawn(move || watchdog::run(pid, info, deadline, grace, cancel, quota, done_rx));
     let watchdog = match watchdog {
         Ok(t) => t,
         Err(e) => {
@@ -324,6 +326,7 @@ fn outcome(p: OutcomeParts<'_>) -> Result<RunOutcome, SandboxError> {
         signal,
         timed_out: p.ended == END_TIMEOUT,
         cancelled: p.ended == END_CANCEL,
+        workspace_full: p.ended == END_WORKSPACE_FULL,
         wall: p.wall,
         cpu: tv(p.usage.ru_utime) + tv(p.usage.ru_stime),
         peak_memory_kb: p.usage.ru_maxrss.max(0) as u64,

@@ -1,4 +1,5 @@
-//! Ends a run at its deadline or on cancellation.
+//! Ends a run at its deadline, on cancellation, or when it grows its
+//! workspace past the quota.
 //!
 //! Sandboxed runs: bwrap writes the host pid of the sandbox's PID 1 (the init
 //! shim) to its `--info-fd`; the watchdog opens a pidfd for it (race-free
@@ -14,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::config::CancelFlag;
+use crate::quota::{CHECK_EVERY, Quota};
 
 /// The watchdog did nothing.
 pub(crate) const END_NONE: u8 = 0;
@@ -21,6 +23,8 @@ pub(crate) const END_NONE: u8 = 0;
 pub(crate) const END_TIMEOUT: u8 = 1;
 /// The cancel flag was set.
 pub(crate) const END_CANCEL: u8 = 2;
+/// The run grew its workspace past the quota.
+pub(crate) const END_WORKSPACE_FULL: u8 = 3;
 
 const TICK: Duration = Duration::from_millis(25);
 
@@ -131,6 +135,7 @@ pub(crate) fn run(
     deadline: Instant,
     grace: Duration,
     cancel: CancelFlag,
+    quota: Option<Quota>,
     done: mpsc::Receiver<()>,
 ) -> u8 {
     let mut info = Info {
@@ -149,6 +154,7 @@ pub(crate) fn run(
     };
     let finished =
         |done: &mpsc::Receiver<()>| !matches!(done.try_recv(), Err(mpsc::TryRecvError::Empty));
+    let mut next_check = Instant::now() + CHECK_EVERY;
     let reason = loop {
         let exited = info.poll(TICK, pid, child.as_ref());
         if exited || finished(&done) {
@@ -159,6 +165,14 @@ pub(crate) fn run(
         }
         if Instant::now() >= deadline {
             break END_TIMEOUT;
+        }
+        if let Some(q) = &quota
+            && Instant::now() >= next_check
+        {
+            if q.exceeded() {
+                break END_WORKSPACE_FULL;
+            }
+            next_check = Instant::now() + CHECK_EVERY;
         }
     };
     let group = |sig| {

@@ -238,3 +238,57 @@ fn deadline_sends_sigterm_before_sigkill() {
     );
     assert!(out.wall < Duration::from_secs(2), "{:?}", out.wall);
 }
+
+#[test]
+fn many_files_below_the_file_cap_cannot_fill_the_disk() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    // 1 MiB files, each below the file-size cap, 40 of them in 2 s.
+    let mut req = env.request(
+        r#"
+import time
+for i in range(40):
+    with open(f"part-{i}", "wb") as f:
+        f.write(b"x" * (1 << 20))
+    time.sleep(0.05)
+print("wrote it all")
+"#,
+    );
+    req.limits.workspace_bytes = 4 << 20;
+    let out = env.run(req);
+    assert!(out.workspace_full, "{out:?}");
+    assert!(!out.timed_out && !out.cancelled);
+    assert_eq!(text(&out.stdout.bytes), "", "the run went on to the end");
+    let files = std::fs::read_dir(env.workspace()).unwrap().count();
+    assert!(files < 40, "{files} files written");
+
+    // The files stay; a later run that does not grow the workspace runs,
+    // one that grows it further is stopped again.
+    let out = env.run(env.request("import os\nprint(len(os.listdir('.')))\n"));
+    assert!(!out.workspace_full);
+    assert_eq!(text(&out.stdout.bytes).trim(), files.to_string());
+}
+
+#[test]
+fn many_empty_files_count_against_the_entry_limit() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let mut req = env.request(
+        r#"
+import time
+for i in range(2000):
+    open(f"f{i}", "w").close()
+    if i % 100 == 0:
+        time.sleep(0.05)
+print("wrote it all")
+"#,
+    );
+    req.limits.workspace_entries = 300;
+    let out = env.run(req);
+    assert!(out.workspace_full, "{out:?}");
+    assert_eq!(text(&out.stdout.bytes), "");
+}
