@@ -123,6 +123,12 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         tmp_size.as_ref(),
         "--tmpfs".as_ref(),
         "/tmp".as_ref(),
+        // POSIX shared memory and semaphores (Python's multiprocessing
+        // locks and queues): a private tmpfs of the same size as /tmp.
+        "--size".as_ref(),
+        tmp_size.as_ref(),
+        "--tmpfs".as_ref(),
+        "/dev/shm".as_ref(),
     ]);
     if let Some(script) = l.script {
         push(&[
@@ -197,6 +203,7 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
         }
         let mut rw = vec![
             "/tmp",
+            "/dev/shm",
             "/dev/null",
             "/dev/zero",
             "/dev/urandom",
@@ -277,6 +284,11 @@ mod tests {
             s.contains(&format!("--size {} --tmpfs /tmp", 64 << 20)),
             "{s}"
         );
+        assert!(
+            s.contains(&format!("--size {} --tmpfs /dev/shm", 64 << 20)),
+            "{s}"
+        );
+        assert!(s.contains("--rw /dev/shm"), "{s}");
         assert!(s.contains("--ro-bind /srv/a.py /p38/main.py"), "{s}");
         assert!(
             s.contains("--bind /srv/ws /workspace --chdir /workspace"),

@@ -229,3 +229,27 @@ fn unreachable_init_program_makes_the_sandbox_unavailable() {
     assert!(matches!(err, SandboxError::Unavailable(_)), "{err:?}");
     assert!(err.to_string().contains("/nonexistent/p38-init"), "{err}");
 }
+
+#[test]
+fn multiprocessing_locks_and_queues_work() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let out = env.run_script(
+        r#"
+import multiprocessing as mp
+lock = mp.Lock()
+with lock:
+    q = mp.Queue()
+    q.put(41)
+    print(q.get() + 1)
+"#,
+    );
+    assert_eq!(
+        text(&out.stdout.bytes).trim(),
+        "42",
+        "stderr: {}",
+        text(&out.stderr.bytes)
+    );
+}
