@@ -70,13 +70,16 @@ impl App {
         who.require(Scope::Viewer)?;
         let found = match id_or_name.parse::<i64>() {
             Ok(id) => self.store.get_agent(id).await?,
+            // No name holds a NUL (names are checked on the way in), and
+            // PostgreSQL refuses the character in a query.
+            Err(_) if id_or_name.contains('\0') => None,
             Err(_) => self.store.get_agent_by_name(id_or_name).await?,
         };
         found.ok_or_else(|| Error::not_found("agent", id_or_name))
     }
 
-    /// One agent with its next firings.
-    /// One agent, with what writing it cost when Project38 wrote it.
+    /// One agent with its next firings and, when Project38 wrote it, what
+    /// writing it cost.
     pub async fn get_agent(&self, who: &Principal, id_or_name: &str) -> Result<AgentView> {
         let agent = self.find_agent(who, id_or_name).await?;
         let generation = match agent.generation_id {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 // ---------------------------------------------------------------- health
 
 #[test]
-fn health_needs_no_auth_and_reports_sqlite() {
+fn health_needs_no_auth_and_reports_the_backend() {
     let s = Server::start();
     let r = s.req(Method::GET, "/health", None, None);
     let b = r.expect(200);
@@ -21,7 +21,7 @@ fn health_needs_no_auth_and_reports_sqlite() {
         b["version"].as_str().is_some_and(|v| !v.is_empty()),
         "version: {b}"
     );
-    assert_eq!(b["database"], "sqlite");
+    assert_eq!(b["database"], common::backend());
     assert_eq!(b["database_reachable"], true);
 }
 
@@ -225,6 +225,10 @@ fn admin_token_file_is_mode_0600() {
 
 #[test]
 fn database_file_is_mode_0600() {
+    if common::backend() != "sqlite" {
+        eprintln!("SKIP database_file_is_mode_0600: the database is PostgreSQL");
+        return;
+    }
     let s = Server::start();
     let db = s.data_dir.join("p38.db");
     assert_eq!(mode_of(&db), 0o600, "{} mode", db.display());
@@ -932,6 +936,32 @@ fn junk_bodies_never_500_on_create() {
     s.req(Method::GET, "/health", None, None).expect(200);
     let list = s.get("/api/agents").expect(200).clone();
     assert_eq!(list["items"], json!([]), "no junk body created an agent");
+}
+
+#[test]
+fn nul_characters_are_refused_naming_the_field() {
+    let s = Server::start();
+    let r = s.post(
+        "/api/agents",
+        &json!({"name": "nul", "code": OK_CODE, "description": "before\u{0}after"}),
+    );
+    r.assert_error(422, "validation", Some("description"));
+    let r = s.post(
+        "/api/agents",
+        &json!({"name": "nul", "code": OK_CODE, "config": {"list": ["ok", "bad\u{0}"]}}),
+    );
+    r.assert_error(422, "validation", Some("config.list[1]"));
+    s.create_agent("nul", OK_CODE, json!({}));
+    let r = s.patch("/api/agents/nul", &json!({"description": "x\u{0}"}));
+    r.assert_error(422, "validation", Some("description"));
+    // A literal backslash-u text is not a NUL.
+    let r = s.patch(
+        "/api/agents/nul",
+        &json!({"description": "\\u0000 is fine"}),
+    );
+    assert_eq!(r.expect(200)["description"], "\\u0000 is fine");
+    s.get("/api/agents/a%00b")
+        .assert_error(404, "not_found", None);
 }
 
 #[test]

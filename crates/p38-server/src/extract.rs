@@ -56,9 +56,56 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Refuses a NUL character (`\u0000`) in any string or key of the body,
+/// naming where it is: no stored text may hold one (PostgreSQL refuses it,
+/// and it cuts strings short in C code). Only bodies that spell `u0000`
+/// at all are parsed for the check.
+fn refuse_nul(bytes: &[u8]) -> Result<(), Error> {
+    if !bytes.windows(5).any(|w| w == b"u0000") {
+        return Ok(());
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Ok(()); // not JSON: the parse below says so
+    };
+    fn find(v: &serde_json::Value, path: String) -> Option<String> {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => Some(path),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| find(x, format!("{path}[{i}]"))),
+            serde_json::Value::Object(m) => m.iter().find_map(|(k, x)| {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                if k.contains('\0') {
+                    Some(p)
+                } else {
+                    find(x, p)
+                }
+            }),
+            _ => None,
+        }
+    }
+    match find(&v, String::new()) {
+        Some(field) => Err(Error::validation(
+            if field.is_empty() {
+                "body".into()
+            } else {
+                field
+            },
+            "text must not contain NUL characters (\\u0000)",
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Parses JSON, telling syntax errors (400) from values that do not fit
 /// the expected shape (422 with the path of the offending field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    refuse_nul(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize(&mut *de) {
         // Only whitespace may follow the value: `{...} xyz` is not JSON.

@@ -415,6 +415,11 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
             field: None,
             message: "already exists".into(),
         },
+        // PostgreSQL refuses NUL in text (22021) and in JSON (22P05); the
+        // API refuses it first, this is the backstop for any other path.
+        sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("22021" | "22P05")) => {
+            Error::Malformed("text must not contain NUL characters (\\u0000)".into())
+        }
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             Error::Unavailable(format!("database unavailable: {e}"))
         }

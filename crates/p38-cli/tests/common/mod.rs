@@ -1,5 +1,10 @@
 //! End-to-end harness: starts the real `p38 up` binary on a free port with
 //! a fresh data folder, and talks to it over HTTP (and through the CLI).
+//!
+//! The server's database is SQLite in its data folder, or, with
+//! `P38_E2E_BACKEND=postgres`, a schema of its own in the PostgreSQL of
+//! `P38_TEST_DATABASE_URL`, dropped when the test ends (`scripts/test.sh`
+//! runs the API and CLI suites a second time that way).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -76,6 +81,68 @@ pub struct Server {
     /// Everything the server wrote to stderr so far.
     pub log: Arc<Mutex<String>>,
     http: Client,
+    /// The PostgreSQL schema this server created, dropped on drop.
+    owned_schema: Option<PgSchema>,
+}
+
+/// "sqlite" or "postgres": the database the servers of this test run use.
+pub fn backend() -> &'static str {
+    match std::env::var("P38_E2E_BACKEND").as_deref() {
+        Ok("postgres") => "postgres",
+        _ => "sqlite",
+    }
+}
+
+/// A PostgreSQL schema of one test's server.
+#[derive(Debug, Clone)]
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    /// The schema of the server in `root`: the one written there by an
+    /// earlier start (a restart keeps its data), else a new one.
+    fn for_root(root: &Path) -> (PgSchema, bool) {
+        let file = root.join("e2e-database");
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            let (url, name) = text.split_once('\n').expect("e2e-database file");
+            return (
+                PgSchema {
+                    url: url.into(),
+                    name: name.trim().into(),
+                },
+                false,
+            );
+        }
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let base = std::env::var("P38_TEST_DATABASE_URL")
+            .expect("P38_E2E_BACKEND=postgres needs P38_TEST_DATABASE_URL");
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("p38e2e_{}_{n}", std::process::id());
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let s = PgSchema {
+            url: format!("{base}{sep}schema={name}"),
+            name,
+        };
+        std::fs::write(&file, format!("{}\n{}", s.url, s.name)).expect("writing e2e-database");
+        (s, true)
+    }
+
+    fn drop_now(&self) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            if let Ok(s) =
+                p38_store::SqlStore::connect(&self.url, p38_store::StoreOptions::default()).await
+            {
+                let _ = s.drop_schema(&self.name).await;
+                s.close().await;
+            }
+        });
+    }
 }
 
 /// A response, with the body parsed as JSON when it is JSON.
@@ -151,6 +218,14 @@ impl Server {
     fn launch(root: &Path, env: &[(&str, &str)]) -> Server {
         let data_dir = root.join("p38-data");
         let mut cmd = p38_command();
+        let mut owned_schema = None;
+        if backend() == "postgres" {
+            let (schema, new) = PgSchema::for_root(root);
+            cmd.env("P38_DATABASE_URL", &schema.url);
+            if new {
+                owned_schema = Some(schema);
+            }
+        }
         cmd.args(["up", "--bind", "127.0.0.1:0"])
             .current_dir(root)
             .env("P38_DATA_DIR", &data_dir)
@@ -217,6 +292,7 @@ impl Server {
             data_dir,
             log,
             http,
+            owned_schema,
         }
     }
 
@@ -422,6 +498,9 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.terminate(Duration::from_secs(15));
+        if let Some(s) = &self.owned_schema {
+            s.drop_now();
+        }
     }
 }
 
