@@ -965,6 +965,31 @@ fn nul_characters_are_refused_naming_the_field() {
 }
 
 #[test]
+fn nul_characters_in_agent_output_are_stored_once() {
+    let s = Server::start();
+    let code = "def run(ctx):\n    print('out\\x00put')\n    raise ValueError('bad\\x00value')\n";
+    let settings = json!({"max_retries": 0});
+    let r = s.post(
+        "/api/agents",
+        &json!({"name": "nul-out", "code": code, "settings": settings}),
+    );
+    r.expect(201);
+    let t = s.execute("nul-out");
+    let id = t["id"].as_i64().unwrap();
+    let done = s.wait_task_until(id, Duration::from_secs(60), |st| {
+        !matches!(st, "queued" | "running")
+    });
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["attempt"], 1, "{done}");
+    assert!(
+        done["stdout"].as_str().unwrap().contains("out\u{FFFD}put"),
+        "{done}"
+    );
+    let err = done["error"].as_str().unwrap();
+    assert!(err.contains("ValueError: bad\u{FFFD}value"), "{err}");
+}
+
+#[test]
 fn junk_bodies_never_500_on_patch() {
     let s = Server::start();
     s.create_agent("target", OK_CODE, json!({}));

@@ -191,7 +191,23 @@ impl Worker {
             match store.complete(id, &worker, outcome).await {
                 Ok(true) => tracing::info!(task = id, status = ?status, "task finished"),
                 Ok(false) => tracing::info!(task = id, "task was cancelled or taken over; its outcome is discarded"),
-                Err(e) => tracing::error!(task = id, error = %e, "recording the outcome failed; the lease will expire and the task will run again"),
+                // The database is away: the lease expires and the task runs
+                // again, which is what at-least-once promises.
+                Err(e @ p38_core::Error::Unavailable(_)) => tracing::error!(task = id, error = %e, "recording the outcome failed; the lease will expire and the task will run again"),
+                // The database refused this outcome itself: running the task
+                // again would repeat its side effects for the same refusal,
+                // so record the run as failed, saying why.
+                Err(e) => {
+                    tracing::error!(task = id, error = %e, "the outcome could not be stored; recording the run as failed");
+                    let failed = TaskOutcome {
+                        status: Some(TaskStatus::Failed),
+                        error: Some(format!("the run ended but its outcome could not be stored: {e}")),
+                        ..Default::default()
+                    };
+                    if let Err(e) = store.complete(id, &worker, failed).await {
+                        tracing::error!(task = id, error = %e, "recording the failure failed too; the lease will expire and the task will run again");
+                    }
+                }
             }
             running.lock().expect("lock poisoned").remove(&id);
         });

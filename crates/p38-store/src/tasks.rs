@@ -44,6 +44,17 @@ macro_rules! per_agent_limit {
 /// Attempts after which a task whose worker keeps vanishing is failed.
 const MAX_LEASE_ATTEMPTS: i64 = 5;
 
+/// An agent may print or raise text holding NUL characters, which
+/// PostgreSQL cannot store in text: they become U+FFFD (on SQLite too, so
+/// both backends keep the same text). JSON columns escape them anyway.
+fn without_nul(s: String) -> String {
+    if s.contains('\0') {
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s
+    }
+}
+
 pub(crate) fn lease_end(lease: Duration) -> i64 {
     to_millis(now()) + i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -234,10 +245,10 @@ impl TaskStore for SqlStore {
         .bind(status.as_str())
         .bind(to_millis(now()))
         .bind(o.result.as_ref().map(to_json))
-        .bind(o.stdout)
-        .bind(o.stderr)
+        .bind(o.stdout.map(without_nul))
+        .bind(o.stderr.map(without_nul))
         .bind(o.logs.as_ref().map(to_json))
-        .bind(o.error)
+        .bind(o.error.map(without_nul))
         .bind(o.exit_code)
         .bind(o.signal)
         .bind(o.duration_ms)
