@@ -227,7 +227,7 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown) -> TaskOutcom
     if out.workspace_full {
         o.status = Some(TaskStatus::Failed);
         o.error = Some(format!(
-            "workspace quota exceeded: the run grew the agent's workspace past {} MiB or {} files and was stopped; its files are kept (raise settings.workspace_mb, or have the agent delete what it no longer needs)",
+            "workspace quota exceeded: the agent's workspace holds more than {} MiB or {} files, so the run was stopped (or not started); its files are kept, and no run starts until the quota is raised (settings.workspace_mb), after which the agent can delete what it no longer needs",
             shown.workspace_mb, shown.workspace_entries
         ));
         return o;

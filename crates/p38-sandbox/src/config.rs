@@ -78,10 +78,12 @@ pub struct Limits {
     /// Size of the private `/tmp` tmpfs in bytes (default 64 MiB).
     pub tmp_bytes: u64,
     /// Total size of the workspace, in bytes of disk used (default 1 GiB;
-    /// 0: no limit). A run that grows its workspace past it is ended.
+    /// 0: no limit). A run that grows its workspace past it is ended (or
+    /// flagged, when it ended before a check); a workspace over it does not
+    /// run at all.
     pub workspace_bytes: u64,
-    /// Files and folders in the workspace (default 100,000; 0: no limit).
-    /// A run that grows their number past it is ended.
+    /// Files and folders in the workspace (default 100,000; 0: no limit),
+    /// enforced the same way.
     pub workspace_entries: u64,
     /// Cap on captured bytes per output stream (stdout, stderr) (default 1 MiB).
     pub output_bytes: usize,
@@ -182,8 +184,8 @@ pub struct RunOutcome {
     pub timed_out: bool,
     /// The cancel flag was set and the run was ended.
     pub cancelled: bool,
-    /// The run grew its workspace past `workspace_bytes` or
-    /// `workspace_entries` and was ended.
+    /// The workspace went past `workspace_bytes` or `workspace_entries`
+    /// (the run was ended, or not started when it already was).
     pub workspace_full: bool,
     /// Wall-clock duration of the run.
     pub wall: Duration,

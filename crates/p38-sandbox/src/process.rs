@@ -106,6 +106,18 @@ pub(crate) fn run(
             ..Default::default()
         });
     }
+    // A workspace already over its quota does not run until the quota is
+    // raised: otherwise every run could add to it.
+    if quota.as_ref().is_some_and(Quota::exceeded) {
+        return Ok(RunOutcome {
+            workspace_full: true,
+            sandboxed: launch.sandboxed,
+            ..Default::default()
+        });
+    }
+    // The watchdog checks while the run goes on; this copy checks once more
+    // at the end, for runs shorter than one check interval.
+    let final_quota = quota.clone();
     let start = Instant::now();
     let mut cmd = Command::new(&launch.program);
     cmd.args(&launch.args)
@@ -187,7 +199,10 @@ pub(crate) fn run(
     // never hit an unrelated process.
     wait_exit_nowait(pid);
     let _ = done_tx.send(());
-    let ended = watchdog.join().unwrap_or(END_NONE);
+    let mut ended = watchdog.join().unwrap_or(END_NONE);
+    if ended == END_NONE && final_quota.as_ref().is_some_and(Quota::exceeded) {
+        ended = END_WORKSPACE_FULL;
+    }
     // Anything left in the group (insecure mode: children of Python) goes too.
     // SAFETY: signalling our own, not yet reaped, process group.
     unsafe { libc::kill(-pid, libc::SIGKILL) };

@@ -264,11 +264,30 @@ print("wrote it all")
     let files = std::fs::read_dir(env.workspace()).unwrap().count();
     assert!(files < 40, "{files} files written");
 
-    // The files stay; a later run that does not grow the workspace runs,
-    // one that grows it further is stopped again.
-    let out = env.run(env.request("import os\nprint(len(os.listdir('.')))\n"));
+    // The files stay, and the workspace, now over its quota, does not run
+    // again until the quota is raised; then the agent can clean up.
+    let mut req = env.request("import os\nprint(len(os.listdir('.')))\n");
+    req.limits.workspace_bytes = 4 << 20;
+    let out = env.run(req);
+    assert!(out.workspace_full);
+    assert_eq!(text(&out.stdout.bytes), "", "it ran");
+    let mut req = env.request("import os\nprint(len(os.listdir('.')))\n");
+    req.limits.workspace_bytes = 64 << 20;
+    let out = env.run(req);
     assert!(!out.workspace_full);
     assert_eq!(text(&out.stdout.bytes).trim(), files.to_string());
+}
+
+#[test]
+fn a_short_run_past_the_quota_is_caught_at_its_end() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let mut req = env.request("open('blob', 'wb').write(b'x' * (8 << 20))\nprint('done')\n");
+    req.limits.workspace_bytes = 4 << 20;
+    let out = env.run(req);
+    assert!(out.workspace_full, "{out:?}");
 }
 
 #[test]
