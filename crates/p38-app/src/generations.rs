@@ -140,13 +140,12 @@ impl App {
                 description,
                 &model,
                 &who.actor(),
+                // Held through a lease from the start, so that if this
+                // process dies before the loop ends another one runs it.
+                &self.config.instance_id,
+                self.config.generation_lease,
                 audit(who, "generation.start", "", None),
             )
-            .await?;
-        // Held through a lease from the start, so that if this process
-        // dies before the loop ends another one runs it again.
-        self.store
-            .renew_generation(g.id, &self.config.instance_id, self.config.generation_lease)
             .await?;
         let app = self.clone();
         let (id, desc, actor) = (g.id, description.to_string(), who.actor());
@@ -182,6 +181,7 @@ impl App {
                     self.store
                         .finish_generation(
                             g.id,
+                            &self.config.instance_id,
                             GenerationStatus::Failed,
                             &serde_json::json!({}),
                             Some(&msg),
@@ -226,24 +226,32 @@ impl App {
         spent: Spent,
     ) {
         // Renew the lease while the loop runs; it lapses when this process
-        // dies, and another process runs the generation again.
+        // dies, and another process runs the generation again. When the
+        // lease is lost (this process stalled past it and another took the
+        // generation over), the loop here stops: only one runs it.
         let lease = self.config.generation_lease;
         let (store, owner) = (self.store.clone(), self.config.instance_id.clone());
-        let renewer = tokio::spawn(async move {
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+        let renewer = AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(lease / 4).await;
                 match store.renew_generation(id, &owner, lease).await {
                     Ok(true) => {}
-                    Ok(false) => return,
+                    Ok(false) => {
+                        let _ = lost_tx.send(());
+                        return;
+                    }
                     Err(e) => {
                         tracing::warn!(generation = id, error = %e, "renewing a generation's lease failed")
                     }
                 }
             }
-        });
-        self.run_generation_loop(id, factory, description, actor, spent)
-            .await;
-        renewer.abort();
+        }));
+        tokio::select! {
+            () = self.run_generation_loop(id, factory, description, actor, spent) => {}
+            Ok(()) = lost_rx => tracing::warn!(generation = id, "another process took this generation over; stopping here"),
+        }
+        drop(renewer);
     }
 
     async fn run_generation_loop(
@@ -257,7 +265,7 @@ impl App {
         // The loop reports progress synchronously; a task writes it to the
         // store so a slow database never slows the loop.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<p38_factory::Progress>();
-        let store = self.store.clone();
+        let (store, owner) = (self.store.clone(), self.config.instance_id.clone());
         let writer = tokio::spawn(async move {
             while let Some(p) = rx.recv().await {
                 let stage = match p.stage {
@@ -275,7 +283,7 @@ impl App {
                     input_tokens: spent.input_tokens,
                     output_tokens: spent.output_tokens,
                 };
-                let _ = store.generation_progress(id, &gp).await;
+                let _ = store.generation_progress(id, &owner, &gp).await;
             }
         });
         let progress = move |p: p38_factory::Progress| {
@@ -300,7 +308,11 @@ impl App {
                 return;
             }
             Err(e) => {
-                tracing::warn!(generation = id, error = %e, "checking a generation's lease failed")
+                // Not knowing whether it is still ours, do not save: the
+                // lease lapses and a process that can reach the database
+                // runs it again.
+                tracing::warn!(generation = id, error = %e, "checking a generation's lease failed; leaving it to be taken over");
+                return;
             }
         }
         let (status, report, error, agent) = match result {
@@ -324,7 +336,10 @@ impl App {
                     input_tokens: spent.input_tokens + g.total_input_tokens as i64,
                     output_tokens: spent.output_tokens + g.total_output_tokens as i64,
                 };
-                let _ = self.store.generation_progress(id, &totals).await;
+                let _ = self
+                    .store
+                    .generation_progress(id, &self.config.instance_id, &totals)
+                    .await;
                 match &g.outcome {
                     Outcome::Failed { reason, .. } => {
                         (GenerationStatus::Failed, report, Some(reason.clone()), None)
@@ -349,12 +364,26 @@ impl App {
                 }
             }
         };
-        if let Err(e) = self
+        match self
             .store
-            .finish_generation(id, status, &report, error.as_deref(), agent)
+            .finish_generation(
+                id,
+                &self.config.instance_id,
+                status,
+                &report,
+                error.as_deref(),
+                agent,
+            )
             .await
         {
-            tracing::error!(generation = id, error = %e, "recording the end of a generation failed");
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                generation = id,
+                "the generation was taken over before its end was recorded"
+            ),
+            Err(e) => {
+                tracing::error!(generation = id, error = %e, "recording the end of a generation failed")
+            }
         }
     }
 
@@ -445,4 +474,14 @@ struct Spent {
     cost_usd: f64,
     input_tokens: i64,
     output_tokens: i64,
+}
+
+/// Aborts a background task when dropped, also when the code holding it
+/// panics or its future is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

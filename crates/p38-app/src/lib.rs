@@ -31,7 +31,9 @@ pub struct AppConfig {
     /// How long a generation stays this process's without a renewal; when
     /// the process dies, another takes the generation over after this.
     pub generation_lease: std::time::Duration,
-    /// This process, as owner of the generations it runs (`hostname:pid`).
+    /// This process, as owner of the generations it runs
+    /// (`hostname:pid:start`, the start time in nanoseconds telling apart
+    /// containers that share a hostname and a pid).
     pub instance_id: String,
 }
 
@@ -44,11 +46,15 @@ impl Default for AppConfig {
             auto_approve: false,
             generation_lease: std::time::Duration::from_secs(60),
             instance_id: format!(
-                "{}:{}",
+                "{}:{}:{:x}",
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
                     .unwrap_or_else(|_| "host".into())
                     .trim(),
-                std::process::id()
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
             ),
         }
     }

@@ -210,34 +210,41 @@ pub trait SecretStore: Send + Sync {
 /// Generations.
 #[async_trait]
 pub trait GenerationStore: Send + Sync {
-    /// Records a new generation (stage `queued`), audited.
+    /// Records a new generation (stage `queued`), held by `owner` for
+    /// `lease` from the start, audited.
     async fn create_generation(
         &self,
         description: &str,
         model: &str,
         created_by: &str,
+        owner: &str,
+        lease: Duration,
         audit: NewAudit,
     ) -> Result<crate::generation::Generation>;
-    /// Records progress.
+    /// Records progress, if the generation is still `owner`'s and running;
+    /// `false` otherwise.
     async fn generation_progress(
         &self,
         id: i64,
+        owner: &str,
         p: &crate::generation::GenerationProgress,
-    ) -> Result<()>;
-    /// Records the end: status, the full report, an error, the agent made.
+    ) -> Result<bool>;
+    /// Records the end (status, the full report, an error, the agent made),
+    /// if the generation is still `owner`'s and running; `false` otherwise.
     async fn finish_generation(
         &self,
         id: i64,
+        owner: &str,
         status: crate::generation::GenerationStatus,
         report: &serde_json::Value,
         error: Option<&str>,
         agent_id: Option<i64>,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// One generation.
     async fn get_generation(&self, id: i64) -> Result<Option<crate::generation::Generation>>;
-    /// Extends the lease of a running generation held by `owner` (or held
-    /// by nobody yet) to `lease` from now; `false` when it is no longer
-    /// `owner`'s to run (finished, or taken over after a lapsed lease).
+    /// Extends the lease of a running generation held by `owner` to `lease`
+    /// from now; `false` when it is no longer `owner`'s to run (finished,
+    /// or taken over after a lapsed lease).
     async fn renew_generation(&self, id: i64, owner: &str, lease: Duration) -> Result<bool>;
     /// Takes over one running generation whose lease lapsed (its process
     /// died) and that has had fewer than `max_attempts` attempts: `owner`

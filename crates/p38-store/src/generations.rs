@@ -29,18 +29,23 @@ impl GenerationStore for SqlStore {
         description: &str,
         model: &str,
         created_by: &str,
+        owner: &str,
+        lease: Duration,
         audit: NewAudit,
     ) -> Result<Generation> {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
-        let row = sqlx::query(
-            "INSERT INTO generations (description, status, stage, model, created_by, created_at, updated_at) VALUES ($1, 'running', 'queued', $2, $3, $4, $4) \
-             RETURNING id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at",
-        )
+        let row = sqlx::query(concat!(
+            "INSERT INTO generations (description, status, stage, model, created_by, created_at, updated_at, owner, lease_until) \
+             VALUES ($1, 'running', 'queued', $2, $3, $4, $4, $5, $6) RETURNING ",
+            generation_cols!()
+        ))
         .bind(description)
         .bind(model)
         .bind(created_by)
         .bind(t)
+        .bind(owner)
+        .bind(lease_end(lease))
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -57,8 +62,13 @@ impl GenerationStore for SqlStore {
         Ok(g)
     }
 
-    async fn generation_progress(&self, id: i64, p: &GenerationProgress) -> Result<()> {
-        sqlx::query("UPDATE generations SET stage = $2, iteration = $3, findings = $4, cost_usd = $5, input_tokens = $6, output_tokens = $7, updated_at = $8 WHERE id = $1")
+    async fn generation_progress(
+        &self,
+        id: i64,
+        owner: &str,
+        p: &GenerationProgress,
+    ) -> Result<bool> {
+        let done = sqlx::query("UPDATE generations SET stage = $2, iteration = $3, findings = $4, cost_usd = $5, input_tokens = $6, output_tokens = $7, updated_at = $8 WHERE id = $1 AND owner = $9 AND status = 'running'")
             .bind(id)
             .bind(&p.stage)
             .bind(p.iteration)
@@ -67,26 +77,28 @@ impl GenerationStore for SqlStore {
             .bind(p.input_tokens)
             .bind(p.output_tokens)
             .bind(to_millis(now()))
+            .bind(owner)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn finish_generation(
         &self,
         id: i64,
+        owner: &str,
         status: GenerationStatus,
         report: &serde_json::Value,
         error: Option<&str>,
         agent_id: Option<i64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let stage = if status == GenerationStatus::Succeeded {
             "done"
         } else {
             "failed"
         };
-        sqlx::query("UPDATE generations SET status = $2, stage = $3, report = $4, error = $5, agent_id = $6, updated_at = $7 WHERE id = $1")
+        let done = sqlx::query("UPDATE generations SET status = $2, stage = $3, report = $4, error = $5, agent_id = $6, updated_at = $7, lease_until = NULL WHERE id = $1 AND owner = $8 AND status = 'running'")
             .bind(id)
             .bind(status.as_str())
             .bind(stage)
@@ -94,10 +106,11 @@ impl GenerationStore for SqlStore {
             .bind(error)
             .bind(agent_id)
             .bind(to_millis(now()))
+            .bind(owner)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn get_generation(&self, id: i64) -> Result<Option<Generation>> {
@@ -113,7 +126,7 @@ impl GenerationStore for SqlStore {
 
     async fn renew_generation(&self, id: i64, owner: &str, lease: Duration) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE generations SET owner = $2, lease_until = $3 WHERE id = $1 AND status = 'running' AND (owner = $2 OR owner IS NULL)",
+            "UPDATE generations SET lease_until = $3 WHERE id = $1 AND status = 'running' AND owner = $2",
         )
         .bind(id)
         .bind(owner)
@@ -136,7 +149,7 @@ impl GenerationStore for SqlStore {
         sqlx::query(
             "UPDATE generations SET status = 'failed', stage = 'failed', updated_at = $1, \
              error = 'interrupted ' || attempts || ' times: the process running it stopped each time; start it again' \
-             WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1) AND attempts >= $2",
+             WHERE status = 'running' AND lease_until < $1 AND attempts >= $2",
         )
         .bind(t)
         .bind(max_attempts)
@@ -147,13 +160,14 @@ impl GenerationStore for SqlStore {
         // over at once, the second finds the lease renewed and gets nothing.
         let row = sqlx::query(concat!(
             "UPDATE generations SET owner = $1, lease_until = $2, attempts = attempts + 1, stage = 'queued', updated_at = $3 \
-             WHERE id = (SELECT id FROM generations WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $3) ORDER BY id LIMIT 1) \
-             AND status = 'running' AND (lease_until IS NULL OR lease_until < $3) RETURNING ",
+             WHERE id = (SELECT id FROM generations WHERE status = 'running' AND lease_until < $3 AND attempts < $4 ORDER BY id LIMIT 1) \
+             AND status = 'running' AND lease_until < $3 AND attempts < $4 RETURNING ",
             generation_cols!()
         ))
         .bind(owner)
         .bind(lease_end(lease))
         .bind(t)
+        .bind(max_attempts)
         .fetch_optional(&self.pool)
         .await
         .map_err(db_err)?;

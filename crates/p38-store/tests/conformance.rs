@@ -757,7 +757,14 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
         let s = &b.store;
         let lease = Duration::from_millis(300);
         let g = s
-            .create_generation("watch tesla", "m", "admin", audit("generation.start"))
+            .create_generation(
+                "watch tesla",
+                "m",
+                "admin",
+                "a",
+                lease,
+                audit("generation.start"),
+            )
             .await
             .unwrap();
         assert!(
@@ -794,6 +801,15 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
         assert!(
             !s.renew_generation(g.id, "a", lease).await.unwrap(),
             "{}: the old owner lost it",
+            b.name
+        );
+        let progress = p38_core::generation::GenerationProgress {
+            stage: "generating".into(),
+            ..Default::default()
+        };
+        assert!(
+            !s.generation_progress(g.id, "a", &progress).await.unwrap(),
+            "{}: nor may it write progress",
             b.name
         );
         // Attempt 2 lapses, attempt 3 is taken and lapses: then it fails.

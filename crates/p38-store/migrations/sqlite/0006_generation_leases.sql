@@ -5,3 +5,8 @@ ALTER TABLE generations ADD COLUMN owner TEXT;
 ALTER TABLE generations ADD COLUMN lease_until INTEGER;
 ALTER TABLE generations ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX generations_running_lease ON generations (lease_until) WHERE status = 'running';
+-- Generations left running by an earlier version have no lease to lapse:
+-- they were interrupted by the upgrade.
+UPDATE generations SET status = 'failed', stage = 'failed',
+    error = 'interrupted by an upgrade of Project38; start it again'
+    WHERE status = 'running';
