@@ -114,6 +114,7 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         }
     }
     let tmp_size = l.limits.tmp_bytes.max(4096).to_string();
+    let shm_size = (l.limits.tmp_bytes / 4).max(1 << 20).to_string();
     push(&[
         "--proc".as_ref(),
         "/proc".as_ref(),
@@ -124,9 +125,10 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         "--tmpfs".as_ref(),
         "/tmp".as_ref(),
         // POSIX shared memory and semaphores (Python's multiprocessing
-        // locks and queues): a private tmpfs of the same size as /tmp.
+        // locks and queues): a private tmpfs, a quarter of /tmp's size,
+        // since tmpfs pages are memory outside the agent's RLIMIT_AS.
         "--size".as_ref(),
-        tmp_size.as_ref(),
+        shm_size.as_ref(),
         "--tmpfs".as_ref(),
         "/dev/shm".as_ref(),
     ]);
@@ -285,7 +287,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains(&format!("--size {} --tmpfs /dev/shm", 64 << 20)),
+            s.contains(&format!("--size {} --tmpfs /dev/shm", 16 << 20)),
             "{s}"
         );
         assert!(s.contains("--rw /dev/shm"), "{s}");

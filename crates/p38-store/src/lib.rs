@@ -239,12 +239,17 @@ impl SqlStore {
             .map_err(|e| Error::Unavailable(format!("cannot LISTEN on {channel}: {e}")))?;
         tokio::spawn(async move {
             loop {
-                match listener.recv().await {
-                    Ok(_) => to.notify_one(),
+                // `try_recv` rather than `recv`: it says when the connection
+                // was lost (`Ok(None)`; the next call reconnects), and what
+                // was sent meanwhile is lost, so the listener is notified
+                // anyway: a spurious wake-up is harmless, a missed one not.
+                match listener.try_recv().await {
+                    Ok(Some(_)) => to.notify_one(),
+                    Ok(None) => {
+                        tracing::warn!(channel, "notification connection lost; reconnecting");
+                        to.notify_one();
+                    }
                     Err(e) => {
-                        // PgListener reconnects by itself on the next recv;
-                        // notifications sent meanwhile are lost, so notify
-                        // anyway: a spurious wake-up is harmless.
                         tracing::warn!(channel, error = %e, "notifications interrupted; reconnecting");
                         to.notify_one();
                         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -85,6 +85,12 @@ try:
     _SAMPLE = {"a": [1, -2.5, "\u00e9\n", None, True, False], "b": {}}
     if _c_loads(_c_dumps(_SAMPLE)) != _SAMPLE or _c_dumps([1.5]) != "[1.5]":
         raise ImportError("_json behaves differently")
+    try:
+        _c_dumps([float("nan")])
+    except ValueError:
+        pass
+    else:
+        raise ImportError("_json does not refuse NaN with these arguments")
     loads, dumps = _c_loads, _c_dumps
 except Exception:  # noqa: BLE001 - any surprise means: use json itself
     loads, dumps = _py_loads, _py_dumps
@@ -287,7 +293,14 @@ def main():
             )
         reply = {"ok": True, "result": result, "state": loads(state_text)}
     except BaseException as e:  # noqa: BLE001 - report everything, SystemExit included
-        reply = {"ok": False, "error": error_of(e, code)}
+        try:
+            reply = {"ok": False, "error": error_of(e, code)}
+        except BaseException:  # noqa: BLE001 - e.g. no memory left to format it
+            kind = "memory" if isinstance(e, MemoryError) else type(e).__name__
+            reply = {
+                "ok": False,
+                "error": {"type": type(e).__name__, "kind": kind, "message": str(e), "traceback": ""},
+            }
     if os.getpid() != main_pid:
         # A process the agent forked came back out of run(): only the
         # agent's own process reports; a copy leaves without a word.
