@@ -7,7 +7,11 @@
 //! size-capped mount per agent: those need a filesystem set up for them (or
 //! loop devices) on every host, which a self-hosted tool cannot assume.
 //! The walk overshoots by at most what a run writes between two checks,
-//! each file still capped by `RLIMIT_FSIZE`.
+//! each file still capped by `RLIMIT_FSIZE`. It runs on the watchdog
+//! thread, so a deadline or a cancel waits for at most one walk, which the
+//! entry limit bounds. Files deleted while still open are not seen; they
+//! are bounded by the open-file and file-size limits, and freed when the
+//! run ends.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
