@@ -68,6 +68,8 @@ pub struct App {
     config: AppConfig,
     secrets: Option<secrets::SecretsAdmin>,
     generator: Option<generations::Generator>,
+    /// Notified (all waiters) when a worker of this process ends a task.
+    finished: Arc<tokio::sync::Notify>,
 }
 
 impl App {
@@ -79,7 +81,15 @@ impl App {
             config,
             secrets: None,
             generator: None,
+            finished: Arc::default(),
         }
+    }
+
+    /// The signal this process's workers give when they end a task, so a
+    /// request waiting for it answers at once (see [`App::wait_task`]).
+    pub fn with_task_finished(mut self, finished: Arc<tokio::sync::Notify>) -> App {
+        self.finished = finished;
+        self
     }
 
     /// Enables generation of agents from descriptions.

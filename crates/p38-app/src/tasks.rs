@@ -1,5 +1,7 @@
 //! Task services: read, retry, cancel.
 
+use std::time::Duration;
+
 use p38_core::auth::{Principal, Scope};
 use p38_core::page::{Page, PageRequest};
 use p38_core::task::{NewTask, Task, TaskStatus, Trigger};
@@ -9,6 +11,13 @@ use p38_core::{Error, Result};
 use crate::App;
 use crate::agents::{audit, ensure_runnable};
 
+/// How often a waiting request looks again for a task run by a worker in
+/// another process.
+pub const WAIT_POLL: Duration = Duration::from_millis(250);
+
+/// The longest a request may wait for a task to end.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
 impl App {
     /// One task with its captured output.
     pub async fn get_task(&self, who: &Principal, id: i64) -> Result<Task> {
@@ -17,6 +26,28 @@ impl App {
             .get_task(id)
             .await?
             .ok_or_else(|| Error::not_found("task", id))
+    }
+
+    /// The task once it has ended, or as it is after `wait` (a long poll).
+    /// A worker of this process answers at once when it ends the task; one
+    /// elsewhere is seen within [`WAIT_POLL`].
+    pub async fn wait_task(&self, who: &Principal, id: i64, wait: Duration) -> Result<Task> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            // Listen before looking, so an end between the two is not missed.
+            let finished = self.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
+            let t = self.get_task(who, id).await?;
+            let now = tokio::time::Instant::now();
+            if t.status.is_final() || now >= until {
+                return Ok(t);
+            }
+            tokio::select! {
+                () = finished => {}
+                () = tokio::time::sleep((until - now).min(WAIT_POLL)) => {}
+            }
+        }
     }
 
     /// An agent's tasks, newest first, without captured output.

@@ -217,12 +217,13 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Polls a task until it ends.
+/// Waits for a task to end, a long poll of up to 20 s at a time (the
+/// server answers as soon as it ends).
 pub async fn wait_for_task(c: &Client, id: i64, limit: Duration) -> anyhow::Result<Value> {
     let start = Instant::now();
-    let mut delay = Duration::from_millis(50);
     loop {
-        let t = c.get(&format!("/api/tasks/{id}")).await?;
+        let left = limit.saturating_sub(start.elapsed()).as_secs().clamp(1, 20);
+        let t = c.get(&format!("/api/tasks/{id}?wait={left}")).await?;
         let status = t["status"].as_str().unwrap_or("");
         if !matches!(status, "queued" | "running") {
             return Ok(t);
@@ -233,8 +234,6 @@ pub async fn wait_for_task(c: &Client, id: i64, limit: Duration) -> anyhow::Resu
                 limit.as_secs()
             );
         }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
     }
 }
 

@@ -82,6 +82,10 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     } else {
         app
     };
+    // This process's workers tell its API when a run ends, so a request
+    // waiting for it (`GET /api/tasks/{id}?wait=`) answers at once.
+    let task_finished = Arc::new(tokio::sync::Notify::new());
+    let app = app.with_task_finished(task_finished.clone());
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let grace = Duration::from_secs(a.shutdown_grace);
@@ -151,7 +155,9 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         });
     }
     if let Some(exec) = executor {
-        let w = Worker::new(store.clone(), exec, wake.tasks.clone()).with_stops(wake.stops.clone());
+        let w = Worker::new(store.clone(), exec, wake.tasks.clone())
+            .with_stops(wake.stops.clone())
+            .with_finished(task_finished.clone());
         let rx = stop_rx.clone();
         jobs.spawn(async move { w.run(rx, grace).await });
     }

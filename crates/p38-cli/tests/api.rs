@@ -742,6 +742,39 @@ fn limit_out_of_range_is_422() {
 }
 
 #[test]
+fn get_task_can_wait_for_the_end() {
+    let s = Server::start();
+    let code = "import time\n\ndef run(ctx):\n    time.sleep(1)\n    return 7\n";
+    s.create_agent("slow", code, json!({}));
+    let id = s.execute("slow")["id"].as_i64().unwrap();
+    // One call: the task queued a moment ago comes back ended.
+    let done = s
+        .get(&format!("/api/tasks/{id}?wait=30"))
+        .expect(200)
+        .clone();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"], 7);
+    // An ended task answers at once; a wait that runs out answers as is.
+    s.get(&format!("/api/tasks/{id}?wait=60")).expect(200);
+    s.create_agent("sleepy", SLEEP_CODE, json!({}));
+    let long = s.execute("sleepy")["id"].as_i64().unwrap();
+    let t = s
+        .get(&format!("/api/tasks/{long}?wait=1"))
+        .expect(200)
+        .clone();
+    assert!(
+        matches!(t["status"].as_str(), Some("queued" | "running")),
+        "{t}"
+    );
+    for bad in ["61", "-1", "soon"] {
+        s.get(&format!("/api/tasks/{id}?wait={bad}"))
+            .assert_error(422, "validation", Some("wait"));
+    }
+    let r = s.get(&format!("/api/tasks/{id}?nope=1"));
+    assert!((400..500).contains(&r.status), "{}", r.text);
+}
+
+#[test]
 fn limit_not_a_number_is_422() {
     let s = Server::start();
     s.get("/api/agents?limit=ten")

@@ -24,6 +24,7 @@ pub struct Worker {
     exec: Arc<Executor>,
     wake: Arc<Notify>,
     stops: Arc<Notify>,
+    finished: Arc<Notify>,
     running: Arc<Mutex<HashMap<i64, CancelFlag>>>,
 }
 
@@ -35,8 +36,16 @@ impl Worker {
             exec,
             wake,
             stops: Arc::default(),
+            finished: Arc::default(),
             running: Arc::default(),
         }
+    }
+
+    /// Notifies every waiter on `finished` each time it records the end of
+    /// a run (requests of this process waiting for a task to end).
+    pub fn with_finished(mut self, finished: Arc<Notify>) -> Worker {
+        self.finished = finished;
+        self
     }
 
     /// Also checks its runs at once when `stops` is notified (a task of
@@ -183,6 +192,7 @@ impl Worker {
         let store = self.store.clone();
         let exec = self.exec.clone();
         let running = self.running.clone();
+        let finished = self.finished.clone();
         set.spawn(async move {
             let id = task.id;
             let worker = exec.config().worker_id.clone();
@@ -210,6 +220,7 @@ impl Worker {
                 }
             }
             running.lock().expect("lock poisoned").remove(&id);
+            finished.notify_waiters();
         });
     }
 

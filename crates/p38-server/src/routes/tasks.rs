@@ -6,11 +6,18 @@ use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use std::time::Duration;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use p38_app::tasks::MAX_WAIT;
+use p38_core::Error;
 use p38_core::task::Task;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{Auth, parse_id};
+use crate::extract::{ApiQuery, Auth, parse_id};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -19,15 +26,38 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(cancel_task))
 }
 
-/// One task with its result, output, logs and resource use.
-#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path)), security(("bearer" = [])),
+/// `GET /api/tasks/{id}` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    /// Seconds to wait, 0 to 60, for a queued or running task to end
+    /// before answering (a long poll); without it, the task as it is now.
+    wait: Option<u64>,
+}
+
+/// One task with its result, output, logs and resource use; with `wait`,
+/// once it has ended (or when the wait is over).
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path), WaitQuery), security(("bearer" = [])),
     responses((status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_task(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
-    Ok(Json(s.app.get_task(&who, parse_id("task", &id)?).await?))
+    let id = parse_id("task", &id)?;
+    let task = match q.wait {
+        None | Some(0) => s.app.get_task(&who, id).await?,
+        Some(w) if w > MAX_WAIT.as_secs() => {
+            return Err(Error::validation(
+                "wait",
+                format!("wait is at most {} seconds", MAX_WAIT.as_secs()),
+            )
+            .into());
+        }
+        Some(w) => s.app.wait_task(&who, id, Duration::from_secs(w)).await?,
+    };
+    Ok(Json(task))
 }
 
 /// Queues a new attempt of a finished task (operator).
