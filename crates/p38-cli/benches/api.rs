@@ -11,11 +11,15 @@
 //! `postgres://postgres@127.0.0.1:5432/test`; skipped with a message when
 //! it does not answer). `list` needs `wrk` (`apt-get install wrk`).
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
 
 use base64::Engine;
 use p38_store::{SqlStore, StoreOptions};
+
+use common::Server;
 
 const AGENT: &str = "def run(ctx):\n    return {\"ok\": True}\n";
 const HISTORY: i64 = 1_000_000;
@@ -69,93 +73,7 @@ impl Db {
                 url
             }
         };
-        Some(Db {
-            backend: match backend {
-                "sqlite" => "sqlite",
-                _ => "postgres",
-            },
-            url,
-            dir,
-        })
-    }
-}
-
-/// A running `p38 up` and its admin token.
-struct Server {
-    child: Child,
-    base: String,
-    token: String,
-    http: reqwest::blocking::Client,
-}
-
-impl Server {
-    fn start(db: &Db) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let data = db.dir.path().join("p38-data");
-        let child = Command::new(env!("CARGO_BIN_EXE_p38"))
-            .args(["up", "--bind", &format!("127.0.0.1:{port}")])
-            .env("P38_DATABASE_URL", &db.url)
-            .env("P38_DATA_DIR", &data)
-            .env("P38_LOG", "error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let http = reqwest::blocking::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http.get(format!("{base}/health")).send().is_err() {
-            assert!(Instant::now() < deadline, "p38 up did not answer");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let token = std::fs::read_to_string(data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_string();
-        Server {
-            child,
-            base,
-            token,
-            http,
-        }
-    }
-
-    fn get(&self, path: &str) -> reqwest::blocking::Response {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r
-    }
-
-    fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        Some(Db { backend, url, dir })
     }
 }
 
@@ -165,7 +83,7 @@ fn list(db: &Db) {
         println!("SKIP list: wrk is not installed (apt-get install wrk)");
         return;
     }
-    let s = Server::start(db);
+    let s = Server::start(Some(&db.url), &db.dir.path().join("p38-data"));
     for i in 0..100 {
         s.post(
             "/api/agents",
@@ -204,7 +122,7 @@ fn list(db: &Db) {
 /// HTTP calls run outside the async runtime (reqwest's blocking client
 /// must not be driven from inside one).
 fn deep(db: &Db, rt: &tokio::runtime::Runtime) {
-    let s = Server::start(db);
+    let s = Server::start(Some(&db.url), &db.dir.path().join("p38-data"));
     let agent = s.post(
         "/api/agents",
         serde_json::json!({"name": "busy", "code": AGENT}),

@@ -15,6 +15,8 @@
 //! /api/agents/{id}/execute, then GET /api/tasks/{id}?wait=30, which
 //! answers when the run has ended.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use p38_core::agent::Agent;
 use p38_core::task::TaskStatus;
 use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
 use p38_sandbox::{CancelFlag, Limits, RunRequest, Sandbox, SandboxConfig};
+
+use common::Server;
 
 const AGENT: &str = "def run(ctx):\n    return {\"ok\": True}\n";
 
@@ -181,77 +185,26 @@ fn ms(d: Duration) -> f64 {
 /// End to end through the HTTP API: execute, then wait for the end.
 fn api(runs: usize, bare: Stats) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("p38-data");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_p38"))
-        .args(["up", "--bind", &format!("127.0.0.1:{port}")])
-        .env("P38_DATA_DIR", &data)
-        .env("P38_LOG", "error")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::blocking::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http.get(format!("{base}/health")).send().is_err() {
-        assert!(Instant::now() < deadline, "p38 up did not answer");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
-    let token = token.trim();
-    let post = |path: &str, body: serde_json::Value| -> serde_json::Value {
-        let r = http
-            .post(format!("{base}{path}"))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .unwrap();
-        assert!(r.status().is_success(), "{path}: {}", r.status());
-        r.json().unwrap()
-    };
-    let agent = post(
+    let s = Server::start(None, &dir.path().join("p38-data"));
+    let agent = s.post(
         "/api/agents",
         serde_json::json!({"name": "bench", "code": AGENT}),
     );
     if agent["status"] == "pending_approval" {
-        post("/api/agents/bench/approve", serde_json::json!({}));
+        s.post("/api/agents/bench/approve", serde_json::json!({}));
     }
     let mut times = Vec::new();
     for i in 0..(runs + 10) {
         let t = Instant::now();
-        let task = post("/api/agents/bench/execute", serde_json::json!({}));
+        let task = s.post("/api/agents/bench/execute", serde_json::json!({}));
         let id = task["id"].as_i64().unwrap();
         // A long poll: the server answers when the run has ended.
-        let v: serde_json::Value = http
-            .get(format!("{base}/api/tasks/{id}?wait=30"))
-            .bearer_auth(token)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let v: serde_json::Value = s.get(&format!("/api/tasks/{id}?wait=30")).json().unwrap();
         assert_eq!(v["status"], "succeeded", "task {id}: {v}");
         if i >= 10 {
             times.push(ms(t.elapsed()));
         }
     }
-    let _ = nix_kill(child.id());
-    let _ = child.wait();
+    drop(s);
     row("API: POST execute .. task succeeded", &stats(times), &bare);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn nix_kill(pid: u32) -> nix::Result<()> {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
 }
