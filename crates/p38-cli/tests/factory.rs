@@ -83,6 +83,19 @@ impl Drop for Up {
     }
 }
 
+/// Serves `route` as the fake provider's Messages endpoint on a loopback
+/// port; returns what it records and its base URL.
+async fn serve_fake(route: axum::routing::MethodRouter<Fake>) -> (Fake, String) {
+    let fake = Fake::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let llm = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/v1/messages", route)
+        .with_state(fake.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (fake, llm)
+}
+
 /// Starts `p38 up` against the fake provider; returns it, its URL and its
 /// log (stderr, collected as it comes).
 fn start_up(data: &Path, llm: &str, env: &[(&str, &str)]) -> (Up, String, Arc<Mutex<String>>) {
@@ -125,13 +138,7 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
         eprintln!("SKIP: bubblewrap is not installed");
         return;
     }
-    let fake = Fake::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let llm = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/v1/messages", post(messages))
-        .with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (fake, llm) = serve_fake(post(messages)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -280,13 +287,7 @@ async fn a_generation_interrupted_by_a_crash_is_run_again() {
         eprintln!("SKIP: bubblewrap is not installed");
         return;
     }
-    let fake = Fake::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let llm = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/v1/messages", post(hang_once))
-        .with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (fake, llm) = serve_fake(post(hang_once)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let env = [("P38_GENERATION_LEASE_SECONDS", "2")];

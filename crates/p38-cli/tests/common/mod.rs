@@ -181,6 +181,20 @@ impl Resp {
         err
     }
 
+    /// Reads a response whole, parsing the body when it is JSON.
+    fn read(resp: reqwest::blocking::Response) -> Resp {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            body,
+        }
+    }
+
     /// Asserts the status and returns the body.
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Value {
@@ -346,16 +360,7 @@ impl Server {
         let resp = req
             .send()
             .unwrap_or_else(|e| panic!("request to {path} failed: {e}"));
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            text,
-            body,
-        }
+        Resp::read(resp)
     }
 
     /// A JSON request with a token.
@@ -379,16 +384,7 @@ impl Server {
             .header(name, value)
             .send()
             .expect("request");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let text = resp.text().unwrap_or_default();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Resp {
-            status,
-            headers,
-            text,
-            body,
-        }
+        Resp::read(resp)
     }
 
     /// GET as admin.
