@@ -46,11 +46,8 @@ impl Default for AppConfig {
             auto_approve: false,
             generation_lease: std::time::Duration::from_secs(60),
             instance_id: format!(
-                "{}:{}:{:x}",
-                std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .unwrap_or_else(|_| "host".into())
-                    .trim(),
-                std::process::id(),
+                "{}:{:x}",
+                p38_core::host::process_name(),
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_nanos())

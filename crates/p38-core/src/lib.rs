@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod generation;
+pub mod host;
 pub mod page;
 pub mod schedule;
 pub mod store;

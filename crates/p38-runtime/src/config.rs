@@ -130,7 +130,5 @@ impl RuntimeConfig {
 
 /// `hostname:pid`, unique enough to tell workers apart in task rows.
 fn default_worker_id() -> String {
-    let host =
-        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "host".into());
-    format!("{}:{}", host.trim(), std::process::id())
+    p38_core::host::process_name()
 }
