@@ -114,7 +114,11 @@ impl GenerationStore for SqlStore {
     }
 
     async fn get_generation(&self, id: i64) -> Result<Option<Generation>> {
-        let sql = "SELECT id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at FROM generations WHERE id = $1";
+        let sql = concat!(
+            "SELECT ",
+            generation_cols!(),
+            " FROM generations WHERE id = $1"
+        );
         sqlx::query(sql)
             .bind(id)
             .fetch_optional(&self.pool)

@@ -215,7 +215,7 @@ impl Store for SqlStore {
 }
 
 /// The NOTIFY channel of queued tasks (sent by `tasks.rs`).
-const TASKS_CHANNEL: &str = "p38_tasks";
+pub(crate) const TASKS_CHANNEL: &str = "p38_tasks";
 /// The NOTIFY channel of secret changes.
 const SECRETS_CHANNEL: &str = "p38_secrets";
 

@@ -363,7 +363,8 @@ impl TaskStore for SqlStore {
             n += done.rows_affected();
         }
         if n > 0 && self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('p38_tasks', '')")
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(crate::TASKS_CHANNEL)
                 .execute(&self.pool)
                 .await
                 .map_err(db_err)?;
@@ -415,7 +416,8 @@ impl SqlStore {
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     ) -> Result<()> {
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('p38_tasks', '')")
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(crate::TASKS_CHANNEL)
                 .execute(&mut **tx)
                 .await
                 .map_err(db_err)?;
