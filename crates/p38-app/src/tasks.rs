@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use p38_core::auth::{Principal, Scope};
 use p38_core::page::{Page, PageRequest};
-use p38_core::task::{NewTask, Task, TaskStatus, Trigger};
+use p38_core::task::{NewTask, Task, TaskStatus, TaskSummary, Trigger};
 use p38_core::time::now;
 use p38_core::{Error, Result};
 
@@ -57,7 +57,7 @@ impl App {
         agent: &str,
         status: Option<TaskStatus>,
         page: PageRequest,
-    ) -> Result<Page<Task>> {
+    ) -> Result<Page<TaskSummary>> {
         let agent = self.find_agent(who, agent).await?;
         self.store.list_tasks(agent.id, status, page).await
     }

@@ -21,7 +21,7 @@ use p38_core::agent::{AgentSettings, AgentStatus, NewAgent};
 use p38_core::audit::NewAudit;
 use p38_core::page::PageRequest;
 use p38_core::store::{AgentStore, TaskStore};
-use p38_core::task::{NewTask, Task, TaskKind, TaskStatus, Trigger};
+use p38_core::task::{NewTask, TaskKind, TaskStatus, TaskSummary, Trigger};
 use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
@@ -117,7 +117,7 @@ async fn count(store: &SqlStore, agent: i64, status: TaskStatus) -> usize {
     n as usize
 }
 
-async fn tasks(store: &SqlStore, agent: i64) -> Vec<Task> {
+async fn tasks(store: &SqlStore, agent: i64) -> Vec<TaskSummary> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -14,7 +14,11 @@ pub fn table(items: &[Value], columns: &[(&str, &str)]) {
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(columns.iter().map(|(h, _)| *h));
     for item in items {
-        t.add_row(columns.iter().map(|(_, f)| cell(&item[*f])));
+        // A field is a key, or a JSON pointer (`/error/text`) into the item.
+        t.add_row(columns.iter().map(|(_, f)| match f.strip_prefix('/') {
+            Some(_) => cell(item.pointer(f).unwrap_or(&Value::Null)),
+            None => cell(&item[*f]),
+        }));
     }
     println!("{t}");
 }

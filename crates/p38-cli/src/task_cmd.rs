@@ -31,7 +31,7 @@ pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
                     ("ATTEMPT", "attempt"),
                     ("STARTED", "started_at"),
                     ("MS", "duration_ms"),
-                    ("ERROR", "error"),
+                    ("ERROR", "/error/text"),
                 ],
             )
             .await?;

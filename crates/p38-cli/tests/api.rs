@@ -2032,3 +2032,69 @@ fn head_and_trailing_slash_behave() {
     );
     assert!(r.status < 500);
 }
+
+#[test]
+fn task_lists_are_bounded_whatever_the_agents_return() {
+    let s = Server::start();
+    // Just under the default result cap (1 MiB), three times.
+    s.create_agent(
+        "fat",
+        "def run(ctx):\n    return {'blob': 'é' * 400_000}\n",
+        json!({}),
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let t = s.execute("fat");
+        let done = s.wait_task(t["id"].as_i64().unwrap());
+        assert_eq!(done["status"], "succeeded", "{done}");
+        ids.push(done["id"].as_i64().unwrap());
+    }
+    let page = s.get("/api/agents/fat/tasks?limit=500");
+    page.expect(200);
+    assert!(
+        page.text.len() < 16 * 1024,
+        "a page of three summaries is {} bytes",
+        page.text.len()
+    );
+    for it in page.body["items"].as_array().unwrap() {
+        let preview = &it["result_preview"];
+        assert_eq!(preview["truncated"], true, "{it}");
+        assert_eq!(preview["text"].as_str().unwrap().chars().count(), 500);
+        assert!(
+            it.get("result").is_none() && it.get("stdout").is_none(),
+            "{it}"
+        );
+    }
+    // The whole result is on the task itself.
+    let full = s.get(&format!("/api/tasks/{}", ids[0]));
+    assert_eq!(
+        full.expect(200)["result"]["blob"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        400_000
+    );
+    // A result over the cap fails the run, and is not stored.
+    s.create_agent(
+        "fatter",
+        "def run(ctx):\n    return 'x' * 3000\n",
+        json!({"settings": {"max_result_kb": 2}}),
+    );
+    let t = s.execute("fatter");
+    let done = s.wait_task(t["id"].as_i64().unwrap());
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("settings.max_result_kb"),
+        "{done}"
+    );
+    assert_eq!(done["result"], Value::Null);
+    s.patch(
+        "/api/agents/fatter",
+        &json!({"settings": {"max_result_kb": 16385}}),
+    )
+    .assert_error(422, "validation", Some("settings.max_result_kb"));
+}

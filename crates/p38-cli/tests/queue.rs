@@ -13,7 +13,7 @@ use p38_core::agent::{AgentSettings, AgentStatus, NewAgent, OverlapPolicy};
 use p38_core::audit::NewAudit;
 use p38_core::page::PageRequest;
 use p38_core::store::{AgentStore, TaskStore};
-use p38_core::task::{NewTask, Task, TaskKind, TaskStatus, Trigger};
+use p38_core::task::{NewTask, TaskKind, TaskStatus, TaskSummary, Trigger};
 use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
@@ -156,7 +156,7 @@ fn task(agent_id: i64, kind: TaskKind) -> NewTask {
     }
 }
 
-async fn all_tasks(store: &SqlStore, agent: i64) -> Vec<Task> {
+async fn all_tasks(store: &SqlStore, agent: i64) -> Vec<TaskSummary> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -189,7 +189,7 @@ where
 }
 
 /// Largest number of intervals open at once.
-fn max_overlap(tasks: &[&Task]) -> usize {
+fn max_overlap(tasks: &[&TaskSummary]) -> usize {
     let mut edges: Vec<(i64, i32)> = Vec::new();
     for t in tasks {
         let (Some(s), Some(e)) = (t.started_at, t.completed_at) else {
@@ -345,7 +345,7 @@ async fn real_runs_across_workers_run_once_and_respect_concurrency_limits() {
             tasks.iter().all(|t| t.status == TaskStatus::Succeeded),
             "{tasks:?}"
         );
-        let per_agent: Vec<&Task> = tasks.iter().collect();
+        let per_agent: Vec<&TaskSummary> = tasks.iter().collect();
         assert_eq!(
             max_overlap(&per_agent),
             1,
@@ -363,7 +363,7 @@ async fn real_runs_across_workers_run_once_and_respect_concurrency_limits() {
         every.extend(tasks);
     }
     for w in ["w0", "w1", "w2"] {
-        let mine: Vec<&Task> = every
+        let mine: Vec<&TaskSummary> = every
             .iter()
             .filter(|t| t.worker.as_deref() == Some(w))
             .collect();

@@ -355,6 +355,184 @@ async fn oversized_state_fails_the_run_clearly() {
     rig.stop().await;
 }
 
+/// An agent that writes its own reply to the runner's pipe and leaves
+/// before the runner can: the host must not take the reply's word.
+fn forging(reply: &str, then: &str) -> String {
+    format!(
+        "import json, os, sys\ndef run(ctx):\n    state = ctx.state\n    os.write(4, json.dumps({reply}).encode())\n    sys.stdout.flush()\n    {then}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replies_are_recorded_as_what_really_happened() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let started = now();
+
+    // A state over the cap, written past the runner's own check.
+    let fat = rig
+        .run(
+            "forged-state",
+            &forging(
+                r#"{"ok": True, "result": 1, "state": {"x": "a" * 3_000_000}}"#,
+                "os._exit(0)",
+            ),
+            |_| {},
+        )
+        .await;
+    assert_eq!(fat.status, TaskStatus::Failed, "{:?}", fat.error);
+    assert!(
+        fat.error.as_deref().unwrap().contains("ctx.state is"),
+        "{:?}",
+        fat.error
+    );
+    let fat_state = rig.store.get_state(fat.agent_id).await.unwrap();
+    assert!(
+        fat_state.is_none_or(|s| s.state == serde_json::json!({})),
+        "the forged state was not kept"
+    );
+
+    // A result over settings.max_result_kb, returned the ordinary way and
+    // forged.
+    let small = |a: &mut NewAgent| a.settings.max_result_kb = Some(4);
+    let big = rig
+        .run(
+            "big-result",
+            "def run(ctx):\n    return 'r' * 10_000\n",
+            small,
+        )
+        .await;
+    assert_eq!(big.status, TaskStatus::Failed);
+    assert!(
+        big.error
+            .as_deref()
+            .unwrap()
+            .contains("settings.max_result_kb"),
+        "{:?}",
+        big.error
+    );
+    assert!(big.result.is_none());
+    let forged_big = rig
+        .run(
+            "forged-result",
+            &forging(
+                r#"{"ok": True, "result": "r" * 10_000, "state": {}}"#,
+                "os._exit(0)",
+            ),
+            small,
+        )
+        .await;
+    assert_eq!(forged_big.status, TaskStatus::Failed);
+    assert!(
+        forged_big
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("settings.max_result_kb")
+    );
+    assert!(forged_big.result.is_none());
+
+    // Thousands of log lines with made-up levels and times.
+    let logs = rig
+        .run(
+            "forged-logs",
+            &forging(
+                r#"{"ok": True, "result": 1, "state": {}, "logs": [{"level": "\u001b[2Kcritical", "message": "m%d" % i, "at": "1999-01-01T00:00:00Z"} for i in range(5000)], "logs_dropped": 0}"#,
+                "os._exit(0)",
+            ),
+            |_| {},
+        )
+        .await;
+    assert_eq!(logs.status, TaskStatus::Succeeded, "{:?}", logs.error);
+    let lines = logs.logs.unwrap();
+    let lines = lines.as_array().unwrap();
+    assert_eq!(
+        lines.len(),
+        1001,
+        "1000 lines and the note of what was dropped"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| ["debug", "info", "warning", "error"].contains(&l["level"].as_str().unwrap()))
+    );
+    assert!(
+        lines[1000]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4000 more log lines were dropped")
+    );
+    for l in lines {
+        let at: chrono::DateTime<chrono::Utc> = l["at"].as_str().unwrap().parse().unwrap();
+        assert!(
+            at >= started - chrono::Duration::seconds(1),
+            "a time from before the run: {l}"
+        );
+    }
+
+    // "ok" written, then the process fails: a failure, with the real status.
+    let after = rig
+        .run(
+            "ok-then-crash",
+            &forging(
+                r#"{"ok": True, "result": "fine", "state": {"n": 1}}"#,
+                "os._exit(3)",
+            ),
+            |_| {},
+        )
+        .await;
+    assert_eq!(after.status, TaskStatus::Failed);
+    assert_eq!(after.exit_code, Some(3));
+    assert!(
+        after
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("exited with code 3"),
+        "{:?}",
+        after.error
+    );
+    assert!(after.result.is_none());
+    let raised = rig
+        .run(
+            "ok-then-raise",
+            &forging(
+                r#"{"ok": True, "result": "fine", "state": {}}"#,
+                "raise RuntimeError('boom')",
+            ),
+            |_| {},
+        )
+        .await;
+    assert_eq!(raised.status, TaskStatus::Failed, "{:?}", raised.result);
+    let killed = rig
+        .run(
+            "ok-then-killed",
+            &forging(
+                r#"{"ok": True, "result": "fine", "state": {}}"#,
+                "import signal; os.kill(os.getpid(), signal.SIGKILL)",
+            ),
+            |_| {},
+        )
+        .await;
+    assert_eq!(killed.status, TaskStatus::Failed);
+    assert_eq!(killed.signal, Some(9));
+
+    // An ordinary failure shows its real exit status.
+    let plain = rig
+        .run(
+            "plain-failure",
+            "def run(ctx):\n    raise ValueError('no')\n",
+            |_| {},
+        )
+        .await;
+    assert_eq!(plain.status, TaskStatus::Failed);
+    assert_eq!(plain.exit_code, Some(1), "a failed run does not exit 0");
+    assert!(plain.error.unwrap().starts_with("ValueError: no"));
+    rig.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endless_agent_and_its_children_are_killed_at_the_timeout() {
     if !have_bwrap() {

@@ -73,6 +73,13 @@ impl std::str::FromStr for AgentStatus {
 /// The tools an agent may declare; the gateway refuses any other.
 pub const KNOWN_TOOLS: [&str; 4] = ["browser", "filesystem", "telegram", "webhook"];
 
+/// The largest `settings.max_result_kb` (16 MiB): the sandbox's reply pipe
+/// holds the result, the state and the logs, and is capped above that.
+pub const MAX_RESULT_KB: u32 = 16 * 1024;
+
+/// The result cap when an agent sets none (1 MiB, like its state).
+pub const DEFAULT_RESULT_KB: u32 = 1024;
+
 /// Per-agent runtime settings; every field is optional and falls back to the
 /// server's default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -94,6 +101,10 @@ pub struct AgentSettings {
     /// (default 1024); a run that grows it past the quota is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace_mb: Option<u32>,
+    /// Largest value `run(ctx)` may return, in KiB of JSON (default 1024);
+    /// a larger one fails the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_result_kb: Option<u32>,
     /// Open file descriptors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_files: Option<u32>,
@@ -179,6 +190,7 @@ impl AgentSettings {
         range("memory_mb", self.memory_mb, 16, 65_536)?;
         range("max_file_mb", self.max_file_mb, 1, 65_536)?;
         range("workspace_mb", self.workspace_mb, 1, 1_048_576)?;
+        range("max_result_kb", self.max_result_kb, 1, MAX_RESULT_KB)?;
         range("open_files", self.open_files, 16, 65_536)?;
         range("processes", self.processes, 1, 4_096)?;
         range("max_retries", self.max_retries, 0, 20)?;

@@ -10,7 +10,7 @@ use crate::agent::{Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVe
 use crate::audit::{AuditEntry, NewAudit};
 use crate::auth::{ApiToken, Principal, Scope};
 use crate::page::{Page, PageRequest};
-use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus};
+use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, TaskSummary};
 
 use crate::time::Timestamp;
 
@@ -60,9 +60,9 @@ pub trait TaskStore: Send + Sync {
         agent: AgentId,
         status: Option<TaskStatus>,
         page: PageRequest,
-    ) -> Result<Page<Task>>;
+    ) -> Result<Page<TaskSummary>>;
     /// The last `n` finished tasks of an agent, newest first.
-    async fn recent_finished(&self, agent: AgentId, n: u32) -> Result<Vec<Task>>;
+    async fn recent_finished(&self, agent: AgentId, n: u32) -> Result<Vec<TaskSummary>>;
     /// Marks a queued or running task cancelled. A finished task is a
     /// [`crate::Error::Conflict`].
     async fn cancel_task(&self, id: TaskId, audit: NewAudit) -> Result<Task>;

@@ -197,6 +197,85 @@ pub struct Task {
     pub created_at: DateTime<Utc>,
 }
 
+/// Characters of a result's JSON text, or of an error, that a
+/// [`TaskSummary`] keeps.
+pub const SUMMARY_CHARS: usize = 500;
+
+/// A task as listings show it: everything but the captured output, with
+/// the result and the error cut to [`SUMMARY_CHARS`] characters, so that a
+/// page's size is bounded by its `limit` whatever the agents returned
+/// (`GET /api/tasks/{id}` has the whole task).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TaskSummary {
+    /// Identifier.
+    pub id: TaskId,
+    /// The agent it runs.
+    pub agent_id: AgentId,
+    /// The agent version it runs.
+    pub agent_version: i64,
+    /// Status.
+    pub status: TaskStatus,
+    /// Why it was created.
+    pub trigger: Trigger,
+    /// What it runs.
+    pub kind: TaskKind,
+    /// 1 for the first attempt, 2 for the first retry, ...
+    pub attempt: i64,
+    /// The first attempt this one retries, if any.
+    pub retry_of: Option<TaskId>,
+    /// When it became (or becomes) eligible to run.
+    pub scheduled_at: DateTime<Utc>,
+    /// When a worker started it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// The start of the JSON text of the value `run(ctx)` returned.
+    pub result_preview: Option<Excerpt>,
+    /// The start of what went wrong, if anything.
+    pub error: Option<Excerpt>,
+    /// Process exit code.
+    pub exit_code: Option<i64>,
+    /// Signal that ended the process, if one did.
+    pub signal: Option<i64>,
+    /// Wall time in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// CPU time (user + system) in milliseconds.
+    pub cpu_ms: Option<i64>,
+    /// Peak memory in KiB.
+    pub peak_memory_kb: Option<i64>,
+    /// Whether it ran without the sandbox (operator override).
+    pub unsandboxed: bool,
+    /// The worker that ran it.
+    pub worker: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+/// The first [`SUMMARY_CHARS`] characters of a longer text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Excerpt {
+    /// The text, cut at a character boundary.
+    pub text: String,
+    /// Whether the whole text is longer.
+    pub truncated: bool,
+}
+
+impl Excerpt {
+    /// The excerpt of `text`: the whole of it when it is short enough.
+    pub fn of(text: &str) -> Excerpt {
+        match text.char_indices().nth(SUMMARY_CHARS) {
+            Some((end, _)) => Excerpt {
+                text: text[..end].to_string(),
+                truncated: true,
+            },
+            None => Excerpt {
+                text: text.to_string(),
+                truncated: false,
+            },
+        }
+    }
+}
+
 /// What is needed to queue a task.
 #[derive(Debug, Clone)]
 pub struct NewTask {

@@ -6,6 +6,8 @@ use std::time::Duration;
 use p38_core::agent::AgentSettings;
 use p38_sandbox::Limits;
 
+use crate::reply::Caps;
+
 /// Limits applied when an agent does not override them.
 #[derive(Debug, Clone)]
 pub struct DefaultLimits {
@@ -44,7 +46,7 @@ impl Default for DefaultLimits {
 
 impl DefaultLimits {
     /// The sandbox limits for one agent: its overrides, else these defaults.
-    pub fn for_agent(&self, s: &AgentSettings, output_cap: usize) -> Limits {
+    pub(crate) fn for_agent(&self, s: &AgentSettings, output_cap: usize, caps: Caps) -> Limits {
         const MIB: u64 = 1024 * 1024;
         let timeout = s
             .timeout_seconds
@@ -65,7 +67,11 @@ impl DefaultLimits {
             // capture, so a secret cut by the sandbox's cap lies beyond the
             // point where the stored text is truncated.
             output_bytes: output_cap + 64 * 1024,
-            reply_bytes: 16 * MIB as usize,
+            // The reply holds the result and the state (each checked
+            // against its cap on the host, see reply.rs) and at most 1000
+            // log lines of 4000 characters: room for all of them, and no
+            // more, since the pump holds the reply in memory.
+            reply_bytes: caps.result_bytes + caps.state_bytes + 8 * MIB as usize,
         }
     }
 }

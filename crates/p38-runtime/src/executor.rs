@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use p38_core::agent::Agent;
+use p38_core::agent::{Agent, DEFAULT_RESULT_KB};
 use p38_core::task::{TaskOutcome, TaskStatus};
 use p38_sandbox::{CancelFlag, RunOutcome, RunRequest, Sandbox};
 use p38_secrets::{Masker, SecretResolver};
 
 use crate::config::RuntimeConfig;
 use crate::python::RUNNER_SOURCE;
+use crate::reply::{self, Caps, Reported, Window};
 
 /// What the agent learns about the run it is in (`ctx.run`).
 #[derive(Debug, Clone, Default)]
@@ -135,15 +136,20 @@ impl Executor {
             },
             "history": job.history,
             "max_state_bytes": self.cfg.max_state_bytes,
+            "max_result_bytes": agent.settings.max_result_kb.unwrap_or(DEFAULT_RESULT_KB) as usize * 1024,
         });
         // The only copy of the secret values outside this process is this
         // buffer, written to the runner's pipe.
         let input = input.to_string().into_bytes();
+        let caps = Caps {
+            result_bytes: agent.settings.max_result_kb.unwrap_or(DEFAULT_RESULT_KB) as usize * 1024,
+            state_bytes: self.cfg.max_state_bytes,
+        };
         let limits = self
             .cfg
             .limits
-            .for_agent(&agent.settings, self.cfg.output_cap);
-        let shown = Shown::of(&limits);
+            .for_agent(&agent.settings, self.cfg.output_cap, caps);
+        let shown = Shown::of(&limits, caps);
         let req = RunRequest {
             script: self.runner.clone(),
             input,
@@ -153,8 +159,14 @@ impl Executor {
             cancel: job.cancel,
             run_as: Some(self.cfg.agent_ids(agent.id)),
         };
-        match self.sandbox.run(req).await {
-            Ok(out) => outcome(out, &masker, self.cfg.output_cap, &shown),
+        let start = chrono::Utc::now();
+        let ran = self.sandbox.run(req).await;
+        let window = Window {
+            start,
+            end: chrono::Utc::now(),
+        };
+        match ran {
+            Ok(out) => outcome(out, &masker, self.cfg.output_cap, &shown, window),
             Err(e) => failed(masker.mask(&format!("sandbox: {e}")), !self.sandboxed()),
         }
     }
@@ -169,27 +181,30 @@ fn failed(error: String, unsandboxed: bool) -> TaskOutcome {
     }
 }
 
-/// Turns what the sandbox saw into a masked task outcome.
-/// The limits of a run, as error messages name them.
+/// The limits of a run, as error messages and the reply checks use them.
 struct Shown {
     timeout_s: u64,
     memory_mb: u64,
     workspace_mb: u64,
     workspace_entries: u64,
+    reply_mb: usize,
+    caps: Caps,
 }
 
 impl Shown {
-    fn of(l: &p38_sandbox::Limits) -> Shown {
+    fn of(l: &p38_sandbox::Limits, caps: Caps) -> Shown {
         Shown {
             timeout_s: l.wall.as_secs(),
             memory_mb: l.memory_bytes / (1024 * 1024),
             workspace_mb: l.workspace_bytes / (1024 * 1024),
             workspace_entries: l.workspace_entries,
+            reply_mb: l.reply_bytes / (1024 * 1024),
+            caps,
         }
     }
 }
 
-fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown) -> TaskOutcome {
+fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Window) -> TaskOutcome {
     let (timeout_s, memory_mb) = (shown.timeout_s, shown.memory_mb);
     let stream = |c: &p38_sandbox::Captured| {
         let text = String::from_utf8_lossy(&c.bytes);
@@ -211,13 +226,13 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown) -> TaskOutcom
         unsandboxed: !out.sandboxed,
         ..Default::default()
     };
-    let reply: Option<serde_json::Value> = if out.reply.truncated {
+    let reply = if out.reply.truncated {
         None
     } else {
-        serde_json::from_slice(&out.reply.bytes).ok()
+        reply::read(&out.reply.bytes, shown.caps, window)
     };
     if let Some(r) = &reply {
-        o.logs = r.get("logs").map(|l| m.mask_json(l));
+        o.logs = Some(m.mask_json(&serde_json::Value::Array(r.logs.clone())));
     }
     if out.cancelled {
         o.status = Some(TaskStatus::Cancelled);
@@ -239,41 +254,46 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown) -> TaskOutcom
         ));
         return o;
     }
-    match reply {
-        Some(r) if r["ok"] == serde_json::Value::Bool(true) => {
+    o.status = Some(TaskStatus::Failed);
+    let exited_cleanly = out.exit_code == Some(0) && out.signal.is_none();
+    o.error = Some(match reply.map(|r| r.reported) {
+        // Success is what the reply says AND how the process ended: a
+        // reply written before the process failed does not count.
+        Some(Reported::Returned { result, state }) if exited_cleanly => {
             o.status = Some(TaskStatus::Succeeded);
-            o.result = Some(m.mask_json(&r["result"]));
-            o.new_state = Some(m.mask_json(&r["state"]));
+            o.result = Some(m.mask_json(&result));
+            o.new_state = Some(m.mask_json(&state));
+            return o;
         }
-        Some(r) => {
-            let e = &r["error"];
-            let kind = e["kind"].as_str().unwrap_or("");
-            let head = format!(
-                "{}: {}",
-                e["type"].as_str().unwrap_or("Error"),
-                e["message"].as_str().unwrap_or("")
-            );
-            // A traceback without agent frames is the head line again.
-            let tb = e["traceback"].as_str().unwrap_or("").trim_end();
-            let tb = if tb == head { "" } else { tb };
-            let text = if kind == "memory" {
-                format!("memory limit exceeded ({memory_mb} MiB): {head}\n{tb}")
-            } else {
-                format!("{head}\n{tb}")
-            };
-            o.status = Some(TaskStatus::Failed);
-            o.error = Some(m.mask(text.trim_end()));
-        }
-        None => {
-            o.status = Some(TaskStatus::Failed);
-            o.error = Some(if out.reply.truncated {
-                "the agent's result and state were larger than 16 MiB".into()
-            } else {
-                died_without_reply(&out, memory_mb)
-            });
-        }
-    }
+        Some(Reported::Returned { .. }) => format!(
+            "run(ctx) returned, but then {}; a run succeeds only when its process ends cleanly",
+            how_it_ended(&out, memory_mb)
+        ),
+        Some(Reported::Raised {
+            error,
+            memory: true,
+        }) => m.mask(&format!("memory limit exceeded ({memory_mb} MiB): {error}")),
+        Some(Reported::Raised { error, .. }) => m.mask(&error),
+        Some(Reported::Refused(why)) => why,
+        None if out.reply.truncated => format!(
+            "the agent's reply (result, state and logs) was larger than {} MiB",
+            shown.reply_mb
+        ),
+        None => died_without_reply(&out, memory_mb),
+    });
     o
+}
+
+/// How a process that did not end cleanly ended, in words.
+fn how_it_ended(out: &RunOutcome, memory_mb: u64) -> String {
+    match (out.signal, out.exit_code) {
+        (Some(9), _) => format!(
+            "the agent's process was killed (SIGKILL; a resource limit, memory {memory_mb} MiB?)"
+        ),
+        (Some(s), _) => format!("the agent's process was killed by signal {s}"),
+        (None, Some(c)) => format!("the agent's process exited with code {c}"),
+        (None, None) => "the agent's process ended without an exit status".into(),
+    }
 }
 
 fn died_without_reply(out: &RunOutcome, memory_mb: u64) -> String {

@@ -1,13 +1,11 @@
 //! `ctx.history`: a compact summary of an agent's last runs, so an agent
 //! can react to its own recent failures without reading the whole task log.
 
-use p38_core::task::Task;
+use p38_core::task::{Excerpt, TaskSummary};
 
-/// Longest result or error text kept per run in the summary.
-const MAX_TEXT: usize = 500;
-
-/// Summarises finished tasks, newest first.
-pub(crate) fn summarise(tasks: &[Task]) -> Vec<serde_json::Value> {
+/// Summarises finished tasks, newest first. Result and error are the
+/// store's excerpts (500 characters), marked with `...` where cut.
+pub(crate) fn summarise(tasks: &[TaskSummary]) -> Vec<serde_json::Value> {
     tasks
         .iter()
         .map(|t| {
@@ -17,21 +15,17 @@ pub(crate) fn summarise(tasks: &[Task]) -> Vec<serde_json::Value> {
                 "attempt": t.attempt,
                 "trigger": t.trigger.as_str(),
                 "completed_at": t.completed_at.map(|c| c.to_rfc3339()),
-                "result": t.result.as_ref().map(|r| truncate(&r.to_string())),
-                "error": t.error.as_deref().map(truncate),
+                "result": t.result_preview.as_ref().map(shown),
+                "error": t.error.as_ref().map(shown),
             })
         })
         .collect()
 }
 
-/// Cuts text at a character boundary.
-pub(crate) fn truncate(s: &str) -> String {
-    if s.len() <= MAX_TEXT {
-        return s.to_string();
+fn shown(e: &Excerpt) -> String {
+    if e.truncated {
+        format!("{}...", e.text)
+    } else {
+        e.text.clone()
     }
-    let mut end = MAX_TEXT;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }

@@ -8,6 +8,7 @@ mod config;
 mod executor;
 mod history;
 mod python;
+mod reply;
 mod scheduler;
 mod signal;
 mod worker;

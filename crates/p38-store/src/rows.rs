@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use p38_core::agent::{Agent, AgentState, AgentVersion};
 use p38_core::audit::AuditEntry;
 use p38_core::auth::ApiToken;
-use p38_core::task::Task;
+use p38_core::task::{Excerpt, SUMMARY_CHARS, Task, TaskSummary};
 use p38_core::time::from_millis;
 use p38_core::{Error, Result};
 
@@ -31,11 +31,14 @@ macro_rules! task_cols {
 }
 pub(crate) use task_cols;
 
-/// Task columns for listings: the large captured outputs are left out
-/// (`GET /api/tasks/{id}` has them), so a page stays small.
+/// Task columns for listings: the captured outputs are left out and the
+/// result and error cut in the database to one character more than a
+/// [`p38_core::task::TaskSummary`] keeps (so that a cut can be told), so
+/// that neither the page nor the server's memory grows with what agents
+/// return (`GET /api/tasks/{id}` has the whole task).
 macro_rules! task_summary_cols {
     () => {
-        "id, agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, NULL AS stdout, NULL AS stderr, NULL AS logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+        "id, agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, substr(result, 1, 501) AS result_head, substr(error, 1, 501) AS error_head, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
     };
 }
 pub(crate) use task_summary_cols;
@@ -121,6 +124,40 @@ pub(crate) fn task(row: &AnyRow) -> Result<Task> {
         stderr: get(row, "stderr")?,
         logs: opt_json(row, "logs")?,
         error: get(row, "error")?,
+        exit_code: get(row, "exit_code")?,
+        signal: get(row, "signal")?,
+        duration_ms: get(row, "duration_ms")?,
+        cpu_ms: get(row, "cpu_ms")?,
+        peak_memory_kb: get(row, "peak_memory_kb")?,
+        unsandboxed: get::<i64>(row, "unsandboxed")? != 0,
+        worker: get(row, "worker")?,
+        created_at: from_millis(get(row, "created_at")?),
+    })
+}
+
+/// A row selected with `task_summary_cols!`.
+pub(crate) fn task_summary(row: &AnyRow) -> Result<TaskSummary> {
+    const _: () = assert!(SUMMARY_CHARS == 500, "task_summary_cols! cuts at 501");
+    let ms = |col: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(get::<Option<i64>>(row, col)?.map(from_millis))
+    };
+    let excerpt = |col: &str| -> Result<Option<Excerpt>> {
+        Ok(get::<Option<String>>(row, col)?.map(|t| Excerpt::of(&t)))
+    };
+    Ok(TaskSummary {
+        id: get(row, "id")?,
+        agent_id: get(row, "agent_id")?,
+        agent_version: get(row, "agent_version")?,
+        status: get::<String>(row, "status")?.parse()?,
+        trigger: get::<String>(row, "trigger_kind")?.parse()?,
+        kind: get::<String>(row, "kind")?.parse()?,
+        attempt: get(row, "attempt")?,
+        retry_of: get(row, "retry_of")?,
+        scheduled_at: from_millis(get(row, "scheduled_at")?),
+        started_at: ms("started_at")?,
+        completed_at: ms("completed_at")?,
+        result_preview: excerpt("result_head")?,
+        error: excerpt("error_head")?,
         exit_code: get(row, "exit_code")?,
         signal: get(row, "signal")?,
         duration_ms: get(row, "duration_ms")?,

@@ -12,7 +12,7 @@ use p38_core::agent::AgentId;
 use p38_core::audit::NewAudit;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::TaskStore;
-use p38_core::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, Trigger};
+use p38_core::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, TaskSummary, Trigger};
 use p38_core::time::{Timestamp, from_millis, now, to_millis};
 use p38_core::{Error, Result};
 
@@ -95,7 +95,7 @@ impl TaskStore for SqlStore {
         agent: AgentId,
         status: Option<TaskStatus>,
         page: PageRequest,
-    ) -> Result<Page<Task>> {
+    ) -> Result<Page<TaskSummary>> {
         let before = page.before.unwrap_or(i64::MAX);
         let fetch = i64::from(page.limit) + 1;
         // Two static statements rather than `($2 IS NULL OR ...)`: each uses
@@ -112,11 +112,14 @@ impl TaskStore for SqlStore {
                 .bind(fetch),
         };
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
-        let tasks = rows.iter().map(rows::task).collect::<Result<Vec<_>>>()?;
+        let tasks = rows
+            .iter()
+            .map(rows::task_summary)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(tasks, page.limit, |t| t.id))
     }
 
-    async fn recent_finished(&self, agent: AgentId, n: u32) -> Result<Vec<Task>> {
+    async fn recent_finished(&self, agent: AgentId, n: u32) -> Result<Vec<TaskSummary>> {
         let rows = sqlx::query(concat!(
             "SELECT ", task_summary_cols!(),
             " FROM tasks WHERE agent_id = $1 AND status IN ('succeeded', 'failed', 'timed_out', 'cancelled') ORDER BY id DESC LIMIT $2"
@@ -126,7 +129,7 @@ impl TaskStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter().map(rows::task).collect()
+        rows.iter().map(rows::task_summary).collect()
     }
 
     async fn cancel_task(&self, id: TaskId, audit: NewAudit) -> Result<Task> {

@@ -66,6 +66,14 @@ def _c_dumps(value):
     return "".join(encode(value, 0))
 
 
+def _c_size(value):
+    """Bytes of ``value`` as compact UTF-8 JSON: how the host measures it."""
+    encode = _json.make_encoder(
+        {}, _not_serialisable, _json.encode_basestring, None, ":", ",", False, False, False
+    )
+    return len("".join(encode(value, 0)).encode("utf-8", "surrogatepass"))
+
+
 def _py_loads(text):
     import json
 
@@ -78,12 +86,23 @@ def _py_dumps(value):
     return json.dumps(value, allow_nan=False)
 
 
+def _py_size(value):
+    import json
+
+    text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
 try:
     import _json
 
     _SCAN = _json.make_scanner(_ScanContext())
     _SAMPLE = {"a": [1, -2.5, "\u00e9\n", None, True, False], "b": {}}
-    if _c_loads(_c_dumps(_SAMPLE)) != _SAMPLE or _c_dumps([1.5]) != "[1.5]":
+    if (
+        _c_loads(_c_dumps(_SAMPLE)) != _SAMPLE
+        or _c_dumps([1.5]) != "[1.5]"
+        or _c_size({"a": ["\u00e9", 1]}) != 14
+    ):
         raise ImportError("_json behaves differently")
     try:
         _c_dumps([float("nan")])
@@ -91,9 +110,9 @@ try:
         pass
     else:
         raise ImportError("_json does not refuse NaN with these arguments")
-    loads, dumps = _c_loads, _c_dumps
+    loads, dumps, json_size = _c_loads, _c_dumps, _c_size
 except Exception:  # noqa: BLE001 - any surprise means: use json itself
-    loads, dumps = _py_loads, _py_dumps
+    loads, dumps, json_size = _py_loads, _py_dumps, _py_size
 
 
 def utc_now_iso():
@@ -273,25 +292,35 @@ def main():
     try:
         msg = read_message()
         max_state = int(msg.get("max_state_bytes") or 1048576)
+        max_result = int(msg.get("max_result_bytes") or 1048576)
         ctx = Context(msg)
         code = msg["code"]
         run = load_agent(code)
         value = run(ctx)
         try:
-            result = loads(dumps(value))
+            result_text = dumps(value)
         except (TypeError, ValueError, RecursionError) as e:
             raise TypeError(f"run() returned a value that is not JSON-serialisable: {e}") from None
+        result = loads(result_text)
+        result_size = json_size(result)
+        if result_size > max_result:
+            raise ValueError(
+                f"run() returned {result_size} bytes of JSON; the limit is {max_result // 1024} KiB"
+                " (settings.max_result_kb): keep large data in the workspace and return a summary"
+            )
         if not isinstance(ctx.state, dict):
             raise TypeError("ctx.state must stay a dict")
         try:
             state_text = dumps(ctx.state)
         except (TypeError, ValueError, RecursionError) as e:
             raise TypeError(f"ctx.state holds a value that is not JSON-serialisable: {e}") from None
-        if len(state_text.encode("utf-8")) > max_state:
+        state = loads(state_text)
+        state_size = json_size(state)
+        if state_size > max_state:
             raise ValueError(
-                f"ctx.state is {len(state_text.encode('utf-8'))} bytes; the limit is {max_state} bytes"
+                f"ctx.state is {state_size} bytes; the limit is {max_state} bytes: keep large data in the workspace"
             )
-        reply = {"ok": True, "result": result, "state": loads(state_text)}
+        reply = {"ok": True, "result": result, "state": state}
     except BaseException as e:  # noqa: BLE001 - report everything, SystemExit included
         try:
             reply = {"ok": False, "error": error_of(e, code)}
@@ -313,6 +342,9 @@ def main():
         out.write(data)
     sys.stdout.flush()
     sys.stderr.flush()
+    if not reply["ok"]:
+        # The process's status tells the truth too: a failed run exits 1.
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ use p38_app::dto::{AgentView, CreateAgent, UpdateAgent};
 use p38_core::agent::{AgentState, AgentStatus, AgentVersion};
 use p38_core::generation::Generation;
 use p38_core::page::{Page, PageRequest};
-use p38_core::task::{Task, TaskStatus};
+use p38_core::task::{Task, TaskStatus, TaskSummary};
 
 use super::PageQuery;
 use crate::AppState;
@@ -143,15 +143,15 @@ async fn execute_agent(
     ))
 }
 
-/// An agent's tasks, newest first, cursor-paginated; captured output is left out (see `GET /api/tasks/{id}`).
+/// An agent's tasks, newest first, cursor-paginated: captured output is left out and the result and error are cut to 500 characters (`GET /api/tasks/{id}` has the whole task).
 #[utoipa::path(get, path = "/api/agents/{id}/tasks", tag = "tasks", params(("id" = String, Path, description = "Agent id or name"), PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<Task>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Page<TaskSummary>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_agent_tasks(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Page<Task>>> {
+) -> ApiResult<Json<Page<TaskSummary>>> {
     let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
     let status = q
         .status
