@@ -434,14 +434,12 @@ async fn forged_replies_are_recorded_as_what_really_happened() {
     );
     assert!(forged_big.result.is_none());
 
-    // Thousands of log lines with made-up levels and times.
+    // Thousands of log lines with made-up levels and times, written past
+    // the runner's own cap.
     let logs = rig
         .run(
             "forged-logs",
-            &forging(
-                r#"{"ok": True, "result": 1, "state": {}, "logs": [{"level": "\u001b[2Kcritical", "message": "m%d" % i, "at": "1999-01-01T00:00:00Z"} for i in range(5000)], "logs_dropped": 0}"#,
-                "os._exit(0)",
-            ),
+            "import json, os\ndef run(ctx):\n    for i in range(5000):\n        os.write(4, (json.dumps({'log': {'level': '\\x1b[2Kcritical', 'message': 'm%d' % i, 'at': '1999-01-01T00:00:00Z'}}) + '\\n').encode())\n    os.write(4, json.dumps({'ok': True, 'result': 1, 'state': {}, 'logs_dropped': 0}).encode())\n    os._exit(0)\n",
             |_| {},
         )
         .await;
@@ -518,6 +516,30 @@ async fn forged_replies_are_recorded_as_what_really_happened() {
         .await;
     assert_eq!(killed.status, TaskStatus::Failed);
     assert_eq!(killed.signal, Some(9));
+
+    // Log lines of a run that is then stopped are kept, with the host's
+    // times in order.
+    let stopped = rig
+        .run(
+            "logs-then-timeout",
+            "import time\ndef run(ctx):\n    ctx.log.info('first')\n    time.sleep(0.5)\n    ctx.log.warning('second')\n    time.sleep(60)\n",
+            |a| a.settings.timeout_seconds = Some(2),
+        )
+        .await;
+    assert_eq!(stopped.status, TaskStatus::TimedOut);
+    let kept = stopped.logs.unwrap();
+    let kept = kept.as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert_eq!(
+        (kept[0]["message"].as_str(), kept[1]["level"].as_str()),
+        (Some("first"), Some("warning"))
+    );
+    let t0: chrono::DateTime<chrono::Utc> = kept[0]["at"].as_str().unwrap().parse().unwrap();
+    let t1: chrono::DateTime<chrono::Utc> = kept[1]["at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        t1 - t0 >= chrono::Duration::milliseconds(150),
+        "timed on arrival: {t0} {t1}"
+    );
 
     // An ordinary failure shows its real exit status.
     let plain = rig

@@ -226,14 +226,10 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Windo
         unsandboxed: !out.sandboxed,
         ..Default::default()
     };
-    let reply = if out.reply.truncated {
-        None
-    } else {
-        reply::read(&out.reply.bytes, shown.caps, window)
-    };
-    if let Some(r) = &reply {
-        o.logs = Some(m.mask_json(&serde_json::Value::Array(r.logs.clone())));
-    }
+    // The log lines stay even when the run was stopped, or its reply cut.
+    let (logs, reported) = reply::read(&out.reply, shown.caps, window);
+    o.logs = Some(m.mask_json(&serde_json::Value::Array(logs)));
+    let reported = reported.filter(|_| !out.reply.truncated);
     if out.cancelled {
         o.status = Some(TaskStatus::Cancelled);
         o.error = Some("cancelled".into());
@@ -256,7 +252,7 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Windo
     }
     o.status = Some(TaskStatus::Failed);
     let exited_cleanly = out.exit_code == Some(0) && out.signal.is_none();
-    o.error = Some(match reply.map(|r| r.reported) {
+    o.error = Some(match reported {
         // Success is what the reply says AND how the process ended: a
         // reply written before the process failed does not count.
         Some(Reported::Returned { result, state }) if exited_cleanly => {

@@ -1,15 +1,18 @@
 //! The runner's reply, checked again on the host.
 //!
-//! The runner enforces the state cap, the log cap and the reply's shape,
-//! but it runs inside the agent's own process: an agent can write a reply
-//! of its own to fd 4 and leave with `os._exit`, so everything the runner
-//! enforces is only a courtesy. This module takes nothing on trust: the
-//! sizes of the result and the state, the shape and number of the log
-//! lines, their levels and their timestamps are all checked (or replaced)
-//! here, and whether the run succeeded is decided together with how its
-//! process ended (see `executor.rs`).
+//! The runner writes JSON lines to fd 4: `{"log": {...}}` for each
+//! `ctx.log` line as it is logged, then one reply (`{"ok": ...}`). It
+//! enforces the state cap, the log cap and the reply's shape, but it runs
+//! inside the agent's own process: an agent can write lines of its own to
+//! fd 4 and leave with `os._exit`, so everything the runner enforces is
+//! only a courtesy. This module takes nothing on trust: the sizes of the
+//! result and the state, the shape and number of the log lines and their
+//! levels are checked here, each line's time is when it reached the host
+//! (the sandbox times the lines), and whether the run succeeded is decided
+//! together with how its process ended (see `executor.rs`).
 
 use chrono::{DateTime, Utc};
+use p38_sandbox::Captured;
 use serde_json::{Value, json};
 
 /// Log lines kept per run (the runner's own cap, enforced again).
@@ -30,12 +33,22 @@ pub(crate) struct Caps {
     pub state_bytes: usize,
 }
 
-/// When the run went, on the host's clock: every log line's time lies
-/// inside it, whatever the agent claimed.
+/// When the run went, on the host's clock.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Window {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+}
+
+impl Window {
+    /// The time `elapsed` after the start, never past the end.
+    fn at(&self, elapsed: std::time::Duration) -> DateTime<Utc> {
+        let t = chrono::Duration::from_std(elapsed)
+            .ok()
+            .and_then(|d| self.start.checked_add_signed(d))
+            .unwrap_or(self.end);
+        t.min(self.end)
+    }
 }
 
 /// What the reply says happened.
@@ -50,23 +63,50 @@ pub(crate) enum Reported {
     Refused(String),
 }
 
-/// A reply that was at least JSON.
-#[derive(Debug, Clone)]
-pub(crate) struct Reply {
-    pub reported: Reported,
-    /// Checked log lines: `level`, `message`, `at`.
-    pub logs: Vec<Value>,
-}
-
-/// Reads the bytes the run wrote to its reply pipe; `None` when they are
-/// not JSON at all (the process died before it could report).
-pub(crate) fn read(bytes: &[u8], caps: Caps, window: Window) -> Option<Reply> {
-    let v: Value = serde_json::from_slice(bytes).ok()?;
-    let logs = logs(&v, window);
-    Some(Reply {
-        reported: reported(&v, caps),
-        logs,
-    })
+/// Reads what the run wrote to its reply pipe. The reply is the last line
+/// that is a JSON object with an `ok` field; `None` when there is none
+/// (the process died before it could report), but the log lines that came
+/// before are kept either way.
+pub(crate) fn read(reply: &Captured, caps: Caps, window: Window) -> (Vec<Value>, Option<Reported>) {
+    let mut logs = Vec::new();
+    let mut dropped = 0u64;
+    let mut last: Option<Value> = None;
+    let mut line_start = 0usize;
+    let mut times = reply.line_times.iter().peekable();
+    for line in reply.bytes.split_inclusive(|b| *b == b'\n') {
+        let end = line_start + line.len();
+        line_start = end;
+        // The host's time of this line: when its newline arrived; a line
+        // past the timed ones (or without a newline) is given the end.
+        while times.next_if(|(off, _)| *off < end).is_some() {}
+        let at = match times.peek() {
+            Some((off, elapsed)) if *off == end => window.at(*elapsed),
+            _ => window.end,
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            continue; // not a line the runner writes
+        };
+        match v.get("log") {
+            Some(entry) if logs.len() < MAX_LOG_LINES => logs.push(log_line(entry, at)),
+            Some(_) => dropped += 1,
+            None if v.get("ok").is_some() => last = Some(v),
+            None => {}
+        }
+    }
+    let claimed = last
+        .as_ref()
+        .and_then(|v| v.get("logs_dropped"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let dropped = dropped.max(claimed);
+    if dropped > 0 {
+        logs.push(json!({
+            "level": "warning",
+            "message": format!("{dropped} more log lines were dropped (at most {MAX_LOG_LINES} are kept per run)"),
+            "at": stamp(window.end),
+        }));
+    }
+    (logs, last.map(|v| reported(&v, caps)))
 }
 
 fn reported(v: &Value, caps: Caps) -> Reported {
@@ -119,53 +159,24 @@ fn reported(v: &Value, caps: Caps) -> Reported {
     }
 }
 
-/// The log lines, as the host keeps them: at most [`MAX_LOG_LINES`] (and a
-/// line saying how many more were dropped), each with a known level, a
-/// message of at most [`MAX_LOG_CHARS`] characters, and a time inside the
-/// run's window that never goes backwards.
-fn logs(v: &Value, window: Window) -> Vec<Value> {
-    let lines = v.get("logs").and_then(Value::as_array);
-    let claimed_dropped = v.get("logs_dropped").and_then(Value::as_u64).unwrap_or(0);
-    let Some(lines) = lines else {
-        return Vec::new();
+/// One log line as the host keeps it: a known level, a message of at
+/// most [`MAX_LOG_CHARS`] characters, the host's time.
+fn log_line(entry: &Value, at: DateTime<Utc>) -> Value {
+    let level = entry
+        .get("level")
+        .and_then(Value::as_str)
+        .filter(|l| LEVELS.contains(l))
+        .unwrap_or("info");
+    let message = match entry.get("message") {
+        Some(Value::String(s)) => cut(s, MAX_LOG_CHARS),
+        Some(other) => cut(&other.to_string(), MAX_LOG_CHARS),
+        None => String::new(),
     };
-    let mut last = window.start;
-    let mut kept: Vec<Value> = lines
-        .iter()
-        .take(MAX_LOG_LINES)
-        .map(|line| {
-            let level = line
-                .get("level")
-                .and_then(Value::as_str)
-                .filter(|l| LEVELS.contains(l))
-                .unwrap_or("info");
-            let message = match line.get("message") {
-                Some(Value::String(s)) => cut(s, MAX_LOG_CHARS),
-                Some(other) => cut(&other.to_string(), MAX_LOG_CHARS),
-                None => String::new(),
-            };
-            let claimed = line
-                .get("at")
-                .and_then(Value::as_str)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc));
-            let at = claimed
-                .unwrap_or(last)
-                .clamp(window.start, window.end)
-                .max(last);
-            last = at;
-            json!({"level": level, "message": message, "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)})
-        })
-        .collect();
-    let dropped = (lines.len().saturating_sub(MAX_LOG_LINES) as u64).max(claimed_dropped);
-    if dropped > 0 {
-        kept.push(json!({
-            "level": "warning",
-            "message": format!("{dropped} more log lines were dropped (at most {MAX_LOG_LINES} are kept per run)"),
-            "at": window.end.to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
-        }));
-    }
-    kept
+    json!({"level": level, "message": message, "at": stamp(at)})
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, false)
 }
 
 fn json_len(v: &Value) -> usize {
@@ -183,6 +194,7 @@ fn cut(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn window() -> Window {
         let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
@@ -199,15 +211,28 @@ mod tests {
         state_bytes: 100,
     };
 
-    fn read_json(v: Value) -> Reply {
-        read(v.to_string().as_bytes(), CAPS, window()).unwrap()
+    /// The lines as the sandbox would capture them, the n-th arriving n
+    /// seconds after the start.
+    fn captured(lines: &[Value]) -> Captured {
+        let mut c = Captured::default();
+        for (i, l) in lines.iter().enumerate() {
+            c.bytes.extend_from_slice(l.to_string().as_bytes());
+            c.bytes.push(b'\n');
+            c.line_times
+                .push((c.bytes.len(), Duration::from_secs(i as u64)));
+        }
+        c
+    }
+
+    fn reported_of(v: Value) -> Reported {
+        read(&captured(&[v]), CAPS, window()).1.unwrap()
     }
 
     #[test]
     fn a_reply_within_the_caps_is_taken() {
-        let r = read_json(json!({"ok": true, "result": [1, 2], "state": {"n": 1}}));
+        let r = reported_of(json!({"ok": true, "result": [1, 2], "state": {"n": 1}}));
         assert_eq!(
-            r.reported,
+            r,
             Reported::Returned {
                 result: json!([1, 2]),
                 state: json!({"n": 1})
@@ -218,57 +243,71 @@ mod tests {
     #[test]
     fn results_and_states_over_their_caps_are_refused() {
         let big = "x".repeat(200);
-        let r = read_json(json!({"ok": true, "result": big, "state": {}}));
+        let r = reported_of(json!({"ok": true, "result": big, "state": {}}));
         assert!(
-            matches!(&r.reported, Reported::Refused(m) if m.contains("settings.max_result_kb")),
-            "{:?}",
-            r.reported
+            matches!(&r, Reported::Refused(m) if m.contains("settings.max_result_kb")),
+            "{r:?}"
         );
-        let r = read_json(json!({"ok": true, "result": 1, "state": {"s": big}}));
+        let r = reported_of(json!({"ok": true, "result": 1, "state": {"s": big}}));
         assert!(
-            matches!(&r.reported, Reported::Refused(m) if m.contains("ctx.state is")),
-            "{:?}",
-            r.reported
+            matches!(&r, Reported::Refused(m) if m.contains("ctx.state is")),
+            "{r:?}"
         );
-        let r = read_json(json!({"ok": true, "result": 1, "state": [1]}));
-        assert!(matches!(r.reported, Reported::Refused(_)));
-        let r = read_json(json!({"ok": "yes"}));
-        assert!(matches!(r.reported, Reported::Refused(_)));
-        assert!(read(b"not json", CAPS, window()).is_none());
+        let r = reported_of(json!({"ok": true, "result": 1, "state": [1]}));
+        assert!(matches!(r, Reported::Refused(_)));
+        let r = reported_of(json!({"ok": "yes"}));
+        assert!(matches!(r, Reported::Refused(_)));
+        let junk = Captured {
+            bytes: b"not json".to_vec(),
+            ..Default::default()
+        };
+        assert!(read(&junk, CAPS, window()).1.is_none());
+    }
+
+    #[test]
+    fn the_last_reply_counts_and_logs_before_a_missing_reply_are_kept() {
+        let lines = [
+            json!({"ok": true, "result": 1, "state": {}}),
+            json!({"log": {"level": "info", "message": "between"}}),
+            json!({"ok": false, "error": {"type": "E", "message": "last"}}),
+        ];
+        let (logs, r) = read(&captured(&lines), CAPS, window());
+        assert!(matches!(r, Some(Reported::Raised { .. })), "{r:?}");
+        assert_eq!(logs.len(), 1);
+        let (logs, r) = read(&captured(&lines[1..2]), CAPS, window());
+        assert!(r.is_none());
+        assert_eq!(logs[0]["message"], "between");
     }
 
     #[test]
     fn log_lines_are_capped_shaped_and_timed_by_the_host() {
         let w = window();
         let mut lines: Vec<Value> = (0..MAX_LOG_LINES + 50)
-            .map(|i| json!({"level": "critical", "message": i, "at": "1999-01-01T00:00:00Z"}))
+            .map(|i| json!({"log": {"level": "critical", "message": i, "at": "1999-01-01T00:00:00Z"}}))
             .collect();
-        lines[1] = json!({"level": "error", "message": "m".repeat(MAX_LOG_CHARS + 10), "at": "2030-01-01T00:00:00Z"});
-        let r = read_json(json!({"ok": false, "error": {}, "logs": lines}));
-        assert_eq!(r.logs.len(), MAX_LOG_LINES + 1, "capped, plus the note");
-        assert_eq!(r.logs[0]["level"], "info", "unknown level");
-        assert_eq!(r.logs[0]["message"], "0");
-        assert_eq!(r.logs[1]["level"], "error");
+        lines[1] = json!({"log": {"level": "error", "message": "m".repeat(MAX_LOG_CHARS + 10)}});
+        lines.push(json!({"ok": false, "error": {}, "logs_dropped": 3}));
+        let (logs, _) = read(&captured(&lines), CAPS, w);
+        assert_eq!(logs.len(), MAX_LOG_LINES + 1, "capped, plus the note");
+        assert_eq!(logs[0]["level"], "info", "unknown level");
+        assert_eq!(logs[0]["message"], "0");
+        assert_eq!(logs[1]["level"], "error");
         assert!(
-            r.logs[1]["message"]
+            logs[1]["message"]
                 .as_str()
                 .unwrap()
                 .ends_with("[truncated]")
         );
-        let times: Vec<DateTime<Utc>> = r
-            .logs
-            .iter()
-            .map(|l| {
-                DateTime::parse_from_rfc3339(l["at"].as_str().unwrap())
-                    .unwrap()
-                    .into()
-            })
-            .collect();
-        assert_eq!(times[0], w.start, "a time before the run is clamped");
-        assert_eq!(times[1], w.end, "a time after the run is clamped");
-        assert!(times.windows(2).all(|p| p[0] <= p[1]), "never backwards");
+        let time = |l: &Value| -> DateTime<Utc> {
+            DateTime::parse_from_rfc3339(l["at"].as_str().unwrap())
+                .unwrap()
+                .into()
+        };
+        assert_eq!(time(&logs[0]), w.start, "the host's time, not the claim");
+        assert_eq!(time(&logs[3]), w.start + chrono::Duration::seconds(3));
+        assert_eq!(time(&logs[20]), w.end, "never past the end");
         assert!(
-            r.logs[MAX_LOG_LINES]["message"]
+            logs[MAX_LOG_LINES]["message"]
                 .as_str()
                 .unwrap()
                 .starts_with("50 more log lines were dropped")
@@ -277,10 +316,10 @@ mod tests {
 
     #[test]
     fn errors_are_cut() {
-        let r = read_json(
+        let r = reported_of(
             json!({"ok": false, "error": {"type": "ValueError", "message": "e".repeat(MAX_ERROR_CHARS * 2), "kind": "memory"}}),
         );
-        match r.reported {
+        match r {
             Reported::Raised { error, memory } => {
                 assert!(memory);
                 assert!(error.starts_with("ValueError: eee"));

@@ -163,12 +163,22 @@ pub struct Captured {
     pub bytes: Vec<u8>,
     /// Whether more bytes were written than the cap (the rest was discarded).
     pub truncated: bool,
+    /// For the reply stream only: when each line of `bytes` arrived, on the
+    /// host's clock, as (offset just past its newline, time since the run
+    /// started), for at most [`MAX_TIMED_LINES`] lines. What a line says
+    /// about its own time is the program's claim; this is the host's.
+    pub line_times: Vec<(usize, Duration)>,
 }
+
+/// Lines of the reply stream whose arrival is timed (the rest are not:
+/// the record of times must not grow with what the program writes).
+pub const MAX_TIMED_LINES: usize = 4096;
 
 /// The result of one run that started.
 #[derive(Debug, Clone, Default)]
 pub struct RunOutcome {
-    /// Everything Python wrote to fd 4 (capped at `reply_bytes`).
+    /// Everything Python wrote to fd 4 (capped at `reply_bytes`), with the
+    /// arrival time of each line.
     pub reply: Captured,
     /// Standard output (capped at `output_bytes`).
     pub stdout: Captured,

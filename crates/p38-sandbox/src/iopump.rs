@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::Captured;
+use crate::config::{Captured, MAX_TIMED_LINES};
 
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
@@ -33,17 +33,22 @@ struct Reader {
     fd: Option<OwnedFd>,
     cap: usize,
     out: Captured,
+    /// Record when each line arrives (the reply stream).
+    timed: bool,
 }
 
+/// Starts the pump; `started` is when the run started (line times count
+/// from it).
 pub(crate) fn spawn(
     s: Streams,
     output_cap: usize,
     reply_cap: usize,
     exited: Arc<AtomicBool>,
+    started: Instant,
 ) -> std::io::Result<JoinHandle<Collected>> {
     std::thread::Builder::new()
         .name("p38-sandbox-io".into())
-        .spawn(move || pump(s, output_cap, reply_cap, &exited))
+        .spawn(move || pump(s, output_cap, reply_cap, &exited, started))
 }
 
 fn set_nonblocking(fd: &OwnedFd) {
@@ -54,23 +59,23 @@ fn set_nonblocking(fd: &OwnedFd) {
     }
 }
 
-fn pump(s: Streams, output_cap: usize, reply_cap: usize, exited: &AtomicBool) -> Collected {
+fn pump(
+    s: Streams,
+    output_cap: usize,
+    reply_cap: usize,
+    exited: &AtomicBool,
+    started: Instant,
+) -> Collected {
+    let reader = |fd, cap, timed| Reader {
+        fd: Some(fd),
+        cap,
+        out: Captured::default(),
+        timed,
+    };
     let mut readers = [
-        Reader {
-            fd: Some(s.stdout),
-            cap: output_cap,
-            out: Captured::default(),
-        },
-        Reader {
-            fd: Some(s.stderr),
-            cap: output_cap,
-            out: Captured::default(),
-        },
-        Reader {
-            fd: Some(s.reply),
-            cap: reply_cap,
-            out: Captured::default(),
-        },
+        reader(s.stdout, output_cap, false),
+        reader(s.stderr, output_cap, false),
+        reader(s.reply, reply_cap, true),
     ];
     let mut input = if s.input_bytes.is_empty() {
         None
@@ -120,7 +125,7 @@ fn pump(s: Streams, output_cap: usize, reply_cap: usize, exited: &AtomicBool) ->
         // SAFETY: pfds is a valid array of pollfd for the given length.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 50) };
         for r in readers.iter_mut() {
-            drain_some(r, &mut buf);
+            drain_some(r, &mut buf, started);
         }
         if let Some(fd) = &input {
             match write_some(fd, &data[written..]) {
@@ -139,7 +144,7 @@ fn pump(s: Streams, output_cap: usize, reply_cap: usize, exited: &AtomicBool) ->
 }
 
 /// Reads what is available now; closes the reader at EOF or on error.
-fn drain_some(r: &mut Reader, buf: &mut [u8]) {
+fn drain_some(r: &mut Reader, buf: &mut [u8], started: Instant) {
     let Some(fd) = &r.fd else { return };
     // Bound the work per wake-up so one busy stream cannot starve the others.
     for _ in 0..16 {
@@ -151,7 +156,11 @@ fn drain_some(r: &mut Reader, buf: &mut [u8]) {
             if n > room {
                 r.out.truncated = true;
             }
-            r.out.bytes.extend_from_slice(&buf[..n.min(room)]);
+            let kept = &buf[..n.min(room)];
+            if r.timed {
+                time_lines(&mut r.out, kept, started.elapsed());
+            }
+            r.out.bytes.extend_from_slice(kept);
             continue;
         }
         if n == 0 {
@@ -166,6 +175,18 @@ fn drain_some(r: &mut Reader, buf: &mut [u8]) {
             r.fd = None;
         }
         return;
+    }
+}
+
+/// Notes the arrival of every line that `chunk` (about to be appended)
+/// ends, up to [`MAX_TIMED_LINES`].
+fn time_lines(out: &mut Captured, chunk: &[u8], at: Duration) {
+    let base = out.bytes.len();
+    for (i, _) in chunk.iter().enumerate().filter(|(_, b)| **b == b'\n') {
+        if out.line_times.len() >= MAX_TIMED_LINES {
+            return;
+        }
+        out.line_times.push((base + i + 1, at));
     }
 }
 

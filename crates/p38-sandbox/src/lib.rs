@@ -40,7 +40,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use config::{CancelFlag, Captured, Limits, RunOutcome, RunRequest, SandboxConfig};
+pub use config::{
+    CancelFlag, Captured, Limits, MAX_TIMED_LINES, RunOutcome, RunRequest, SandboxConfig,
+};
 pub use error::SandboxError;
 
 /// A probed, ready-to-use sandbox. Cheap to clone; runs may be concurrent.

@@ -163,6 +163,7 @@ pub(crate) fn run(
         limits.output_bytes,
         limits.reply_bytes,
         exited.clone(),
+        start,
     );
     let io_thread = match io_thread {
         Ok(t) => t,

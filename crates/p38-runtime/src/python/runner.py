@@ -3,13 +3,13 @@
 Written into every sandbox by the runtime. It reads one JSON message from
 file descriptor 3 (the agent's code, state, config, declared secrets, run
 facts and recent history), loads the agent, calls ``run(ctx)`` and writes
-one JSON message to file descriptor 4: the returned value, the new state
-and the log lines, or the error with its traceback. Standard library only.
+JSON lines to file descriptor 4: one per ``ctx.log`` line as it is logged,
+then the reply: the returned value and the new state, or the error with
+its traceback. Standard library only.
 """
 
 import os
 import sys
-import time
 
 AGENT_FILE = "agent.py"
 MAX_LOG_LINES = 1000
@@ -115,12 +115,6 @@ except Exception:  # noqa: BLE001 - any surprise means: use json itself
     loads, dumps, json_size = _py_loads, _py_dumps, _py_size
 
 
-def utc_now_iso():
-    """The current UTC time as ISO 8601 with milliseconds (no datetime import)."""
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}+00:00"
-
-
 class SecretNotDeclared(KeyError):
     """Raised when an agent reads a secret it did not declare."""
 
@@ -155,20 +149,26 @@ class Secrets:
 
 
 class Log:
-    """``ctx.log``: structured log lines kept with the task."""
+    """``ctx.log``: structured log lines kept with the task.
+
+    Each line goes to the host at once, as one JSON line on fd 4, so that
+    the host times it on arrival and keeps it even when the run is then
+    stopped (a timeout, a cancel, a crash).
+    """
 
     def __init__(self):
-        self.lines = []
+        self.count = 0
         self.dropped = 0
 
     def _add(self, level, msg, args):
-        if len(self.lines) >= MAX_LOG_LINES:
+        if self.count >= MAX_LOG_LINES:
             self.dropped += 1
             return
         text = str(msg) % args if args else str(msg)
         if len(text) > MAX_LOG_CHARS:
             text = text[:MAX_LOG_CHARS] + "...[truncated]"
-        self.lines.append({"level": level, "message": text, "at": utc_now_iso()})
+        self.count += 1
+        write_reply_line({"log": {"level": level, "message": text}})
 
     def debug(self, msg, *args):
         """Log at debug level."""
@@ -236,6 +236,13 @@ class Context:
         self.history = msg.get("history") or []
         self.tools = Tools(msg.get("tools") or [])
         self.workspace = os.getcwd()
+
+
+def write_reply_line(value):
+    """Write one JSON line to the reply pipe (fd 4), whole."""
+    data = memoryview((dumps(value) + "\n").encode("utf-8"))
+    while data:
+        data = data[os.write(4, data) :]
 
 
 def read_message():
@@ -335,11 +342,9 @@ def main():
         # agent's own process reports; a copy leaves without a word.
         os._exit(0)
     if ctx is not None:
-        reply["logs"] = ctx.log.lines
         reply["logs_dropped"] = ctx.log.dropped
-    data = dumps(reply).encode("utf-8")
-    with os.fdopen(4, "wb") as out:
-        out.write(data)
+    write_reply_line(reply)
+    os.close(4)
     sys.stdout.flush()
     sys.stderr.flush()
     if not reply["ok"]:
