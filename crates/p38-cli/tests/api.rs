@@ -226,7 +226,7 @@ fn admin_token_file_is_mode_0600() {
 #[test]
 fn database_file_is_mode_0600() {
     if common::backend() != "sqlite" {
-        eprintln!("SKIP database_file_is_mode_0600: the database is PostgreSQL");
+        p38_testkit::not_applicable("the database is PostgreSQL, not a file");
         return;
     }
     let s = Server::start();

@@ -5,8 +5,7 @@ use std::process::Command;
 
 #[test]
 fn every_example_agent_runs() {
-    if !Path::new("/usr/bin/bwrap").exists() {
-        eprintln!("SKIP: bubblewrap (/usr/bin/bwrap) is not installed");
+    if !p38_testkit::sandbox_available() {
         return;
     }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents");

@@ -134,8 +134,7 @@ fn start_up(data: &Path, llm: &str, env: &[(&str, &str)]) -> (Up, String, Arc<Mu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hebrew_description_becomes_an_approved_running_agent() {
-    if !Path::new("/usr/bin/bwrap").exists() {
-        eprintln!("SKIP: bubblewrap is not installed");
+    if !p38_testkit::sandbox_available() {
         return;
     }
     let (fake, llm) = serve_fake(post(messages)).await;
@@ -283,8 +282,7 @@ async fn hang_once(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value
 /// lapses, the restarted server runs it again and saves the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generation_interrupted_by_a_crash_is_run_again() {
-    if !Path::new("/usr/bin/bwrap").exists() {
-        eprintln!("SKIP: bubblewrap is not installed");
+    if !p38_testkit::sandbox_available() {
         return;
     }
     let (fake, llm) = serve_fake(post(hang_once)).await;

@@ -25,7 +25,7 @@ fn pg_url() -> Option<String> {
 }
 
 fn have_bwrap() -> bool {
-    Path::new("/usr/bin/bwrap").exists()
+    p38_testkit::sandbox_available()
 }
 
 /// A PostgreSQL schema of its own, dropped at the end.
@@ -39,11 +39,10 @@ struct Db {
 impl Db {
     async fn new(test: &str) -> Option<Db> {
         let Some(base) = pg_url() else {
-            eprintln!("SKIP {test}: P38_TEST_DATABASE_URL is not set");
+            p38_testkit::missing(&format!("{test}: P38_TEST_DATABASE_URL is not set"));
             return None;
         };
         if !have_bwrap() {
-            eprintln!("SKIP {test}: bubblewrap is not installed");
             return None;
         }
         let schema = format!("p38q_{test}_{}", std::process::id());
@@ -554,7 +553,6 @@ async fn graceful_shutdown_hands_unfinished_runs_to_another_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_follow_the_backoff_and_cron_fires_on_the_second() {
     if !have_bwrap() {
-        eprintln!("SKIP: bubblewrap is not installed");
         return;
     }
     // Single process on SQLite: `p38 up`.

@@ -24,13 +24,7 @@ struct Rig {
 }
 
 fn have_bwrap() -> bool {
-    if std::path::Path::new("/usr/bin/bwrap").exists() {
-        return true;
-    }
-    eprintln!(
-        "SKIP: bubblewrap (/usr/bin/bwrap) is not installed; install the Debian package bubblewrap"
-    );
-    false
+    p38_testkit::sandbox_available()
 }
 
 impl Rig {

@@ -81,7 +81,7 @@ async fn ruff_reports_findings_when_installed() {
     if !ruff_installed() {
         assert_eq!(lint.status, StageStatus::Skipped);
         assert!(lint.note.contains("ruff not installed"), "{lint:?}");
-        return;
+        return p38_testkit::missing("ruff is not installed (scripts/setup.sh installs it)");
     }
     assert_eq!(lint.status, StageStatus::Failed, "{r:#?}");
     let rules: Vec<&str> = r
@@ -100,7 +100,7 @@ async fn ruff_reports_findings_when_installed() {
 #[tokio::test]
 async fn ruff_warnings_do_not_fail_the_stage() {
     if !ruff_installed() {
-        return;
+        return p38_testkit::missing("ruff is not installed (scripts/setup.sh installs it)");
     }
     let code = CLEAN.replace("import datetime\n", "import datetime\nimport json\n");
     let r = Validator::default().validate(&code, false, "").await;

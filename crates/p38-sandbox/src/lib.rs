@@ -45,6 +45,12 @@ pub use config::{
 };
 pub use error::SandboxError;
 
+/// Finds bubblewrap as [`Sandbox::new`] does: `configured` is a path, or a
+/// bare name (`bwrap`) looked up on `PATH`. The error says how to install it.
+pub fn find_bubblewrap(configured: &Path) -> Result<PathBuf, SandboxError> {
+    probe::find_bwrap(configured)
+}
+
 /// A probed, ready-to-use sandbox. Cheap to clone; runs may be concurrent.
 #[derive(Debug, Clone)]
 pub struct Sandbox {

@@ -152,8 +152,7 @@ async fn async_run_works() {
 #[test]
 fn insecure_mode_runs_unsandboxed() {
     if !std::path::Path::new(PYTHON).exists() {
-        eprintln!("SKIP: {PYTHON} missing");
-        return;
+        return p38_testkit::missing(&format!("{PYTHON} is missing"));
     }
     let env = Env::with_config(|c| c.insecure_no_sandbox = true);
     assert!(!env.sandbox.is_sandboxed());

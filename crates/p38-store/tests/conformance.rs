@@ -68,7 +68,9 @@ async fn backends(test: &str) -> Vec<Backend> {
                 _dir: None,
             });
         }
-        _ => eprintln!("SKIP postgres backend for {test}: P38_TEST_DATABASE_URL is not set"),
+        _ => p38_testkit::missing(&format!(
+            "the postgres backend for {test}: P38_TEST_DATABASE_URL is not set"
+        )),
     }
     out
 }
