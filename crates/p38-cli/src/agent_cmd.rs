@@ -9,7 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::args::{AgentCmd, AgentFields};
 use crate::client::{Client, seg};
-use crate::output;
+use crate::confirm::Confirmation;
+use crate::{output, safe_text};
 
 const AGENT_COLUMNS: &[(&str, &str)] = &[
     ("ID", "id"),
@@ -139,8 +140,9 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 .await?;
             show_agent(&c, &v);
         }
-        AgentCmd::Delete { client, agent } => {
+        AgentCmd::Delete { client, agent, yes } => {
             let c = Client::new(&client)?;
+            confirm_delete(&c, &agent, yes).await?;
             c.call(
                 Method::DELETE,
                 &format!("/api/agents/{}", seg(&agent)),
@@ -165,7 +167,11 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 if c.json {
                     output::json(&task);
                 } else {
-                    println!("queued task {} for agent {agent}", task["id"]);
+                    println!(
+                        "queued task {} for agent {}",
+                        task["id"],
+                        safe_text::line(&agent)
+                    );
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -207,14 +213,32 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 output::json(&v);
             } else {
                 println!("runs:  {}", v["run_count"]);
-                println!(
-                    "state: {}",
-                    serde_json::to_string_pretty(&v["state"]).unwrap_or_default()
-                );
+                println!("state: {}", safe_text::json_pretty(&v["state"]));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Asks before `agent delete` (see [`crate::confirm`]): it removes the agent
+/// with every version, task and its state. Without a terminal it refuses
+/// before sending anything; on one it shows which agent it is first.
+async fn confirm_delete(c: &Client, agent: &str, yes: bool) -> anyhow::Result<()> {
+    let confirmation = Confirmation::new(
+        format!("agent {} was not deleted", safe_text::line(agent)),
+        format!("p38 agent delete {} --yes", safe_text::line(agent)),
+    );
+    if !confirmation.must_ask(yes)? {
+        return Ok(());
+    }
+    let a = c.get(&format!("/api/agents/{}", seg(agent))).await?;
+    confirmation.ask(&format!(
+        "delete agent {} ({}), version {}, status {}, with its whole history (every version, task and its state)?",
+        a["id"],
+        output::text(&a["name"]),
+        a["version"],
+        output::text(&a["status"])
+    ))
 }
 
 /// Waits for a task to end, a long poll of up to 20 s at a time (the
@@ -296,13 +320,16 @@ fn show_agent(c: &Client, v: &Value) {
         ],
     );
     if let Some(d) = v["description"].as_str().filter(|d| !d.is_empty()) {
-        println!("description:   {d}");
+        println!("description:   {}", safe_text::line(d));
+    }
+    if v["config"].as_object().is_some_and(|c| !c.is_empty()) {
+        println!("config:        {}", safe_text::json_compact(&v["config"]));
     }
     let g = &v["generation"];
     if g.is_object() {
         println!(
             "written by:    {} in {} iteration(s), {} + {} tokens, ${:.4} (generation {})",
-            g["model"].as_str().unwrap_or("?"),
+            output::text(&g["model"]),
             g["iterations"],
             g["input_tokens"],
             g["output_tokens"],

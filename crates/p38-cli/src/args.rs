@@ -317,12 +317,15 @@ pub enum AgentCmd {
         #[arg(long)]
         status: Option<String>,
     },
-    /// Delete an agent with its history.
+    /// Delete an agent with its history (asks on a terminal; without one, needs --yes).
     Delete {
         #[command(flatten)]
         client: ClientArgs,
         /// Agent id or name.
         agent: String,
+        /// Delete without asking (needed when stdin is not a terminal).
+        #[arg(long, short)]
+        yes: bool,
     },
     /// Run an agent now.
     Run {
@@ -360,13 +363,14 @@ pub enum AgentCmd {
         /// Agent id or name.
         agent: String,
     },
-    /// Show an agent's code, findings, permissions and cost, then approve it.
+    /// Show an agent's code, findings, permissions and cost, then approve it
+    /// (asks on a terminal; without one, needs --yes).
     Approve {
         #[command(flatten)]
         client: ClientArgs,
         /// Agent id or name.
         agent: String,
-        /// Approve without asking.
+        /// Approve without asking (needed when stdin is not a terminal).
         #[arg(long, short)]
         yes: bool,
     },

@@ -71,12 +71,14 @@ impl Client {
         if status.is_success() {
             return Ok(value);
         }
+        // An error message may quote what an agent or a model wrote (a
+        // name, a finding): one line, escaped, like every other server text.
         let err = &value["error"];
-        let message = err["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| value.to_string());
-        match err["field"].as_str() {
+        let message = match err["message"].as_str() {
+            Some(m) => crate::safe_text::line(m),
+            None => crate::safe_text::json_compact(&value),
+        };
+        match err["field"].as_str().map(crate::safe_text::line) {
             Some(f) => bail!("{message} (field: {f}) [HTTP {}]", status.as_u16()),
             None => bail!("{message} [HTTP {}]", status.as_u16()),
         }

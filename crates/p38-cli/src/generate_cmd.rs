@@ -9,7 +9,8 @@ use anyhow::bail;
 use serde_json::{Map, Value, json};
 
 use crate::client::{Client, seg};
-use crate::output;
+use crate::confirm::Confirmation;
+use crate::{output, safe_text};
 
 /// Longest a generation is followed before the CLI gives up waiting (it
 /// goes on on the server).
@@ -23,7 +24,7 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
     if !c.json {
         eprintln!(
             "generation {id} started (model {})",
-            g["model"].as_str().unwrap_or("?")
+            output::text(&g["model"])
         );
     }
     let start = Instant::now();
@@ -34,7 +35,7 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
         let g = c.get(&format!("/api/generations/{id}")).await?;
         let line = format!(
             "{} · iteration {} · {} finding(s) · ${:.4}",
-            g["stage"].as_str().unwrap_or("?"),
+            output::text(&g["stage"]),
             g["iteration"],
             g["findings"],
             g["cost_usd"].as_f64().unwrap_or(0.0)
@@ -65,7 +66,7 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
         if !c.json {
             eprintln!(
                 "generation failed: {}",
-                done["error"].as_str().unwrap_or("unknown reason")
+                safe_text::block(done["error"].as_str().unwrap_or("unknown reason"))
             );
             print_last_findings(&done);
         }
@@ -76,8 +77,8 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
         println!(
             "agent {} ({}) created: {} · {} iteration(s) · ${:.4}",
             agent["id"],
-            agent["name"].as_str().unwrap_or(""),
-            agent["status"].as_str().unwrap_or(""),
+            output::text(&agent["name"]),
+            output::text(&agent["status"]),
             done["iteration"],
             done["cost_usd"].as_f64().unwrap_or(0.0)
         );
@@ -94,20 +95,20 @@ fn print_last_findings(g: &Value) {
         for f in findings {
             eprintln!(
                 "  [{}] line {} {}: {}",
-                f["stage"].as_str().unwrap_or(""),
+                output::text(&f["stage"]),
                 f["line"]
                     .as_u64()
                     .map(|l| l.to_string())
                     .unwrap_or_else(|| "-".into()),
-                f["rule"].as_str().unwrap_or(""),
-                f["message"].as_str().unwrap_or("")
+                output::text(&f["rule"]),
+                output::text(&f["message"])
             );
         }
     }
 }
 
-/// Shows the code, findings, permissions and cost, asks on a terminal,
-/// then approves.
+/// Shows the code, findings, permissions and cost, asks (see
+/// [`crate::confirm`]), then approves the version shown.
 pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitCode> {
     let a = c.get(&format!("/api/agents/{}", seg(agent))).await?;
     let generation = match a["generation_id"].as_i64() {
@@ -115,60 +116,14 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
         None => None,
     };
     if !c.json {
-        println!(
-            "agent {} ({}), version {}, status {}",
-            a["id"],
-            a["name"].as_str().unwrap_or(""),
-            a["version"],
-            a["status"].as_str().unwrap_or("")
-        );
-        println!("description: {}", a["description"].as_str().unwrap_or(""));
-        println!("schedule:    {}", output::cell(&a["schedule"]));
-        println!("secrets:     {}", output::cell(&a["secrets"]));
-        println!("tools:       {}", output::cell(&a["tools"]));
-        println!("network:     {}", a["network"]);
-        match &generation {
-            Some(g) => {
-                println!(
-                    "generated:   {} iteration(s), {} in / {} out tokens, ${:.4} ({})",
-                    g["iteration"],
-                    g["input_tokens"],
-                    g["output_tokens"],
-                    g["cost_usd"].as_f64().unwrap_or(0.0),
-                    g["model"].as_str().unwrap_or("")
-                );
-                let last = g["report"]["iterations"]
-                    .as_array()
-                    .and_then(|i| i.last())
-                    .cloned()
-                    .unwrap_or(json!({}));
-                let findings = last["findings"].as_array().cloned().unwrap_or_default();
-                println!(
-                    "findings:    {}",
-                    if findings.is_empty() {
-                        "none".to_string()
-                    } else {
-                        findings.len().to_string()
-                    }
-                );
-                print_last_findings(g);
-            }
-            None => println!("generated:   no (hand-written)"),
-        }
-        println!(
-            "--- code ---\n{}\n------------",
-            a["code"].as_str().unwrap_or("").trim_end()
-        );
+        print_approval_screen(&a, generation.as_ref());
     }
-    if !yes && std::io::stdin().is_terminal() {
-        eprint!("approve this agent? [y/N] ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("not approved");
-            return Ok(ExitCode::from(1));
-        }
+    let confirmation = Confirmation::new(
+        format!("agent {} was not approved", a["id"]),
+        format!("p38 agent approve {} --yes", a["id"]),
+    );
+    if confirmation.must_ask(yes)? {
+        confirmation.ask("approve this agent?")?;
     }
     let v = c
         .post(
@@ -182,8 +137,62 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
         println!(
             "approved: agent {} is {}",
             v["id"],
-            v["status"].as_str().unwrap_or("")
+            output::text(&v["status"])
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the approver sees: who wrote the agent and what it may do, its
+/// findings, and its code with line numbers (the findings name lines, and
+/// a numbered gutter shows where the code ends: code cannot print a fake
+/// end of the code block).
+fn print_approval_screen(a: &Value, generation: Option<&Value>) {
+    println!(
+        "agent {} ({}), version {}, status {}",
+        a["id"],
+        output::text(&a["name"]),
+        a["version"],
+        output::text(&a["status"])
+    );
+    println!("description: {}", output::text(&a["description"]));
+    println!("schedule:    {}", output::cell(&a["schedule"]));
+    println!("secrets:     {}", output::cell(&a["secrets"]));
+    println!("tools:       {}", output::cell(&a["tools"]));
+    println!("network:     {}", output::cell(&a["network"]));
+    println!("config:      {}", safe_text::json_compact(&a["config"]));
+    match generation {
+        Some(g) => {
+            println!(
+                "generated:   {} iteration(s), {} in / {} out tokens, ${:.4} ({})",
+                g["iteration"],
+                g["input_tokens"],
+                g["output_tokens"],
+                g["cost_usd"].as_f64().unwrap_or(0.0),
+                output::text(&g["model"])
+            );
+            let last = g["report"]["iterations"]
+                .as_array()
+                .and_then(|i| i.last())
+                .cloned()
+                .unwrap_or(json!({}));
+            let findings = last["findings"].as_array().cloned().unwrap_or_default();
+            println!(
+                "findings:    {}",
+                if findings.is_empty() {
+                    "none".to_string()
+                } else {
+                    findings.len().to_string()
+                }
+            );
+            print_last_findings(g);
+        }
+        None => println!("generated:   no (hand-written)"),
+    }
+    println!("--- code ---");
+    let code = a["code"].as_str().unwrap_or("").trim_end();
+    for (n, text) in code.split('\n').enumerate() {
+        println!("{:>4} | {}", n + 1, safe_text::block(text));
+    }
+    println!("------------");
 }

@@ -4,10 +4,12 @@
 mod agent_cmd;
 mod args;
 mod client;
+mod confirm;
 mod dry_run;
 mod generate_cmd;
 mod output;
 mod run_cmd;
+mod safe_text;
 mod secret_cmd;
 mod secrets_cfg;
 mod server_cmd;
@@ -45,7 +47,10 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("p38: error: {e:#}");
+            // The chain may hold text from the server or a file; its own
+            // lines (hints) stay, control characters do not reach the
+            // terminal.
+            eprintln!("p38: error: {}", safe_text::block(&format!("{e:#}")));
             ExitCode::from(1)
         }
     }

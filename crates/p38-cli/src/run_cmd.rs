@@ -14,6 +14,7 @@ use p38_sandbox::CancelFlag;
 
 use crate::args::RunArgs;
 use crate::server_cmd::build_sandbox;
+use crate::{output, safe_text};
 
 /// Runs the file and prints the outcome; exits 0 only on success.
 pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
@@ -74,7 +75,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
             "exit_code": o.exit_code, "signal": o.signal, "duration_ms": o.duration_ms,
             "cpu_ms": o.cpu_ms, "peak_memory_kb": o.peak_memory_kb, "sandboxed": !o.unsandboxed,
         });
-        crate::output::json(&v);
+        output::json(&v);
     } else {
         print_outcome(&o);
     }
@@ -88,10 +89,10 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
 fn print_outcome(o: &p38_core::task::TaskOutcome) {
     println!("status:   {}", o.status.map(|s| s.as_str()).unwrap_or("-"));
     if let Some(r) = &o.result {
-        println!("result:   {r}");
+        println!("result:   {}", safe_text::json_compact(r));
     }
     if let Some(s) = &o.new_state {
-        println!("state:    {s}");
+        println!("state:    {}", safe_text::json_compact(s));
     }
     println!(
         "time:     {} ms wall, {} ms cpu, {} KiB peak memory{}",
@@ -101,7 +102,7 @@ fn print_outcome(o: &p38_core::task::TaskOutcome) {
         if o.unsandboxed { " (UNSANDBOXED)" } else { "" }
     );
     if let Some(e) = &o.error {
-        println!("error:\n{e}");
+        output::block("error", e);
     }
     if let Some(logs) = o
         .logs
@@ -109,18 +110,11 @@ fn print_outcome(o: &p38_core::task::TaskOutcome) {
         .and_then(|l| l.as_array())
         .filter(|l| !l.is_empty())
     {
-        println!("logs:");
-        for l in logs {
-            println!(
-                "  [{}] {}",
-                l["level"].as_str().unwrap_or(""),
-                l["message"].as_str().unwrap_or("")
-            );
-        }
+        output::logs(logs);
     }
     for (name, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
         if let Some(t) = text.as_deref().filter(|t| !t.is_empty()) {
-            println!("{name}:\n{}", t.trim_end());
+            output::block(name, t);
         }
     }
 }

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::args::SecretCmd;
 use crate::client::{Client, seg};
-use crate::output;
+use crate::{output, safe_text};
 
 /// Runs a secret subcommand.
 pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
@@ -28,7 +28,11 @@ pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             if c.json {
                 output::json(&v);
             } else {
-                println!("secret {name} set (version {})", v["version"]);
+                println!(
+                    "secret {} set (version {})",
+                    safe_text::line(&name),
+                    v["version"]
+                );
             }
         }
         SecretCmd::List { client } => {
@@ -57,7 +61,7 @@ pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
             )
             .await?;
             if !c.json {
-                println!("deleted secret {name}");
+                println!("deleted secret {}", safe_text::line(&name));
             }
         }
         SecretCmd::Reload { client } => {

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::args::TaskCmd;
 use crate::client::{Client, seg};
-use crate::output;
+use crate::{output, safe_text};
 
 /// Runs a task subcommand.
 pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
@@ -97,24 +97,17 @@ pub fn show_task(c: &Client, t: &Value) {
         println!("WARNING:       this run was NOT sandboxed");
     }
     if !t["result"].is_null() {
-        println!("result:        {}", t["result"]);
+        println!("result:        {}", safe_text::json_compact(&t["result"]));
     }
     if let Some(e) = t["error"].as_str() {
-        println!("error:\n{e}");
+        output::block("error", e);
     }
     if let Some(logs) = t["logs"].as_array().filter(|l| !l.is_empty()) {
-        println!("logs:");
-        for l in logs {
-            println!(
-                "  [{}] {}",
-                l["level"].as_str().unwrap_or(""),
-                l["message"].as_str().unwrap_or("")
-            );
-        }
+        output::logs(logs);
     }
     for name in ["stdout", "stderr"] {
         if let Some(s) = t[name].as_str().filter(|s| !s.is_empty()) {
-            println!("{name}:\n{}", s.trim_end());
+            output::block(name, s);
         }
     }
 }

@@ -28,7 +28,7 @@ pub async fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                 eprintln!(
                     "token {} ({} scope) created; store it now, it is not shown again",
                     t["id"],
-                    t["scope"].as_str().unwrap_or("")
+                    output::text(&t["scope"])
                 );
             }
         }

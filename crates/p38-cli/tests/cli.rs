@@ -230,7 +230,7 @@ fn cli_agent_versions_edit_delete() {
     assert_ok(&o);
     assert_eq!(s.get("/api/agents/v").expect(200)["description"], "x");
 
-    let o = s.cli(&["agent", "delete", "v"]);
+    let o = s.cli(&["agent", "delete", "v", "--yes"]);
     assert_ok(&o);
     assert!(stdout(&o).contains("deleted"), "stdout: {}", stdout(&o));
     s.get("/api/agents/v").assert_error(404, "not_found", None);

@@ -4,12 +4,14 @@
 //!
 //! Rules read the tree-sitter tree of the code (see the syntax stage), so
 //! they see imports, calls and string literals as Python does, not as text;
-//! a comment mentioning `eval(` is not a call.
+//! a comment mentioning `eval(` is not a call. (`trojan_source` reads the
+//! text itself: a hidden character is one wherever it is.)
 
 mod forbidden_call;
 mod hardcoded_secret;
 mod network_without_permission;
 mod run_signature;
+mod trojan_source;
 
 use std::collections::HashMap;
 
@@ -21,6 +23,7 @@ pub use forbidden_call::ForbiddenCall;
 pub use hardcoded_secret::HardcodedSecret;
 pub use network_without_permission::NetworkWithoutPermission;
 pub use run_signature::RunSignature;
+pub use trojan_source::{TrojanSource, control_name, hidden_name};
 
 /// What a rule looks at.
 pub struct RuleContext<'a> {
@@ -53,6 +56,7 @@ impl Default for RuleSet {
                 Box::new(ForbiddenCall),
                 Box::new(NetworkWithoutPermission),
                 Box::new(RunSignature),
+                Box::new(TrojanSource),
             ],
         }
     }
