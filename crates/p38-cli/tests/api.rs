@@ -2098,3 +2098,41 @@ fn task_lists_are_bounded_whatever_the_agents_return() {
     )
     .assert_error(422, "validation", Some("settings.max_result_kb"));
 }
+
+#[test]
+fn openapi_declares_query_parameters_as_optional_queries_with_their_bounds() {
+    let s = Server::start();
+    let doc = s
+        .req(Method::GET, "/openapi.json", None, None)
+        .expect(200)
+        .clone();
+    let params = |path: &str| -> Vec<Value> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path} has no parameters"))
+            .clone()
+    };
+    let find = |ps: &[Value], name: &str| -> Value {
+        ps.iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}: {ps:?}"))
+            .clone()
+    };
+    for path in ["/api/agents", "/api/agents/{id}/tasks", "/api/audit"] {
+        let ps = params(path);
+        for name in ["cursor", "limit", "status"] {
+            let p = find(&ps, name);
+            assert_eq!(p["in"], "query", "{path} {name}: {p}");
+            assert_ne!(p["required"], true, "{path} {name}: {p}");
+        }
+        let limit = find(&ps, "limit");
+        assert_eq!(limit["schema"]["minimum"], 1, "{limit}");
+        assert_eq!(limit["schema"]["maximum"], 500, "{limit}");
+    }
+    let ps = params("/api/tasks/{id}");
+    let wait = find(&ps, "wait");
+    assert_eq!(wait["in"], "query", "{wait}");
+    assert_ne!(wait["required"], true, "{wait}");
+    assert_eq!(wait["schema"]["maximum"], 60, "{wait}");
+    assert_eq!(find(&ps, "id")["in"], "path");
+}

@@ -29,9 +29,11 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 /// `GET /api/tasks/{id}` parameters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct WaitQuery {
     /// Seconds to wait, 0 to 60, for a queued or running task to end
     /// before answering (a long poll); without it, the task as it is now.
+    #[param(minimum = 0, maximum = 60)]
     wait: Option<u64>,
 }
 
