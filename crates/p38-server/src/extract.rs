@@ -142,7 +142,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
                     });
                     Err(Error::Validation {
                         field: (!field.is_empty()).then_some(field),
-                        message: msg.split(" at line ").next().unwrap_or(&msg).to_string(),
+                        message: api_words(msg.split(" at line ").next().unwrap_or(&msg)),
                     })
                 }
             }
@@ -195,9 +195,71 @@ fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, Error> {
         });
         Error::Validation {
             field,
-            message: msg,
+            message: api_words(&msg),
         }
     })
+}
+
+/// Says what serde and the number parser say in the API's words: the
+/// types a client sends (a whole number, an object), not Rust's (`u32`,
+/// `struct Approve`), and the range a number must be in.
+fn api_words(msg: &str) -> String {
+    const WORDS: [(&str, &str); 16] = [
+        ("invalid digit found in string", "expected a whole number"),
+        (
+            "cannot parse integer from empty string",
+            "expected a whole number, got nothing",
+        ),
+        (
+            "number too large to fit in target type",
+            "the number is too large",
+        ),
+        (
+            "number too small to fit in target type",
+            "the number is too small",
+        ),
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        (
+            "expected u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "expected usize",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        ("expected i32", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a map", "expected a JSON object"),
+        ("expected a sequence", "expected a JSON array"),
+        ("expected a boolean", "expected true or false"),
+        ("invalid type: ", ""),
+    ];
+    let mut out = msg.to_string();
+    for (rust, api) in WORDS {
+        out = out.replace(rust, api);
+    }
+    // `expected struct Approve` (or `enum`, `tuple`): a JSON object or value.
+    for kind in ["struct ", "enum "] {
+        while let Some(at) = out.find(&format!("expected {kind}")) {
+            let start = at + "expected ".len();
+            let end = out[start + kind.len()..]
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .map_or(out.len(), |e| start + kind.len() + e);
+            let what = if kind == "struct " {
+                "a JSON object"
+            } else {
+                "one of the documented values"
+            };
+            out.replace_range(start..end, what);
+        }
+    }
+    out
 }
 
 /// The authenticated caller, from `Authorization: Bearer <token>`.
@@ -224,9 +286,15 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 /// Parses a numeric path id, naming the parameter when it is not a number.
+/// Every id is a positive whole number, so `abc`, `-1` and `0` answer
+/// alike.
 pub fn parse_id(what: &'static str, s: &str) -> Result<i64, Error> {
-    s.parse::<i64>()
-        .map_err(|_| Error::validation("id", format!("{what} id must be a number, got {s:?}")))
+    s.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        Error::validation(
+            "id",
+            format!("{what} id must be a positive whole number, got {s:?}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -266,5 +334,38 @@ mod tests {
         assert_eq!(e.field(), Some("name"));
         let e = parse_json::<S>(br#"{"name": "x", "n": -1}"#).unwrap_err();
         assert_eq!(e.field(), Some("n"));
+        assert!(
+            e.to_string()
+                .contains("expected a whole number from 0 to 4294967295"),
+            "{e}"
+        );
+        let e = parse_json::<Outer>(br#"{"inner": 3}"#).unwrap_err();
+        assert!(e.to_string().contains("expected a JSON object"), "{e}");
+        assert!(!e.to_string().contains("struct"), "{e}");
+    }
+
+    #[test]
+    fn query_errors_speak_the_api_language() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Q {
+            limit: Option<u32>,
+        }
+        for (q, words) in [
+            ("limit=abc", "expected a whole number"),
+            ("limit=99999999999", "the number is too large"),
+            ("limit=-1", "expected a whole number"),
+        ] {
+            let e = serde_urlencoded_de::<Q>(q).unwrap_err();
+            assert_eq!(e.field(), Some("limit"), "{q}: {e}");
+            let text = e.to_string();
+            assert!(text.contains(words), "{q}: {text}");
+            assert!(
+                !text.contains("u32") && !text.contains("invalid digit"),
+                "{q}: {text}"
+            );
+        }
+        assert!(parse_id("task", "-1").is_err() && parse_id("task", "abc").is_err());
+        assert_eq!(parse_id("task", "7").unwrap(), 7);
     }
 }
