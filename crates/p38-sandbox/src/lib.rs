@@ -28,6 +28,7 @@ mod error;
 pub mod init;
 mod iopump;
 mod landlock;
+mod privileges;
 mod probe;
 mod process;
 mod quota;
@@ -175,6 +176,8 @@ impl Sandbox {
             input_fd: pipes.child_input.as_raw_fd(),
             reply_fd: pipes.child_reply.as_raw_fd(),
             info_fd: pipes.child_info.as_raw_fd(),
+            status_fd: pipes.child_status.as_raw_fd(),
+            memory_sinks: true,
         };
         let launch = if cfg.insecure_no_sandbox {
             let ws = workspace.unwrap_or(Path::new("/"));
