@@ -213,11 +213,9 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
             a.push(os("--rx"));
             a.push(p.into_os_string());
         }
-        let mut ro = vec!["/proc", "/dev", "/p38"];
-        if l.network {
-            ro.push("/etc");
-        }
-        for p in ro {
+        // /etc holds only what the sandbox puts there: the resolver and CA
+        // files with the network, a localhost-only hosts file without.
+        for p in ["/proc", "/dev", "/p38", "/etc"] {
             a.push(os("--ro"));
             a.push(os(p));
         }
@@ -330,7 +328,7 @@ mod tests {
             s.contains("--bind /srv/ws /workspace --chdir /workspace"),
             "{s}"
         );
-        assert!(!s.contains("/etc"), "{s}");
+        assert!(!s.contains("--ro-bind-try /etc"), "{s}");
         assert!(s.ends_with("-- /usr/bin/python3 -I -S /p38/main.py"), "{s}");
     }
 

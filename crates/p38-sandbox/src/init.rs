@@ -136,6 +136,7 @@ fn run(raw: &[OsString]) -> Result<(), String> {
     }
     set_limit(libc::RLIMIT_CORE, 0, "core")?;
     if !args.insecure {
+        write_offline_hosts()?;
         crate::privileges::make_noexec(&args.noexec)?;
         crate::privileges::drop_all_capabilities()?;
         crate::landlock::restrict(&args.rules)?;
@@ -161,6 +162,21 @@ fn run(raw: &[OsString]) -> Result<(), String> {
     report_started();
     let err = std::process::Command::new(prog).args(rest).exec();
     Err(format!("cannot execute {}: {err}", prog.to_string_lossy()))
+}
+
+/// Without the network nothing binds the host's `/etc/hosts`, and then
+/// "localhost" does not resolve (glibc has no built-in name for it): code
+/// that serves or connects on localhost (asyncio, multiprocessing
+/// managers, test servers) would fail. The root is the sandbox's own tmpfs,
+/// writable by the shim until landlock is applied.
+fn write_offline_hosts() -> Result<(), String> {
+    let hosts = std::path::Path::new("/etc/hosts");
+    if hosts.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/etc")
+        .and_then(|()| std::fs::write(hosts, "127.0.0.1 localhost\n::1 localhost ip6-localhost\n"))
+        .map_err(|e| format!("cannot write the sandbox's /etc/hosts: {e}"))
 }
 
 fn parse(raw: &[OsString]) -> Result<Args, String> {

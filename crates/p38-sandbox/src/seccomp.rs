@@ -181,6 +181,9 @@ const PLAIN: &[i64] = {
         SYS_sched_get_priority_min,
         SYS_sched_rr_get_interval,
         SYS_sched_getattr,
+        SYS_sched_setattr,
+        SYS_sched_setparam,
+        SYS_sched_setscheduler, // real-time policies need CAP_SYS_NICE
         SYS_getcpu,
         SYS_getpriority,
         SYS_setpriority, // only lowers priority without CAP_SYS_NICE
@@ -188,6 +191,7 @@ const PLAIN: &[i64] = {
         SYS_rt_sigaction,
         SYS_rt_sigprocmask,
         SYS_rt_sigreturn,
+        SYS_restart_syscall,
         SYS_rt_sigpending,
         SYS_rt_sigtimedwait,
         SYS_rt_sigsuspend,
@@ -225,6 +229,15 @@ const PLAIN: &[i64] = {
         SYS_getsid,
         SYS_setsid,
         SYS_capget,
+        // Without capabilities these only move between the ids the process
+        // already has (all the sandbox uid), as daemonizing code does.
+        SYS_setuid,
+        SYS_setgid,
+        SYS_setreuid,
+        SYS_setregid,
+        SYS_setresuid,
+        SYS_setresgid,
+        SYS_setgroups,
         SYS_getrlimit,
         SYS_setrlimit, // soft limits up to the hard ones, which only go down
         SYS_prlimit64,
@@ -261,6 +274,7 @@ const PLAIN_X86_64: &[i64] = {
     use libc::*;
     &[
         SYS_open,
+        SYS_creat,
         SYS_stat,
         SYS_lstat,
         SYS_access,
