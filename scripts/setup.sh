@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Project38 needs on a Debian machine, idempotently:
-# bubblewrap (the sandbox), python3 (agents), ruff (agent validation).
+# bubblewrap (the sandbox), python3 (agents), ruff (agent validation), and
+# for the tests Python's own test suite (libpython3.X-testsuite, run inside
+# the sandbox by crates/p38-sandbox/tests/kernel.rs).
 # Runs as root, or through sudo when it is available.
 set -euo pipefail
 
@@ -18,6 +20,17 @@ if [ ${#need[@]} -gt 0 ] && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
   echo "setup: installing ${need[*]}" >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The standard library's test suite of the interpreter agents run (after
+# python3 is there, since the package name carries its version).
+pyver="$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
+if [ -n "$pyver" ] && [ ! -d "/usr/lib/python$pyver/test/libregrtest" ] \
+  && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+  echo "setup: installing libpython$pyver-testsuite" >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "libpython$pyver-testsuite" >/dev/null \
+    || echo "setup: libpython$pyver-testsuite could not be installed; the sandbox's standard-library test will say it is skipped" >&2
 fi
 
 # ruff validates generated agents; the factory says when it is absent.

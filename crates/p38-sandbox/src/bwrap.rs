@@ -54,6 +54,12 @@ pub(crate) struct Layout<'a> {
     pub reply_fd: i32,
     /// Fd (in bwrap's fd table) for `--info-fd`.
     pub info_fd: i32,
+    /// Fd (in bwrap's fd table) of the shim's status pipe: where it reports
+    /// a setup failure, or that the program started (see `init.rs`).
+    pub status_fd: i32,
+    /// Whether memfd and SysV shared memory may be created (true unless the
+    /// host gives no memory cgroup to charge them to; see `seccomp.rs`).
+    pub memory_sinks: bool,
 }
 
 fn os(s: impl AsRef<OsStr>) -> OsString {
@@ -85,6 +91,13 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         "--new-session".as_ref(),
         "--clearenv".as_ref(),
         "--disable-userns".as_ref(),
+        // Held only inside the sandbox's user namespace, by the init shim,
+        // which uses them to remount the writable mounts noexec and then
+        // drops every capability before Python (see privileges.rs).
+        "--cap-add".as_ref(),
+        "CAP_SYS_ADMIN".as_ref(),
+        "--cap-add".as_ref(),
+        "CAP_SETPCAP".as_ref(),
         "--hostname".as_ref(),
         "p38-sandbox".as_ref(),
         "--ro-bind".as_ref(),
@@ -187,6 +200,7 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
     };
     kv("--input-fd", l.input_fd.to_string());
     kv("--reply-fd", l.reply_fd.to_string());
+    kv("--status-fd", l.status_fd.to_string());
     kv("--cpu", lim.cpu_seconds.to_string());
     kv("--as", lim.memory_bytes.to_string());
     kv("--fsize", lim.file_size_bytes.to_string());
@@ -199,7 +213,9 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
             a.push(os("--rx"));
             a.push(p.into_os_string());
         }
-        for p in ["/proc", "/dev"] {
+        // /etc holds only what the sandbox puts there: the resolver and CA
+        // files with the network, a localhost-only hosts file without.
+        for p in ["/proc", "/dev", "/p38", "/etc"] {
             a.push(os("--ro"));
             a.push(os(p));
         }
@@ -218,6 +234,21 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
             a.push(os("--rw"));
             a.push(os(p));
         }
+        // Every writable mount: nothing written in the run can be executed
+        // or mapped executable (see privileges.rs).
+        let mut noexec = vec!["/tmp", "/dev/shm"];
+        if l.workspace.is_some() {
+            noexec.push(INNER_WORKSPACE);
+        }
+        for p in noexec {
+            a.push(os("--noexec"));
+            a.push(os(p));
+        }
+        if !l.memory_sinks {
+            a.push(os("--no-memory-sinks"));
+        }
+        a.push(os("--profile"));
+        a.push(os(crate::seccomp::Profile::Agent.name()));
     }
     if l.script.is_none() {
         a.push(os("--probe"));
@@ -235,15 +266,14 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
     a
 }
 
-/// Read+execute paths for landlock.
+/// Read+execute paths for landlock: the read-only system (`/usr`, and the
+/// top-level directories that are real directories on hosts without merged
+/// `/usr`), the interpreter prefix and the init program. Nothing writable.
 fn landlock_rx(l: &Layout<'_>) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = ["/usr", "/bin", "/lib", "/lib64", "/sbin", "/p38"]
+    let mut v: Vec<PathBuf> = ["/usr", "/bin", "/lib", "/lib64", "/sbin", INNER_INIT]
         .iter()
         .map(PathBuf::from)
         .collect();
-    if l.network {
-        v.push(PathBuf::from("/etc"));
-    }
     if let Some(p) = l.python_prefix {
         v.push(p.to_path_buf());
     }
@@ -267,6 +297,8 @@ mod tests {
             input_fd: 7,
             reply_fd: 8,
             info_fd: 9,
+            status_fd: 10,
+            memory_sinks: true,
         }
     }
 
@@ -296,7 +328,7 @@ mod tests {
             s.contains("--bind /srv/ws /workspace --chdir /workspace"),
             "{s}"
         );
-        assert!(!s.contains("/etc"), "{s}");
+        assert!(!s.contains("--ro-bind-try /etc"), "{s}");
         assert!(s.ends_with("-- /usr/bin/python3 -I -S /p38/main.py"), "{s}");
     }
 
@@ -309,6 +341,29 @@ mod tests {
             s.contains("--ro-bind-try /etc/resolv.conf /etc/resolv.conf"),
             "{s}"
         );
-        assert!(s.contains("--rx /etc"), "{s}");
+        assert!(s.contains("--ro /etc"), "{s}");
+        assert!(!s.contains("--rx /etc"), "{s}");
+    }
+
+    #[test]
+    fn writable_mounts_are_noexec_and_only_the_system_executes() {
+        let limits = Limits::default();
+        let mut l = layout(&limits, false);
+        let s = joined(&bwrap_args(&l));
+        assert!(
+            s.contains("--cap-add CAP_SYS_ADMIN --cap-add CAP_SETPCAP"),
+            "{s}"
+        );
+        for p in ["/tmp", "/dev/shm", "/workspace"] {
+            assert!(s.contains(&format!("--noexec {p}")), "{s}");
+            assert!(!s.contains(&format!("--rx {p}")), "{s}");
+        }
+        assert!(s.contains("--rx /p38/init"), "{s}");
+        assert!(s.contains("--ro /p38 "), "{s}");
+        assert!(s.contains("--status-fd 10"), "{s}");
+        assert!(!s.contains("--no-memory-sinks"), "{s}");
+        l.memory_sinks = false;
+        let s = joined(&bwrap_args(&l));
+        assert!(s.contains("--no-memory-sinks"), "{s}");
     }
 }

@@ -2,37 +2,57 @@
 //! mode, right before Python). It is single-threaded, so unlike a `pre_exec`
 //! hook it may allocate and rearrange fds freely. It:
 //!
-//! 1. moves the input pipe to fd 3 and the reply pipe to fd 4 and closes every
+//! 1. moves the input pipe to fd 3 and the reply pipe to fd 4, the status
+//!    pipe to fd 5 (close-on-exec: Python never has it) and closes every
 //!    other fd above 2 (nothing of the server leaks into Python);
 //! 2. sets rlimits (CPU, AS, FSIZE, NOFILE, NPROC, CORE=0);
-//! 3. unless `--insecure`: applies landlock (refusing to continue when the
-//!    kernel does not enforce it) and the seccomp filter (which also sets
-//!    no_new_privs);
+//! 3. unless `--insecure`: remounts the writable mounts given with
+//!    `--noexec` noexec and drops every capability (see `privileges.rs`),
+//!    applies landlock (refusing to continue when the kernel does not
+//!    enforce it) and the seccomp filter (which also sets no_new_privs);
 //! 4. runs the command after `--`: sandboxed, as PID 1 that forks it and
 //!    reaps the namespace (see `reaper.rs`); insecure, by plain exec. With
 //!    `--probe` it first checks that the restrictions bite (and without a
 //!    command exits 0).
 //!
-//! Any failure prints ONE line starting with [`FAILURE_MARKER`] to stderr and
-//! exits with [`FAILURE_EXIT`]; the caller turns that into
-//! [`crate::SandboxError::Spawn`].
+//! The status pipe (`--status-fd`) is the channel the agent cannot write
+//! to: right before the final exec the shim writes [`STATUS_STARTED`] on
+//! it; on any failure it writes [`STATUS_FAILED`] and one line of text
+//! (and, for people running it by hand, the same line after
+//! [`FAILURE_MARKER`] on stderr) and exits with [`FAILURE_EXIT`]. The caller
+//! turns a failure report into [`crate::SandboxError::Spawn`], and once the
+//! start is reported treats all of stderr as the program's own output.
 //!
 //! Arguments (all produced by this crate, never by users):
-//! `[--input-fd N] [--reply-fd N] --cpu S --as B --fsize B --nofile N
-//! --nproc N [--rx PATH]... [--ro PATH]... [--rw PATH]... [--insecure]
+//! `[--input-fd N] [--reply-fd N] [--status-fd N] --cpu S --as B --fsize B
+//! --nofile N --nproc N [--rx PATH]... [--ro PATH]... [--rw PATH]...
+//! [--noexec PATH]... [--no-memory-sinks] [--profile agent] [--insecure]
 //! [--probe] -- PROGRAM ARGS...`. A limit of 0 means "no limit".
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use crate::bwrap::{CHILD_INPUT_FD, CHILD_REPLY_FD};
 use crate::landlock::Rules;
+use crate::seccomp::{Options, Profile};
 
-/// Prefix of the shim's one-line failure message on stderr.
+/// Prefix of the shim's one-line failure message on stderr (for people;
+/// the caller reads the status pipe, which the program cannot forge).
 pub const FAILURE_MARKER: &str = "p38-sandbox-init: ";
 /// Exit status of the shim when setting up the sandbox failed.
 pub const FAILURE_EXIT: i32 = 125;
+/// Byte written on the status pipe right before the program is executed.
+pub const STATUS_STARTED: u8 = b'S';
+/// Byte that starts a failure report on the status pipe (a line of text
+/// follows).
+pub const STATUS_FAILED: u8 = b'F';
+/// Fd number of the status pipe in the shim (close-on-exec).
+const STATUS_FD: i32 = 5;
+/// The status pipe once it is at [`STATUS_FD`]; -1 before (and without one).
+static STATUS: AtomicI32 = AtomicI32::new(-1);
 /// The subcommand word the `p38` binary dispatches on; tolerated (skipped)
 /// as the first argument of [`main`].
 pub const SUBCOMMAND: &str = "__sandbox-init";
@@ -41,8 +61,12 @@ pub const SUBCOMMAND: &str = "__sandbox-init";
 struct Args {
     input_fd: Option<i32>,
     reply_fd: Option<i32>,
+    status_fd: Option<i32>,
     limits: Vec<(libc::__rlimit_resource_t, u64, &'static str)>,
     rules: Rules,
+    noexec: Vec<PathBuf>,
+    no_memory_sinks: bool,
+    profile: Option<Profile>,
     insecure: bool,
     probe: bool,
     command: Vec<OsString>,
@@ -62,9 +86,46 @@ pub fn main(args: &[OsString]) -> ! {
     }
 }
 
-fn fail(msg: &str) -> ! {
+/// Reports a setup failure (status pipe and stderr) and exits 125.
+pub(crate) fn fail(msg: &str) -> ! {
+    report_failure(msg);
     eprintln!("{FAILURE_MARKER}{msg}");
     std::process::exit(FAILURE_EXIT)
+}
+
+/// Writes a failure report on the status pipe, if there is one. Async-signal
+/// safe apart from the formatting done by the caller.
+pub(crate) fn report_failure(msg: &str) {
+    // One short line: the pipe buffer always holds it, so the write never
+    // blocks even though nobody reads before the run ends.
+    let mut line = Vec::with_capacity(msg.len().min(400) + 2);
+    line.push(STATUS_FAILED);
+    line.extend(msg.bytes().filter(|&b| b != b'\n').take(400));
+    line.push(b'\n');
+    write_status(&line);
+}
+
+/// Reports that the program is about to be executed.
+pub(crate) fn report_started() {
+    write_status(&[STATUS_STARTED]);
+}
+
+fn write_status(bytes: &[u8]) {
+    let fd = STATUS.load(Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: a write of a valid buffer; errors are ignored (the host
+        // then sees no report, which it treats as "never started").
+        unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    }
+}
+
+/// Closes this process's copy of the status pipe (PID 1 after forking).
+pub(crate) fn close_status() {
+    let fd = STATUS.swap(-1, Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: closing the fd this module owns.
+        unsafe { libc::close(fd) };
+    }
 }
 
 fn run(raw: &[OsString]) -> Result<(), String> {
@@ -75,8 +136,14 @@ fn run(raw: &[OsString]) -> Result<(), String> {
     }
     set_limit(libc::RLIMIT_CORE, 0, "core")?;
     if !args.insecure {
+        write_offline_hosts()?;
+        crate::privileges::make_noexec(&args.noexec)?;
+        crate::privileges::drop_all_capabilities()?;
         crate::landlock::restrict(&args.rules)?;
-        crate::seccomp::apply()?;
+        let opts = Options {
+            memory_sinks: !args.no_memory_sinks,
+        };
+        crate::seccomp::apply(args.profile.unwrap_or(Profile::Agent), opts)?;
     }
     if args.probe {
         probe_checks(args.insecure)?;
@@ -92,8 +159,24 @@ fn run(raw: &[OsString]) -> Result<(), String> {
         .command
         .split_first()
         .ok_or("no command given after --")?;
+    report_started();
     let err = std::process::Command::new(prog).args(rest).exec();
     Err(format!("cannot execute {}: {err}", prog.to_string_lossy()))
+}
+
+/// Without the network nothing binds the host's `/etc/hosts`, and then
+/// "localhost" does not resolve (glibc has no built-in name for it): code
+/// that serves or connects on localhost (asyncio, multiprocessing
+/// managers, test servers) would fail. The root is the sandbox's own tmpfs,
+/// writable by the shim until landlock is applied.
+fn write_offline_hosts() -> Result<(), String> {
+    let hosts = std::path::Path::new("/etc/hosts");
+    if hosts.exists() {
+        return Ok(());
+    }
+    std::fs::create_dir_all("/etc")
+        .and_then(|()| std::fs::write(hosts, "127.0.0.1 localhost\n::1 localhost ip6-localhost\n"))
+        .map_err(|e| format!("cannot write the sandbox's /etc/hosts: {e}"))
 }
 
 fn parse(raw: &[OsString]) -> Result<Args, String> {
@@ -117,14 +200,24 @@ fn parse(raw: &[OsString]) -> Result<Args, String> {
                 break;
             }
             "--insecure" => a.insecure = true,
+            "--no-memory-sinks" => a.no_memory_sinks = true,
+            "--noexec" => a.noexec.push(PathBuf::from(value(&mut it, f)?)),
+            "--profile" => {
+                let v = value(&mut it, f)?;
+                let name = v.to_str().unwrap_or("");
+                a.profile = Some(
+                    Profile::from_name(name)
+                        .ok_or_else(|| format!("unknown seccomp profile {name:?}"))?,
+                );
+            }
             "--probe" => a.probe = true,
-            "--input-fd" | "--reply-fd" => {
+            "--input-fd" | "--reply-fd" | "--status-fd" => {
                 let n = number(value(&mut it, f)?, f)?;
                 let fd = i32::try_from(n).map_err(|_| format!("bad fd after {f}"))?;
-                if f == "--input-fd" {
-                    a.input_fd = Some(fd)
-                } else {
-                    a.reply_fd = Some(fd)
+                match f {
+                    "--input-fd" => a.input_fd = Some(fd),
+                    "--reply-fd" => a.reply_fd = Some(fd),
+                    _ => a.status_fd = Some(fd),
                 }
             }
             "--rx" => a.rules.rx.push(PathBuf::from(value(&mut it, f)?)),
@@ -151,9 +244,14 @@ fn parse(raw: &[OsString]) -> Result<Args, String> {
 }
 
 /// Moves the pipes to 3 and 4 (dup2 leaves the new fds without CLOEXEC) and
-/// closes everything else above stderr.
+/// the status pipe to 5 (close-on-exec), and closes everything else above
+/// stderr.
 fn setup_fds(a: &Args) -> Result<(), String> {
-    let targets = [(a.input_fd, CHILD_INPUT_FD), (a.reply_fd, CHILD_REPLY_FD)];
+    let targets = [
+        (a.input_fd, CHILD_INPUT_FD),
+        (a.reply_fd, CHILD_REPLY_FD),
+        (a.status_fd, STATUS_FD),
+    ];
     // First copy both out of the way so that moving one cannot clobber the
     // other (e.g. input inherited at 4).
     let mut temps = Vec::new();
@@ -171,13 +269,27 @@ fn setup_fds(a: &Args) -> Result<(), String> {
         }
     }
     for (tmp, dst) in &temps {
-        // SAFETY: dup2 onto a fixed number we own in this single-threaded process.
-        if unsafe { libc::dup2(*tmp, *dst) } < 0 {
-            return Err(format!("dup2 failed: {}", std::io::Error::last_os_error()));
+        let flags = if *dst == STATUS_FD {
+            libc::O_CLOEXEC
+        } else {
+            0
+        };
+        // SAFETY: dup3 onto a fixed number we own in this single-threaded process.
+        if unsafe { libc::dup3(*tmp, *dst, flags) } < 0 {
+            return Err(format!("dup3 failed: {}", std::io::Error::last_os_error()));
         }
     }
-    let first_extra = if temps.is_empty() { 3 } else { 5 };
-    close_from(first_extra);
+    let first_extra = if a.status_fd.is_some() {
+        STATUS_FD + 1
+    } else if temps.is_empty() {
+        3
+    } else {
+        STATUS_FD
+    };
+    close_from(first_extra as u32);
+    if a.status_fd.is_some() {
+        STATUS.store(STATUS_FD, Ordering::SeqCst);
+    }
     Ok(())
 }
 

@@ -12,7 +12,14 @@
 //!   `RLIMIT_NPROC` even inside a user namespace. The workspace is chowned to
 //!   that uid, and the interpreter, script and init program must be
 //!   reachable by it.
-//! - **init shim** ([`init`]): rlimits, landlock, seccomp, then exec Python.
+//! - **init shim** ([`init`]): rlimits; the writable mounts (`/workspace`,
+//!   `/tmp`, `/dev/shm`) remounted noexec, nosuid, nodev, then every
+//!   capability dropped (`privileges.rs`; bubblewrap grants CAP_SYS_ADMIN and
+//!   CAP_SETPCAP inside the user namespace only for this); landlock (execute
+//!   only `/usr`, the prefix and the shim); a seccomp allow list per kind of
+//!   process (`seccomp.rs`, EPERM for the rest); then exec Python. It reports
+//!   its start or its setup failure on a status pipe Python never has, so
+//!   stderr is the program's own once it started.
 //! - **watchdog**: wall-clock deadline and cancellation kill the whole
 //!   process group; the PID namespace guarantees nothing survives.
 //!
@@ -28,6 +35,7 @@ mod error;
 pub mod init;
 mod iopump;
 mod landlock;
+mod privileges;
 mod probe;
 mod process;
 mod quota;
@@ -183,6 +191,8 @@ impl Sandbox {
             input_fd: pipes.child_input.as_raw_fd(),
             reply_fd: pipes.child_reply.as_raw_fd(),
             info_fd: pipes.child_info.as_raw_fd(),
+            status_fd: pipes.child_status.as_raw_fd(),
+            memory_sinks: true,
         };
         let launch = if cfg.insecure_no_sandbox {
             let ws = workspace.unwrap_or(Path::new("/"));

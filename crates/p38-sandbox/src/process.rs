@@ -27,9 +27,12 @@ pub(crate) struct Pipes {
     pub child_reply: OwnedFd,
     /// Write end for bwrap's `--info-fd` (unused in insecure mode).
     pub child_info: OwnedFd,
+    /// Write end of the init shim's status pipe (see `init.rs`).
+    pub child_status: OwnedFd,
     parent_input: OwnedFd,
     parent_reply: OwnedFd,
     parent_info: OwnedFd,
+    parent_status: OwnedFd,
 }
 
 impl Pipes {
@@ -37,6 +40,7 @@ impl Pipes {
         let (in_r, in_w) = pipe()?;
         let (rep_r, rep_w) = pipe()?;
         let (info_r, info_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
         Ok(Pipes {
             // Child ends are moved above 10 so std's stdio setup (dup2 onto
             // 0..2 in the child) can never clobber them even when the
@@ -44,9 +48,11 @@ impl Pipes {
             child_input: high_fd(in_r)?,
             child_reply: high_fd(rep_w)?,
             child_info: high_fd(info_w)?,
+            child_status: high_fd(status_w)?,
             parent_input: in_w,
             parent_reply: rep_r,
             parent_info: info_r,
+            parent_status: status_r,
         })
     }
 }
@@ -131,6 +137,7 @@ pub(crate) fn run(
         pipes.child_input.as_raw_fd(),
         pipes.child_reply.as_raw_fd(),
         pipes.child_info.as_raw_fd(),
+        pipes.child_status.as_raw_fd(),
     ];
     let drop_to = launch.drop_to;
     // SAFETY: getpid is always safe.
@@ -147,6 +154,8 @@ pub(crate) fn run(
     drop(pipes.child_input);
     drop(pipes.child_reply);
     drop(pipes.child_info);
+    drop(pipes.child_status);
+    let status_pipe = pipes.parent_status;
     let info = launch.sandboxed.then_some(pipes.parent_info);
     let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
     let stderr: OwnedFd = child.stderr.take().expect("piped stderr").into();
@@ -211,9 +220,11 @@ pub(crate) fn run(
     let wall = start.elapsed();
     exited.store(true, Ordering::SeqCst);
     let (stdout, stderr, reply) = io_thread.join().unwrap_or_default();
+    let report = read_report(&status_pipe);
 
     outcome(OutcomeParts {
         launch: &launch,
+        report,
         status,
         usage,
         ended,
@@ -226,7 +237,7 @@ pub(crate) fn run(
 
 /// Runs in the forked child (async-signal-safe calls only).
 fn child_setup(
-    keep: [RawFd; 3],
+    keep: [RawFd; 4],
     drop_to: Option<(u32, u32)>,
     parent: libc::pid_t,
 ) -> io::Result<()> {
@@ -261,7 +272,7 @@ fn child_setup(
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         for fd in keep {
-            // Let the two pipe ends survive exec.
+            // Let the pipe ends survive exec.
             if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -306,6 +317,8 @@ fn reap(pid: libc::pid_t) -> Result<(i32, libc::rusage), SandboxError> {
 
 struct OutcomeParts<'a> {
     launch: &'a Launch,
+    /// What the init shim wrote on its status pipe.
+    report: Vec<u8>,
     status: i32,
     usage: libc::rusage,
     ended: u8,
@@ -322,7 +335,7 @@ fn outcome(p: OutcomeParts<'_>) -> Result<RunOutcome, SandboxError> {
     } else {
         (None, Some(libc::WTERMSIG(p.status)))
     };
-    if !ended_by_us && let Some(msg) = setup_failure(exit_code, &p.stderr.bytes) {
+    if !ended_by_us && let Some(msg) = setup_failure(&p.report, exit_code, &p.stderr.bytes) {
         return Err(SandboxError::Spawn(msg));
     }
     // bwrap's pid 1 reports a child killed by signal N as status 128+N.
@@ -350,9 +363,48 @@ fn outcome(p: OutcomeParts<'_>) -> Result<RunOutcome, SandboxError> {
     })
 }
 
-/// Recognizes the init shim's failure line (exit 125) and bubblewrap's own
-/// setup errors (exit 1, stderr starting with "bwrap: ").
-fn setup_failure(exit_code: Option<i32>, stderr: &[u8]) -> Option<String> {
+/// Everything the init shim wrote on its status pipe, read once the whole
+/// tree is gone (the report is a few bytes, so it always fits in the pipe).
+/// Non-blocking: a write end left open somewhere cannot hang the run.
+fn read_report(pipe: &OwnedFd) -> Vec<u8> {
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl on our own fd.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while out.len() < 4096 {
+        // SAFETY: read into a buffer we own.
+        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            out.extend_from_slice(&buf[..n as usize]);
+        } else if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+            continue;
+        } else {
+            break; // EOF or EAGAIN: nothing more was written
+        }
+    }
+    out
+}
+
+/// Tells a sandbox setup failure from a run of the program. `report` is
+/// what the init shim wrote on its status pipe, which the program cannot
+/// write to (it is closed before the program runs):
+/// - a failure report: setup failed, whatever else happened;
+/// - a start report: the program ran, and everything on stderr is its own
+///   (a program printing the shim's or bubblewrap's messages and exiting
+///   125 or 1 is a failed run, not a setup failure);
+/// - nothing: the program never ran, so stderr holds bubblewrap's error
+///   (exit 1, "bwrap: ...") or the shim's from before it could report
+///   (exit 125 and its marker).
+fn setup_failure(report: &[u8], exit_code: Option<i32>, stderr: &[u8]) -> Option<String> {
+    if let Some(at) = report.iter().position(|&b| b == crate::init::STATUS_FAILED) {
+        let line = String::from_utf8_lossy(&report[at + 1..]);
+        let line = line.lines().next().unwrap_or("").trim().to_string();
+        return Some(format!("sandbox setup failed: {line}"));
+    }
+    if report.contains(&crate::init::STATUS_STARTED) {
+        return None;
+    }
     let text = String::from_utf8_lossy(stderr);
     let first = text.lines().next().unwrap_or("").trim();
     match exit_code {
@@ -367,5 +419,27 @@ fn setup_failure(exit_code: Option<i32>, stderr: &[u8]) -> Option<String> {
             &first[7..]
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setup_failure;
+
+    #[test]
+    fn a_started_program_owns_its_stderr() {
+        let forged = b"p38-sandbox-init: landlock could not be applied\n";
+        assert_eq!(setup_failure(b"S", Some(125), forged), None);
+        assert_eq!(setup_failure(b"S", Some(1), b"bwrap: x\n"), None);
+    }
+
+    #[test]
+    fn failure_reports_and_unreported_setup_errors_are_setup_failures() {
+        let msg = setup_failure(b"SFcannot execute /x: ENOENT\n", Some(125), b"").unwrap();
+        assert_eq!(msg, "sandbox setup failed: cannot execute /x: ENOENT");
+        let msg = setup_failure(b"", Some(1), b"bwrap: No permissions\n").unwrap();
+        assert!(msg.contains("No permissions"), "{msg}");
+        assert!(setup_failure(b"", Some(125), b"p38-sandbox-init: bad\n").is_some());
+        assert_eq!(setup_failure(b"", Some(3), b"whatever"), None);
     }
 }

@@ -8,6 +8,11 @@
 //! every process it reaped (including processes killed when the namespace
 //! is torn down).
 //!
+//! The status pipe (see `init.rs`) is closed by PID 1 right after the fork;
+//! the child waits until that is done before it reports the start and
+//! execs, so no process the program can reach (PID 1 is of the same uid)
+//! holds the pipe once the program runs.
+//!
 //! Behaviour: fork; the child execs the program; PID 1 forwards SIGTERM,
 //! SIGINT and SIGHUP to every process of the namespace (`kill(-1, sig)`),
 //! reaps everything, and when the program exits kills what is left (daemons
@@ -27,20 +32,41 @@ extern "C" fn forward(sig: libc::c_int) {
 /// otherwise (exits with the program's status).
 pub(crate) fn run(command: &[OsString]) -> Result<std::convert::Infallible, String> {
     let (prog, rest) = command.split_first().ok_or("no command given after --")?;
+    let mut sync = [0 as libc::c_int; 2];
+    // SAFETY: pipe2 fills two fds; checked.
+    if unsafe { libc::pipe2(sync.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe failed: {}", std::io::Error::last_os_error()));
+    }
+    let [sync_read, sync_write] = sync;
     // SAFETY: the shim is single-threaded, so the child may allocate.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(format!("fork failed: {}", std::io::Error::last_os_error()));
     }
     if pid == 0 {
+        // SAFETY: plain fd operations on the pipe made above.
+        unsafe {
+            libc::close(sync_write);
+            // EOF once PID 1 has closed its end (after its status fd).
+            let mut b = 0u8;
+            while libc::read(sync_read, (&mut b as *mut u8).cast(), 1) < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+            libc::close(sync_read);
+        }
+        crate::init::report_started();
         let err = std::process::Command::new(prog).args(rest).exec();
-        eprintln!(
-            "{}cannot execute {}: {err}",
-            crate::init::FAILURE_MARKER,
-            prog.to_string_lossy()
-        );
+        let msg = format!("cannot execute {}: {err}", prog.to_string_lossy());
+        crate::init::report_failure(&msg);
+        eprintln!("{}{msg}", crate::init::FAILURE_MARKER);
         // SAFETY: leave the forked child without running any destructors.
         unsafe { libc::_exit(crate::init::FAILURE_EXIT) };
+    }
+    crate::init::close_status();
+    // SAFETY: closing the pipe made above; this releases the child.
+    unsafe {
+        libc::close(sync_read);
+        libc::close(sync_write);
     }
     for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
         // SAFETY: installing a handler that only calls kill.
