@@ -54,6 +54,10 @@ pub(crate) struct Layout<'a> {
     pub reply_fd: i32,
     /// Fd (in bwrap's fd table) for `--info-fd`.
     pub info_fd: i32,
+    /// Whether the agent may create memory that is not address space
+    /// (memfd_create, shmget). False when no memory cgroup bounds the run:
+    /// `RLIMIT_AS` alone would not count those pages.
+    pub memory_sinks: bool,
 }
 
 fn os(s: impl AsRef<OsStr>) -> OsString {
@@ -192,6 +196,9 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
     kv("--fsize", lim.file_size_bytes.to_string());
     kv("--nofile", lim.open_files.to_string());
     kv("--nproc", lim.processes.to_string());
+    if !l.memory_sinks {
+        a.push(os("--no-memory-sinks"));
+    }
     if !sandboxed {
         a.push(os("--insecure"));
     } else {
@@ -267,6 +274,7 @@ mod tests {
             input_fd: 7,
             reply_fd: 8,
             info_fd: 9,
+            memory_sinks: true,
         }
     }
 

@@ -19,7 +19,7 @@
 //!
 //! Arguments (all produced by this crate, never by users):
 //! `[--input-fd N] [--reply-fd N] --cpu S --as B --fsize B --nofile N
-//! --nproc N [--rx PATH]... [--ro PATH]... [--rw PATH]... [--insecure]
+//! --nproc N [--no-memory-sinks] [--rx PATH]... [--ro PATH]... [--rw PATH]... [--insecure]
 //! [--probe] -- PROGRAM ARGS...`. A limit of 0 means "no limit".
 
 use std::ffi::{OsStr, OsString};
@@ -118,6 +118,9 @@ fn parse(raw: &[OsString]) -> Result<Args, String> {
             }
             "--insecure" => a.insecure = true,
             "--probe" => a.probe = true,
+            // No memory cgroup bounds this run: the seccomp filter is the
+            // layer that refuses memfd_create and shmget for it.
+            "--no-memory-sinks" => {}
             "--input-fd" | "--reply-fd" => {
                 let n = number(value(&mut it, f)?, f)?;
                 let fd = i32::try_from(n).map_err(|_| format!("bad fd after {f}"))?;
