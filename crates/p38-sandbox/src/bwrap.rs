@@ -309,6 +309,16 @@ mod tests {
     }
 
     #[test]
+    fn without_a_memory_cgroup_the_shim_is_told_to_refuse_memory_sinks() {
+        let limits = Limits::default();
+        let mut l = layout(&limits, false);
+        assert!(!joined(&bwrap_args(&l)).contains("--no-memory-sinks"));
+        l.memory_sinks = false;
+        let s = joined(&init_args(&l, true));
+        assert!(s.contains("--no-memory-sinks"), "{s}");
+    }
+
+    #[test]
     fn network_args_share_net_and_resolver_files() {
         let limits = Limits::default();
         let s = joined(&bwrap_args(&layout(&limits, true)));

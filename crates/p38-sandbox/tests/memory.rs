@@ -212,7 +212,7 @@ fn a_single_process_bomb_gets_a_clean_memory_error() {
     assert!(stderr.contains("MemoryError"), "{out:?} {stderr}");
     assert!(!out.memory_exceeded, "{out:?}");
     let peak = out.peak_memory_kb * 1024;
-    assert!(peak >= 150 << 20 && peak <= LIMIT + (8 << 20), "{out:?}");
+    assert!((150 << 20..=LIMIT + (8 << 20)).contains(&peak), "{out:?}");
 }
 
 #[test]
@@ -227,7 +227,7 @@ fn a_normal_run_reports_a_plausible_peak() {
     assert!(out.memory_cgroup, "{out:?}");
     let peak = out.peak_memory_kb * 1024;
     assert!(
-        peak >= 48 << 20 && peak <= 128 << 20,
+        (48 << 20..=128 << 20).contains(&peak),
         "peak {} KiB",
         out.peak_memory_kb
     );
@@ -331,4 +331,53 @@ fn stale_empty_run_groups_of_dead_servers_are_removed_at_start() {
     for s in &stale {
         assert!(!s.exists(), "{} was not removed", s.display());
     }
+}
+
+#[test]
+fn a_delegated_cgroup_root_holds_the_run_groups() {
+    if !bwrap_available() {
+        return;
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let probe = Env::new();
+    let Some(own) = probe
+        .sandbox
+        .cgroup_dirs()
+        .first()
+        .and_then(|d| d.parent().map(|p| p.to_path_buf()))
+    else {
+        eprintln!("SKIP: no cgroups on this host");
+        return;
+    };
+    let root = own.join(format!("p38-delegated-{}", std::process::id()));
+    std::fs::create_dir(&root).unwrap();
+    let env = Env::with_config(|c| c.cgroup_root = Some(root.clone()));
+    assert_eq!(env.sandbox.cgroup_dirs().first(), Some(&root));
+    let mut req = env.request(&bomb(
+        "def open_file(i):\n    return open(f'/tmp/t{i}', 'wb', buffering=0)\ndef write(f, b):\n    f.write(b)\n",
+    ));
+    req.limits.memory_bytes = LIMIT;
+    req.limits.tmp_bytes = 2 << 30;
+    let out = env.run(req);
+    assert_stopped(&out);
+    assert_no_run_groups(&env);
+    drop(env);
+    std::fs::remove_dir(&root).unwrap();
+}
+
+#[test]
+fn a_cgroup_root_that_is_not_a_cgroup_is_refused() {
+    if !bwrap_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(fresh_uid());
+    c.cgroup_root = Some(dir.path().to_path_buf());
+    let err = p38_sandbox::Sandbox::new(c).expect_err("must fail");
+    let msg = err.to_string();
+    assert!(msg.contains("P38_CGROUP_ROOT"), "{msg}");
+    assert!(
+        msg.contains("not a directory of a cgroup filesystem"),
+        "{msg}"
+    );
 }
