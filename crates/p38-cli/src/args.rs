@@ -89,6 +89,10 @@ pub struct ServerArgs {
     /// Run agents WITHOUT the sandbox. Dangerous; warned about and recorded on every task.
     #[arg(long, env = "P38_INSECURE_NO_SANDBOX", default_value_t = false)]
     pub insecure_no_sandbox: bool,
+    /// A delegated cgroup to create each run's memory and pids group in
+    /// (default: a `p38` subtree of this process's own cgroup).
+    #[arg(long, env = "P38_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
     /// Default wall-clock limit of a run, in seconds.
     #[arg(long, env = "P38_RUN_TIMEOUT", default_value_t = 300)]
     pub run_timeout: u64,
@@ -247,6 +251,9 @@ pub struct RunArgs {
     /// Run without the sandbox (dangerous).
     #[arg(long, env = "P38_INSECURE_NO_SANDBOX", default_value_t = false)]
     pub insecure_no_sandbox: bool,
+    /// A delegated cgroup for the run's memory and pids group.
+    #[arg(long, env = "P38_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
 }
 
 /// How the CLI reaches the server.

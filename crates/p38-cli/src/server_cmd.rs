@@ -56,6 +56,10 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     } else {
         None
     };
+    if let Some(e) = &executor {
+        // What holds on this host, before any agent runs.
+        eprintln!("sandbox: {}", e.sandbox_layers());
+    }
     // The API wakes the scheduler and the workers of this process; workers
     // elsewhere are woken by the database's notifications.
     let signal: Arc<dyn QueueSignal> = if api || worker {
@@ -212,6 +216,7 @@ fn build_generator(
     let dry_runner: Arc<dyn p38_factory::DryRunner> = match build_sandbox(
         a.python.as_deref(),
         a.insecure_no_sandbox,
+        a.cgroup_root.as_deref(),
     )
     .and_then(crate::dry_run::SandboxDryRunner::new)
     {
@@ -272,7 +277,11 @@ pub fn build_executor(
     if let Some(id) = &a.worker_id {
         cfg.worker_id = id.clone();
     }
-    let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)?;
+    let sandbox = build_sandbox(
+        a.python.as_deref(),
+        a.insecure_no_sandbox,
+        a.cgroup_root.as_deref(),
+    )?;
     Ok(Executor::new(sandbox, secrets, cfg)
         .context("preparing the runtime folder")?
         .precompile_runner())
@@ -283,6 +292,7 @@ pub fn build_executor(
 pub fn build_sandbox(
     python: Option<&Path>,
     insecure: bool,
+    cgroup_root: Option<&Path>,
 ) -> anyhow::Result<p38_sandbox::Sandbox> {
     let (python, prefix) = p38_runtime::resolve_python(python).map_err(anyhow::Error::msg)?;
     let exe = std::env::current_exe().context("finding the p38 binary for the sandbox's init")?;
@@ -292,6 +302,7 @@ pub fn build_sandbox(
     );
     cfg.python_prefix = prefix;
     cfg.insecure_no_sandbox = insecure;
+    cfg.cgroup_root = cgroup_root.map(Path::to_path_buf);
     if insecure {
         eprintln!(
             "WARNING: --insecure-no-sandbox: agents run WITHOUT namespaces, landlock or seccomp. Every task records this."

@@ -593,6 +593,29 @@ def run(ctx):
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_outside_the_address_space_counts_against_memory_mb() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    // memfd pages are no address space: only the run's cgroup sees them.
+    // The agent reports success from inside the bomb, which must not count.
+    let memfd = "import os\ndef run(ctx):\n    fds = []\n    for i in range(32):\n        fd = os.memfd_create(f'm{i}', 0x0008)\n        fds.append(fd)\n        for _ in range(32):\n            os.write(fd, b'x' * (1 << 20))\n    return 'held 1 GiB'\n";
+    let t = rig
+        .run("memfd", memfd, |a| a.settings.memory_mb = Some(256))
+        .await;
+    assert_eq!(t.status, TaskStatus::Failed, "{t:?}");
+    let error = t.error.as_deref().unwrap();
+    assert!(
+        error.starts_with("memory limit exceeded (256 MiB)"),
+        "{error}"
+    );
+    let peak = t.peak_memory_kb.unwrap();
+    assert!((200 * 1024..=264 * 1024).contains(&peak), "peak {peak} KiB");
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bomb_fork_bomb_and_disk_filler_are_stopped_and_recorded() {
     if !have_bwrap() {
         return;

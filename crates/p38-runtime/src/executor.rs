@@ -103,6 +103,11 @@ impl Executor {
         self.sandbox.is_sandboxed()
     }
 
+    /// The sandbox layers every run gets on this host.
+    pub fn sandbox_layers(&self) -> p38_sandbox::Layers {
+        self.sandbox.layers()
+    }
+
     /// The runtime settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.cfg
@@ -243,6 +248,15 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Windo
         ));
         return o;
     }
+    // The kernel's verdict, whatever the agent managed to write to its
+    // reply pipe before it was killed.
+    if out.memory_exceeded {
+        o.status = Some(TaskStatus::Failed);
+        o.error = Some(format!(
+            "memory limit exceeded ({memory_mb} MiB): the run's processes together held more memory than that (their own, shared memory, memfd and /tmp files count too), so the kernel stopped it; raise settings.memory_mb or use less"
+        ));
+        return o;
+    }
     if out.timed_out {
         o.status = Some(TaskStatus::TimedOut);
         o.error = Some(format!(
@@ -295,6 +309,11 @@ fn how_it_ended(out: &RunOutcome, memory_mb: u64) -> String {
 fn died_without_reply(out: &RunOutcome, memory_mb: u64) -> String {
     match (out.signal, out.exit_code) {
         (Some(24), _) => "CPU time limit exceeded (SIGXCPU)".into(),
+        // With a memory cgroup an OOM kill is reported as such (above), so
+        // SIGKILL has another cause; without one it is likely memory.
+        (Some(9), _) if out.memory_cgroup => {
+            "the agent was killed (SIGKILL) before it reported a result".into()
+        }
         (Some(9), _) => format!(
             "the agent was killed (SIGKILL): it probably exceeded a resource limit (memory {memory_mb} MiB)"
         ),
@@ -325,6 +344,48 @@ fn capped(s: &str, cap: usize, was_truncated: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shown() -> Shown {
+        Shown {
+            timeout_s: 60,
+            memory_mb: 256,
+            workspace_mb: 1024,
+            workspace_entries: 100,
+            reply_mb: 10,
+            caps: Caps {
+                result_bytes: 1 << 20,
+                state_bytes: 1 << 20,
+            },
+        }
+    }
+
+    #[test]
+    fn an_oom_kill_is_a_memory_error_whatever_the_reply_says() {
+        let out = RunOutcome {
+            reply: p38_sandbox::Captured {
+                bytes: br#"{"ok": true, "result": 1, "state": {}}"#.to_vec(),
+                ..Default::default()
+            },
+            signal: Some(9),
+            memory_exceeded: true,
+            memory_cgroup: true,
+            sandboxed: true,
+            ..Default::default()
+        };
+        let now = chrono::Utc::now();
+        let window = Window {
+            start: now,
+            end: now,
+        };
+        let o = outcome(out, &Masker::new([]), 1024, &shown(), window);
+        assert_eq!(o.status, Some(TaskStatus::Failed));
+        let error = o.error.unwrap();
+        assert!(
+            error.starts_with("memory limit exceeded (256 MiB)"),
+            "{error}"
+        );
+        assert_eq!(o.result, None);
+    }
 
     #[test]
     fn capping_marks_truncation_on_char_boundaries() {

@@ -57,8 +57,9 @@ pub(crate) struct Layout<'a> {
     /// Fd (in bwrap's fd table) of the shim's status pipe: where it reports
     /// a setup failure, or that the program started (see `init.rs`).
     pub status_fd: i32,
-    /// Whether memfd and SysV shared memory may be created (true unless the
-    /// host gives no memory cgroup to charge them to; see `seccomp.rs`).
+    /// Whether the agent may create memory that is not address space
+    /// (memfd_create, shmget). False when no memory cgroup bounds the run:
+    /// `RLIMIT_AS` alone would not count those pages.
     pub memory_sinks: bool,
 }
 
@@ -206,6 +207,9 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
     kv("--fsize", lim.file_size_bytes.to_string());
     kv("--nofile", lim.open_files.to_string());
     kv("--nproc", lim.processes.to_string());
+    if !l.memory_sinks {
+        a.push(os("--no-memory-sinks"));
+    }
     if !sandboxed {
         a.push(os("--insecure"));
     } else {
@@ -330,6 +334,16 @@ mod tests {
         );
         assert!(!s.contains("--ro-bind-try /etc"), "{s}");
         assert!(s.ends_with("-- /usr/bin/python3 -I -S /p38/main.py"), "{s}");
+    }
+
+    #[test]
+    fn without_a_memory_cgroup_the_shim_is_told_to_refuse_memory_sinks() {
+        let limits = Limits::default();
+        let mut l = layout(&limits, false);
+        assert!(!joined(&bwrap_args(&l)).contains("--no-memory-sinks"));
+        l.memory_sinks = false;
+        let s = joined(&init_args(&l, true));
+        assert!(s.contains("--no-memory-sinks"), "{s}");
     }
 
     #[test]

@@ -40,6 +40,13 @@ pub struct SandboxConfig {
     /// the caller is root) with NO namespaces, landlock or seccomp. Skips the
     /// host probe. Outcomes then report `sandboxed: false`.
     pub insecure_no_sandbox: bool,
+    /// A delegated cgroup directory to create each run's memory (and pids)
+    /// group in, instead of a `p38` subtree under this process's own cgroup:
+    /// on cgroup v2 a group whose `cgroup.controllers` has `memory` and
+    /// that holds no processes; on v1 a directory of the memory hierarchy
+    /// (the pids group goes at the same place in the pids hierarchy). The
+    /// sandbox refuses to start when it is set but unusable. Default `None`.
+    pub cgroup_root: Option<PathBuf>,
 }
 
 impl SandboxConfig {
@@ -54,6 +61,7 @@ impl SandboxConfig {
             sandbox_uid: 65534,
             sandbox_gid: 65534,
             insecure_no_sandbox: false,
+            cgroup_root: None,
         }
     }
 }
@@ -67,13 +75,19 @@ pub struct Limits {
     pub grace: Duration,
     /// `RLIMIT_CPU` seconds (soft; hard is one more) (default 300).
     pub cpu_seconds: u64,
-    /// `RLIMIT_AS` bytes of address space (default 1 GiB).
+    /// Memory of the whole run, in bytes (default 1 GiB): the limit of its
+    /// memory cgroup, which charges every page the tree holds (anonymous
+    /// memory, memfd, SysV and POSIX shared memory, tmpfs files in `/tmp`
+    /// and `/dev/shm`, kernel memory); also each process's `RLIMIT_AS`, so
+    /// that an ordinary allocation past it is a clean `MemoryError`.
     pub memory_bytes: u64,
     /// `RLIMIT_FSIZE` bytes: the largest file that may be written (default 64 MiB).
     pub file_size_bytes: u64,
     /// `RLIMIT_NOFILE` (default 256).
     pub open_files: u64,
-    /// `RLIMIT_NPROC`: processes of the sandbox uid (default 64).
+    /// `RLIMIT_NPROC`: processes of the sandbox uid (default 64); also the
+    /// run's `pids.max` (plus bubblewrap and the init shim) where a pids
+    /// cgroup controller is available.
     pub processes: u64,
     /// Size of the private `/tmp` tmpfs in bytes (default 64 MiB).
     pub tmp_bytes: u64,
@@ -201,8 +215,18 @@ pub struct RunOutcome {
     pub wall: Duration,
     /// User + system CPU of the reaped process tree (from `wait4` rusage).
     pub cpu: Duration,
-    /// Peak resident set size in KiB of the largest process (`ru_maxrss`).
+    /// Peak memory in KiB: with a memory cgroup, the most the whole tree
+    /// held at once (`memory.peak`, v1 `memory.max_usage_in_bytes`,
+    /// including memfd, shared memory and tmpfs pages); without one, the
+    /// resident set of the largest process (`ru_maxrss`).
     pub peak_memory_kb: u64,
+    /// The memory cgroup's limit was reached and the kernel killed the run
+    /// (or a process of it).
+    pub memory_exceeded: bool,
+    /// Whether a memory cgroup bounded the run. `false`: memory was bounded
+    /// only per process by `RLIMIT_AS` (and memfd_create and shmget were
+    /// refused).
+    pub memory_cgroup: bool,
     /// Whether the run was sandboxed (false only with `insecure_no_sandbox`).
     pub sandboxed: bool,
 }

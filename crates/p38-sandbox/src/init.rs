@@ -381,5 +381,6 @@ mod tests {
         assert!(parse(&os(&["--bogus", "--", "x"])).is_err());
         assert!(parse(&os(&["--cpu", "1"])).is_err());
         assert!(parse(&os(&["--cpu", "x", "--", "y"])).is_err());
+        assert!(parse(&os(&["--no-memory-sinks", "--", "y"])).is_ok());
     }
 }

@@ -12,6 +12,15 @@
 //!   `RLIMIT_NPROC` even inside a user namespace. The workspace is chowned to
 //!   that uid, and the interpreter, script and init program must be
 //!   reachable by it.
+//! - **memory and pids cgroup**: each run gets its own group (v2, or the v1
+//!   memory and pids controllers), entered by the forked child before
+//!   bubblewrap starts. Its memory limit charges every page the tree holds
+//!   (memfd, SysV/POSIX shared memory, tmpfs files too, which `RLIMIT_AS`
+//!   does not see); a run the kernel OOM-kills is reported as
+//!   `memory_exceeded`, and the group's peak is the run's peak. Without a
+//!   writable memory controller runs still work, bounded per process by
+//!   `RLIMIT_AS`, with memfd_create and shmget refused ([`Sandbox::layers`]
+//!   says which).
 //! - **init shim** ([`init`]): rlimits; the writable mounts (`/workspace`,
 //!   `/tmp`, `/dev/shm`) remounted noexec, nosuid, nodev, then every
 //!   capability dropped (`privileges.rs`; bubblewrap grants CAP_SYS_ADMIN and
@@ -30,11 +39,13 @@
 #![deny(missing_docs)]
 
 mod bwrap;
+mod cgroup;
 mod config;
 mod error;
 pub mod init;
 mod iopump;
 mod landlock;
+mod layers;
 mod privileges;
 mod probe;
 mod process;
@@ -52,6 +63,7 @@ pub use config::{
     CancelFlag, Captured, Limits, MAX_TIMED_LINES, RunOutcome, RunRequest, SandboxConfig,
 };
 pub use error::SandboxError;
+pub use layers::{Layers, MemoryCgroup};
 
 /// Finds bubblewrap as [`Sandbox::new`] does: `configured` is a path, or a
 /// bare name (`bwrap`) looked up on `PATH`. The error says how to install it.
@@ -72,6 +84,8 @@ struct Inner {
     bwrap: PathBuf,
     /// `Some((uid, gid))` when the caller is root.
     drop_to: Option<(u32, u32)>,
+    /// Where run cgroups go; `None`: no writable memory controller.
+    cgroups: Option<cgroup::Host>,
 }
 
 impl Sandbox {
@@ -103,11 +117,13 @@ impl Sandbox {
             probe::check_interpreter(&config)?;
             bwrap
         };
+        let cgroups = probe::cgroups(config.cgroup_root.as_deref())?;
         let sandbox = Sandbox {
             inner: Arc::new(Inner {
                 config,
                 bwrap,
                 drop_to,
+                cgroups,
             }),
         };
         if !sandbox.inner.config.insecure_no_sandbox {
@@ -121,6 +137,29 @@ impl Sandbox {
     /// Whether runs are sandboxed (false only with `insecure_no_sandbox`).
     pub fn is_sandboxed(&self) -> bool {
         !self.inner.config.insecure_no_sandbox
+    }
+
+    /// The layers every run gets on this host.
+    pub fn layers(&self) -> Layers {
+        let sandboxed = self.is_sandboxed();
+        let cg = self.inner.cgroups.as_ref();
+        Layers {
+            namespaces: sandboxed,
+            landlock: sandboxed,
+            seccomp: sandboxed,
+            memory: cg.map(cgroup::Host::memory),
+            pids: cg.is_some_and(cgroup::Host::has_pids),
+        }
+    }
+
+    /// The cgroup directories run groups (`run-<pid>-<n>`, `<pid>` this
+    /// process's) are created in, one per hierarchy; empty without cgroups.
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.inner
+            .cgroups
+            .as_ref()
+            .map(cgroup::Host::dirs)
+            .unwrap_or_default()
     }
 
     /// Runs one program to completion on a blocking thread. `Ok` whenever the
@@ -177,6 +216,14 @@ impl Sandbox {
         cancel: &CancelFlag,
     ) -> Result<RunOutcome, SandboxError> {
         let cfg = &self.inner.config;
+        // Before the process exists, so it can enter the group before it
+        // runs anything.
+        let group = match &self.inner.cgroups {
+            Some(host) => Some(host.create(limits.memory_bytes, limits.processes).map_err(
+                |e| SandboxError::Spawn(format!("cannot create the run's cgroup: {e}")),
+            )?),
+            None => None,
+        };
         let pipes = process::Pipes::new()?;
         use std::os::fd::AsRawFd;
         let layout = bwrap::Layout {
@@ -192,7 +239,7 @@ impl Sandbox {
             reply_fd: pipes.child_reply.as_raw_fd(),
             info_fd: pipes.child_info.as_raw_fd(),
             status_fd: pipes.child_status.as_raw_fd(),
-            memory_sinks: true,
+            memory_sinks: group.is_some(),
         };
         let launch = if cfg.insecure_no_sandbox {
             let ws = workspace.unwrap_or(Path::new("/"));
@@ -229,6 +276,6 @@ impl Sandbox {
         };
         let quota = workspace
             .and_then(|w| quota::Quota::new(w, limits.workspace_bytes, limits.workspace_entries));
-        process::run(launch, pipes, input, limits, cancel, quota)
+        process::run(launch, pipes, input, limits, cancel, quota, group)
     }
 }

@@ -123,3 +123,22 @@ fn explain(msg: &str) -> String {
         msg.to_string()
     }
 }
+
+/// Finds where run cgroups go. A delegated root the operator named must
+/// work; without one, a host with no writable memory controller still runs
+/// agents, bounded only by `RLIMIT_AS` (warned here, shown by
+/// [`Sandbox::layers`]).
+pub(crate) fn cgroups(root: Option<&Path>) -> Result<Option<crate::cgroup::Host>, SandboxError> {
+    match crate::cgroup::Host::detect(root) {
+        Ok(host) => Ok(Some(host)),
+        Err(why) if root.is_some() => Err(SandboxError::Unavailable(format!(
+            "{why} (P38_CGROUP_ROOT / --cgroup-root must name a writable, delegated cgroup; unset it to use this process's own cgroup)"
+        ))),
+        Err(why) => {
+            tracing::warn!(
+                "p38-sandbox: no memory cgroup for runs ({why}): memory is bounded per process by RLIMIT_AS only, so memfd_create and shmget are refused; run as root on a host with a writable memory controller, or set P38_CGROUP_ROOT to a delegated cgroup"
+            );
+            Ok(None)
+        }
+    }
+}

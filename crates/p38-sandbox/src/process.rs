@@ -1,5 +1,6 @@
 //! Starting the process tree, feeding/capturing its pipes, enforcing the
-//! wall-clock deadline and reaping it with `wait4` (for rusage).
+//! wall-clock deadline and reaping it with `wait4` (for rusage), inside the
+//! run's cgroup when there is one.
 //!
 //! Threads: the calling (blocking) thread spawns, waits and reaps; one I/O
 //! thread polls all pipes (non-blocking, so a leftover writer can never hang
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::{self, RunGroup};
 use crate::config::{CancelFlag, Captured, Limits, RunOutcome};
 use crate::error::SandboxError;
 use crate::iopump;
@@ -90,7 +92,7 @@ pub(crate) struct Launch {
 }
 
 use crate::quota::Quota;
-use crate::watchdog::{self, END_CANCEL, END_NONE, END_TIMEOUT, END_WORKSPACE_FULL};
+use crate::watchdog::{self, END_CANCEL, END_MEMORY, END_NONE, END_TIMEOUT, END_WORKSPACE_FULL};
 
 /// Runs to completion. Returns `Err` only when the process could not be
 /// started or the init shim / bubblewrap reported a setup failure.
@@ -101,6 +103,7 @@ pub(crate) fn run(
     limits: &Limits,
     cancel: &CancelFlag,
     quota: Option<Quota>,
+    group: Option<RunGroup>,
 ) -> Result<RunOutcome, SandboxError> {
     // A run cancelled before it started (its task was cancelled, or its
     // agent deleted, while the worker was loading it) never starts. A
@@ -109,6 +112,7 @@ pub(crate) fn run(
         return Ok(RunOutcome {
             cancelled: true,
             sandboxed: launch.sandboxed,
+            memory_cgroup: group.is_some(),
             ..Default::default()
         });
     }
@@ -118,6 +122,7 @@ pub(crate) fn run(
         return Ok(RunOutcome {
             workspace_full: true,
             sandboxed: launch.sandboxed,
+            memory_cgroup: group.is_some(),
             ..Default::default()
         });
     }
@@ -140,12 +145,13 @@ pub(crate) fn run(
         pipes.child_status.as_raw_fd(),
     ];
     let drop_to = launch.drop_to;
+    let procs = group.as_ref().map_or([-1; 2], RunGroup::procs_fds);
     // SAFETY: getpid is always safe.
     let parent_pid = unsafe { libc::getpid() };
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (no allocation, no locks).
     unsafe {
-        cmd.pre_exec(move || child_setup(keep, drop_to, parent_pid));
+        cmd.pre_exec(move || child_setup(keep, procs, drop_to, parent_pid));
     }
     let mut child = cmd.spawn().map_err(|e| {
         SandboxError::Spawn(format!("cannot start {}: {e}", launch.program.display()))
@@ -189,9 +195,10 @@ pub(crate) fn run(
     let deadline = start + limits.wall;
     let grace = limits.grace;
     let cancel = cancel.clone();
+    let oom = group.as_ref().and_then(RunGroup::oom_watch);
     let watchdog = std::thread::Builder::new()
         .name("p38-sandbox-watchdog".into())
-        .spawn(move || watchdog::run(pid, info, deadline, grace, cancel, quota, done_rx));
+        .spawn(move || watchdog::run(pid, info, deadline, grace, cancel, quota, oom, done_rx));
     let watchdog = match watchdog {
         Ok(t) => t,
         Err(e) => {
@@ -218,6 +225,12 @@ pub(crate) fn run(
     unsafe { libc::kill(-pid, libc::SIGKILL) };
     let (status, usage) = reap(pid)?;
     let wall = start.elapsed();
+    // Read once every task is gone (the PID namespace died with its init),
+    // then the group goes.
+    let memory = group.as_ref().map(RunGroup::usage);
+    if let Some(g) = group {
+        g.remove();
+    }
     exited.store(true, Ordering::SeqCst);
     let (stdout, stderr, reply) = io_thread.join().unwrap_or_default();
     let report = read_report(&status_pipe);
@@ -227,6 +240,7 @@ pub(crate) fn run(
         report,
         status,
         usage,
+        memory,
         ended,
         wall,
         stdout,
@@ -238,9 +252,13 @@ pub(crate) fn run(
 /// Runs in the forked child (async-signal-safe calls only).
 fn child_setup(
     keep: [RawFd; 4],
+    procs: [RawFd; 2],
     drop_to: Option<(u32, u32)>,
     parent: libc::pid_t,
 ) -> io::Result<()> {
+    // First, while still root and before anything else runs: every page
+    // and task of the run is charged to its group from here on.
+    cgroup::enter(procs)?;
     // SAFETY (whole fn): raw system calls on plain integers.
     unsafe {
         // Own session and process group: the watchdog kills the whole group.
@@ -321,6 +339,8 @@ struct OutcomeParts<'a> {
     report: Vec<u8>,
     status: i32,
     usage: libc::rusage,
+    /// What the run's cgroup saw (`None`: no cgroup).
+    memory: Option<cgroup::Usage>,
     ended: u8,
     wall: Duration,
     stdout: Captured,
@@ -358,7 +378,14 @@ fn outcome(p: OutcomeParts<'_>) -> Result<RunOutcome, SandboxError> {
         workspace_full: p.ended == END_WORKSPACE_FULL,
         wall: p.wall,
         cpu: tv(p.usage.ru_utime) + tv(p.usage.ru_stime),
-        peak_memory_kb: p.usage.ru_maxrss.max(0) as u64,
+        // The group's peak covers the whole tree and every kind of page;
+        // ru_maxrss only the largest process's resident set.
+        peak_memory_kb: match p.memory.and_then(|m| m.peak_bytes) {
+            Some(bytes) => bytes / 1024,
+            None => p.usage.ru_maxrss.max(0) as u64,
+        },
+        memory_exceeded: p.ended == END_MEMORY || p.memory.is_some_and(|m| m.oom_killed),
+        memory_cgroup: p.memory.is_some(),
         sandboxed: p.launch.sandboxed,
     })
 }

@@ -1,5 +1,6 @@
-//! Ends a run at its deadline, on cancellation, or when it grows its
-//! workspace past the quota.
+//! Ends a run at its deadline, on cancellation, when it grows its
+//! workspace past the quota, or at once when the kernel OOM-killed a process
+//! of its memory cgroup.
 //!
 //! Sandboxed runs: bwrap writes the host pid of the sandbox's PID 1 (the init
 //! shim) to its `--info-fd`; the watchdog opens a pidfd for it (race-free
@@ -14,6 +15,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::cgroup::OomWatch;
 use crate::config::CancelFlag;
 use crate::quota::{CHECK_EVERY, Quota};
 
@@ -25,6 +27,9 @@ pub(crate) const END_TIMEOUT: u8 = 1;
 pub(crate) const END_CANCEL: u8 = 2;
 /// The run grew its workspace past the quota.
 pub(crate) const END_WORKSPACE_FULL: u8 = 3;
+/// The run's memory cgroup reached its limit and the kernel OOM-killed a
+/// process of it.
+pub(crate) const END_MEMORY: u8 = 4;
 
 const TICK: Duration = Duration::from_millis(25);
 
@@ -129,6 +134,7 @@ impl Info {
 }
 
 /// Returns why it ended the run (or [`END_NONE`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     pid: libc::pid_t,
     info_fd: Option<OwnedFd>,
@@ -136,6 +142,7 @@ pub(crate) fn run(
     grace: Duration,
     cancel: CancelFlag,
     quota: Option<Quota>,
+    oom: Option<OomWatch>,
     done: mpsc::Receiver<()>,
 ) -> u8 {
     let mut info = Info {
@@ -166,6 +173,9 @@ pub(crate) fn run(
         if Instant::now() >= deadline {
             break END_TIMEOUT;
         }
+        if oom.as_ref().is_some_and(OomWatch::fired) {
+            break END_MEMORY;
+        }
         if let Some(q) = &quota
             && Instant::now() >= next_check
         {
@@ -184,7 +194,12 @@ pub(crate) fn run(
     // SIGKILL, repeated until the run is reaped. Keep reading the info fd
     // meanwhile: a cancel can come before bwrap has reported the init's pid,
     // and a signal sent then may reach a process that is still setting up.
-    let kill_at = Instant::now() + grace;
+    // Out of memory: no grace (there is nothing left to finish with).
+    let kill_at = if reason == END_MEMORY {
+        Instant::now()
+    } else {
+        Instant::now() + grace
+    };
     let (mut termed_init, mut termed_group) = (false, false);
     let mut exited = false;
     loop {
