@@ -40,6 +40,14 @@ pub struct SandboxConfig {
     /// the caller is root) with NO namespaces, landlock or seccomp. Skips the
     /// host probe. Outcomes then report `sandboxed: false`.
     pub insecure_no_sandbox: bool,
+    /// Make each workspace its own ext4 image file (`<workspace>.img`,
+    /// sparse, sized to the quota) loop-mounted at the workspace folder,
+    /// so the kernel enforces the quota and checking it costs O(1). Used
+    /// only when the caller is root and loop devices work (else a warning
+    /// at start, and the quota is measured by walking the folder). Default
+    /// `false`: images stay mounted after the run, until
+    /// [`crate::remove_workspace`].
+    pub workspace_images: bool,
 }
 
 impl SandboxConfig {
@@ -54,6 +62,7 @@ impl SandboxConfig {
             sandbox_uid: 65534,
             sandbox_gid: 65534,
             insecure_no_sandbox: false,
+            workspace_images: false,
         }
     }
 }

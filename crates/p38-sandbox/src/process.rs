@@ -61,7 +61,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn high_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(crate) fn high_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd we then own.
     let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
     if n < 0 {
@@ -81,6 +81,9 @@ pub(crate) struct Launch {
     /// Switch to this uid/gid before exec (caller is root).
     pub drop_to: Option<(u32, u32)>,
     pub sandboxed: bool,
+    /// Further fds the child inherits (bwrap's `--bind-fd` sources, see
+    /// workspace.rs), above 10 like the pipes' ends.
+    pub pass_fds: Vec<OwnedFd>,
 }
 
 use crate::quota::Quota;
@@ -127,18 +130,19 @@ pub(crate) fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let keep = [
+    let mut keep = vec![
         pipes.child_input.as_raw_fd(),
         pipes.child_reply.as_raw_fd(),
         pipes.child_info.as_raw_fd(),
     ];
+    keep.extend(launch.pass_fds.iter().map(AsRawFd::as_raw_fd));
     let drop_to = launch.drop_to;
     // SAFETY: getpid is always safe.
     let parent_pid = unsafe { libc::getpid() };
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (no allocation, no locks).
     unsafe {
-        cmd.pre_exec(move || child_setup(keep, drop_to, parent_pid));
+        cmd.pre_exec(move || child_setup(&keep, drop_to, parent_pid));
     }
     let mut child = cmd.spawn().map_err(|e| {
         SandboxError::Spawn(format!("cannot start {}: {e}", launch.program.display()))
@@ -224,11 +228,7 @@ pub(crate) fn run(
 }
 
 /// Runs in the forked child (async-signal-safe calls only).
-fn child_setup(
-    keep: [RawFd; 3],
-    drop_to: Option<(u32, u32)>,
-    parent: libc::pid_t,
-) -> io::Result<()> {
+fn child_setup(keep: &[RawFd], drop_to: Option<(u32, u32)>, parent: libc::pid_t) -> io::Result<()> {
     // SAFETY (whole fn): raw system calls on plain integers.
     unsafe {
         // Own session and process group: the watchdog kills the whole group.
@@ -259,8 +259,8 @@ fn child_setup(
         if libc::getppid() != parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        for fd in keep {
-            // Let the two pipe ends survive exec.
+        for &fd in keep {
+            // Let the pipe ends and the bind sources survive exec.
             if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }
