@@ -45,11 +45,12 @@ pub(crate) struct Layout<'a> {
     /// `None` in probe mode: no script, no workspace.
     pub script: Option<&'a Path>,
     pub workspace: Option<&'a Path>,
-    /// Fds (in bwrap's fd table, `O_PATH` or a folder) of the script, the
-    /// init program and the workspace, opened by the server before the uid
-    /// switch: bwrap binds them with `--ro-bind-fd` / `--bind-fd`, so the
-    /// sandbox uid never resolves their host paths (which may lie under a
-    /// folder only root can enter).
+    /// Fds (in bwrap's fd table) of the script (opened for reading, its
+    /// bytes copied in), the init program (`O_PATH`) and the workspace
+    /// (its folder), opened by the server before the uid switch. Note that
+    /// bubblewrap 0.8 `realpath`s a `--bind-fd` source and resolves that
+    /// path again as the sandbox uid, so the init program and the
+    /// workspace must still be reachable by that uid.
     pub script_fd: Option<i32>,
     pub init_fd: i32,
     pub workspace_fd: Option<i32>,
@@ -139,8 +140,17 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         "/dev/shm".as_ref(),
     ]);
     if let Some(fd) = l.script_fd {
+        // A copy of the script's bytes (it is small): read from the fd, so
+        // the sandbox uid never resolves its host path, and the mount
+        // table inside names a file on bwrap's own tmpfs, not the data dir.
         let fd = fd.to_string();
-        push(&["--ro-bind-fd".as_ref(), fd.as_ref(), INNER_SCRIPT.as_ref()]);
+        push(&[
+            "--perms".as_ref(),
+            "0444".as_ref(),
+            "--ro-bind-data".as_ref(),
+            fd.as_ref(),
+            INNER_SCRIPT.as_ref(),
+        ]);
     }
     let init_fd = l.init_fd.to_string();
     push(&[
@@ -300,7 +310,7 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("--rw /dev/shm"), "{s}");
-        assert!(s.contains("--ro-bind-fd 11 /p38/main.py"), "{s}");
+        assert!(s.contains("--ro-bind-data 11 /p38/main.py"), "{s}");
         assert!(s.contains("--ro-bind-fd 12 /p38/init"), "{s}");
         assert!(
             s.contains("--bind-fd 13 /workspace --chdir /workspace"),

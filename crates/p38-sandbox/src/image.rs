@@ -25,7 +25,7 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -203,8 +203,7 @@ pub(crate) fn ensure(
         }
         return Ok(());
     }
-    let fresh = have == 0;
-    if fresh {
+    if have == 0 {
         locked.0.set_len(want)?;
         let inodes = (entries + EXT4_RESERVED_INODES + 1).to_string();
         let (uid, gid) = owner.unwrap_or((0, 0));
@@ -238,15 +237,22 @@ pub(crate) fn ensure(
             offline_grow(&locked, &img, want)?;
         }
     }
-    mount(&img, ws)?;
-    if fresh {
-        // The workspace starts empty, as a plain folder would.
-        let _ = std::fs::remove_dir(ws.join("lost+found"));
+    mount(&img, ws)
+}
+
+/// Mounts the image and takes away the `lost+found` that mkfs and e2fsck
+/// make, so the workspace looks as a plain folder would (only an empty one
+/// owned by root: the agent's own are its uid's).
+fn mount(img: &Path, ws: &Path) -> io::Result<()> {
+    mount_only(img, ws)?;
+    let lf = ws.join("lost+found");
+    if std::fs::symlink_metadata(&lf).is_ok_and(|m| m.is_dir() && m.uid() == 0) {
+        let _ = std::fs::remove_dir(&lf);
     }
     Ok(())
 }
 
-fn mount(img: &Path, ws: &Path) -> io::Result<()> {
+fn mount_only(img: &Path, ws: &Path) -> io::Result<()> {
     run(
         "mount",
         &[

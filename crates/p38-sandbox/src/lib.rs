@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 pub use config::{CancelFlag, Captured, Limits, RunOutcome, RunRequest, SandboxConfig};
 pub use error::SandboxError;
+pub use quota::WorkspaceUsage;
 
 /// A probed, ready-to-use sandbox. Cheap to clone; runs may be concurrent.
 #[derive(Debug, Clone)]
@@ -193,7 +194,7 @@ impl Sandbox {
         let pipes = process::Pipes::new()?;
         use std::os::fd::AsRawFd;
         // Opened as root, before the uid switch (see bwrap::Layout).
-        let script_fd = script.map(open_path).transpose()?;
+        let script_fd = script.map(open_read).transpose()?;
         let init_fd = open_path(Path::new(&cfg.init[0]))?;
         let workspace_fd = workspace
             .map(|(_, p)| process::high_fd(p.dir.try_clone()?))
@@ -266,9 +267,18 @@ impl Sandbox {
 
 /// An `O_PATH` fd of `path` above 10 (see process.rs), for `--ro-bind-fd`.
 fn open_path(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    open_fd(path, libc::O_PATH)
+}
+
+/// A readable fd of `path` above 10, for `--ro-bind-data`.
+fn open_read(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    open_fd(path, 0)
+}
+
+fn open_fd(path: &Path, flags: i32) -> std::io::Result<std::os::fd::OwnedFd> {
     let file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_PATH)
+        .custom_flags(flags)
         .open(path)
         .map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
@@ -282,4 +292,11 @@ fn open_path(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
 /// until it ends. Needs no [`Sandbox`], so a server without one can call it.
 pub fn remove_workspace(path: &Path) -> Result<bool, SandboxError> {
     Ok(image::remove(&std::path::absolute(path)?)?)
+}
+
+/// What the workspace at `path` holds now: one `fstatfs` when it is a
+/// mounted image, else a walk of the folder (`None` then when something in
+/// it cannot be read).
+pub fn workspace_usage(path: &Path) -> Result<Option<WorkspaceUsage>, SandboxError> {
+    Ok(quota::usage(&std::path::absolute(path)?)?)
 }

@@ -105,6 +105,34 @@ impl Quota {
     }
 }
 
+/// What a workspace holds, as [`crate::workspace_usage`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkspaceUsage {
+    /// Bytes of disk used by its files and folders.
+    pub bytes: u64,
+    /// Its files, folders and links.
+    pub entries: u64,
+    /// Whether it is its own ext4 image (measured in O(1)).
+    pub image: bool,
+}
+
+/// See [`crate::workspace_usage`].
+pub(crate) fn usage(path: &std::path::Path) -> std::io::Result<Option<WorkspaceUsage>> {
+    let image =
+        crate::image::mounted_source(path).is_some() && crate::image::image_path(path).is_file();
+    let dir: OwnedFd = std::fs::File::open(path)?.into();
+    let used = if image {
+        Some(measure_image(dir.as_fd())?)
+    } else {
+        measure_walk(dir.as_fd(), u64::MAX, u64::MAX)
+    };
+    Ok(used.map(|u| WorkspaceUsage {
+        bytes: u.bytes,
+        entries: u.entries,
+        image,
+    }))
+}
+
 /// What the filesystem of `dir` (a workspace image's root) uses: O(1).
 pub(crate) fn measure_image(dir: BorrowedFd<'_>) -> std::io::Result<Usage> {
     // SAFETY: statfs is plain data filled by the kernel.
