@@ -99,6 +99,11 @@ pub struct ServerArgs {
     #[arg(long, env = "P38_RUN_WORKSPACE_MB", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub run_workspace_mb: u64,
+    /// How workspace quotas are kept: `image` (each workspace its own ext4
+    /// image, loop-mounted; needs root and loop devices, else falls back to
+    /// `walk` with a warning) or `walk` (a plain folder, measured by walking it).
+    #[arg(long, env = "P38_WORKSPACE_QUOTA", value_enum, default_value_t = WorkspaceQuota::Image)]
+    pub workspace_quota: WorkspaceQuota,
     /// Largest request body, in bytes.
     #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -317,12 +322,15 @@ pub enum AgentCmd {
         #[arg(long)]
         status: Option<String>,
     },
-    /// Delete an agent with its history.
+    /// Delete an agent with its history and (on the server's host) its workspace.
     Delete {
         #[command(flatten)]
         client: ClientArgs,
         /// Agent id or name.
         agent: String,
+        /// Leave the agent's workspace (its files) on disk.
+        #[arg(long)]
+        keep_workspace: bool,
     },
     /// Run an agent now.
     Run {
@@ -486,4 +494,13 @@ pub enum TokenCmd {
         /// Token id.
         id: i64,
     },
+}
+
+/// How workspace quotas are kept (`--workspace-quota`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkspaceQuota {
+    /// Each workspace is its own ext4 image file, loop-mounted.
+    Image,
+    /// A plain folder, measured by walking it.
+    Walk,
 }

@@ -40,7 +40,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         .context("creating a scratch folder")?;
     let mut cfg = RuntimeConfig::new(scratch.path());
     cfg.limits.timeout = Duration::from_secs(a.timeout.max(1).into());
-    let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox)?;
+    let sandbox = build_sandbox(a.python.as_deref(), a.insecure_no_sandbox, false)?;
     let exec = Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg.clone())
         .context("preparing the scratch folder")?;
     let now = chrono::Utc::now();

@@ -437,16 +437,45 @@ fn patch_rename_to_taken_name_is_409() {
 }
 
 #[test]
-fn delete_agent_is_204_then_404() {
+fn delete_agent_answers_then_404() {
     let s = Server::start();
-    s.create_agent("gone", OK_CODE, json!({}));
+    let a = s.create_agent("gone", OK_CODE, json!({}));
     let r = s.delete("/api/agents/gone");
-    assert_eq!(r.status, 204, "{}", r.text);
-    assert!(r.text.is_empty(), "204 has no body: {:?}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, json!({"deleted": a["id"], "workspace": "removed"}));
     s.get("/api/agents/gone")
         .assert_error(404, "not_found", None);
     s.delete("/api/agents/gone")
         .assert_error(404, "not_found", None);
+}
+
+/// Deleting an agent removes its workspace (its image too), unless asked
+/// to keep it.
+#[test]
+fn delete_agent_removes_its_workspace_unless_kept() {
+    let s = Server::start();
+    let code = "def run(ctx):\n    open('note.txt', 'w').write('hi')\n    return 'ok'\n";
+    for (name, keep) in [("tidy", false), ("keeper", true)] {
+        let a = s.create_agent(name, code, json!({}));
+        let id = a["id"].as_i64().unwrap();
+        let t = s.execute(name);
+        let t = s.wait_task_until(t["id"].as_i64().unwrap(), Duration::from_secs(60), |st| {
+            !matches!(st, "queued" | "running")
+        });
+        assert_eq!(t["status"], "succeeded", "{t}");
+        let ws = s.data_dir.join("workspaces").join(id.to_string());
+        assert_eq!(std::fs::read_to_string(ws.join("note.txt")).unwrap(), "hi");
+        let r = s.delete(&format!("/api/agents/{name}?keep_workspace={keep}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let fate = if keep { "kept" } else { "removed" };
+        assert_eq!(r.body, json!({"deleted": id, "workspace": fate}));
+        assert_eq!(ws.join("note.txt").exists(), keep, "{name}");
+        let image = s.data_dir.join("workspaces").join(format!("{id}.img"));
+        assert_eq!(ws.exists(), keep, "{name}");
+        if !keep {
+            assert!(!image.exists(), "the image stays: {}", image.display());
+        }
+    }
 }
 
 // ---------------------------------------------------------------- errors
@@ -2002,7 +2031,7 @@ fn delete_agent_with_running_task_stops_the_run() {
         descendants(s.pid())
     );
     let r = s.delete("/api/agents/sleepy");
-    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     s.get(&format!("/api/tasks/{tid}"))
         .assert_error(404, "not_found", None);
     let deadline = Instant::now() + Duration::from_secs(15);

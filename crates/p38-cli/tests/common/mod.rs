@@ -494,6 +494,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.terminate(Duration::from_secs(15));
+        unmount_workspaces(&self.data_dir);
         if let Some(s) = &self.owned_schema {
             s.drop_now();
         }
@@ -565,4 +566,22 @@ pub fn mode_of(p: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// Unmounts the workspace images the server left mounted under `data_dir`
+/// (they stay mounted between runs), so the folder can be deleted; a server
+/// started again in it mounts them again.
+pub fn unmount_workspaces(data_dir: &Path) {
+    let Ok(dir) = std::fs::canonicalize(data_dir) else {
+        return;
+    };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in table.lines() {
+        let Some(point) = line.split(' ').nth(4) else {
+            continue;
+        };
+        if Path::new(point).starts_with(&dir) {
+            let _ = Command::new("umount").args(["-l", point]).status();
+        }
+    }
 }
