@@ -478,6 +478,48 @@ fn delete_agent_removes_its_workspace_unless_kept() {
     }
 }
 
+/// A data folder inside a folder only root can enter (like /root): agents
+/// still run, and their workspace is where the data folder says.
+#[test]
+fn agents_run_with_the_data_folder_inside_a_folder_only_root_can_enter() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: only root drops agents to other uids");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let s = Server::start_in(&locked);
+    let code = "import os\ndef run(ctx):\n    seen = os.path.exists('note.txt')\n    open('note.txt', 'w').write('hi')\n    return seen\n";
+    let a = s.create_agent("private", code, json!({}));
+    for kept in [false, true] {
+        let t = s.execute("private");
+        let t = s.wait_task_until(t["id"].as_i64().unwrap(), Duration::from_secs(60), |st| {
+            !matches!(st, "queued" | "running")
+        });
+        assert_eq!(t["status"], "succeeded", "{t}\n{}", s.log_text());
+        assert_eq!(
+            t["result"],
+            json!(kept),
+            "the workspace is kept between runs"
+        );
+    }
+    // Its files are in the data folder (the workspace's image).
+    let image = s
+        .data_dir
+        .join("workspaces")
+        .join(format!("{}.img", a["id"]));
+    assert!(image.is_file(), "{}", image.display());
+    assert_eq!(
+        mode_of(&locked),
+        0o700,
+        "the operator's folder is left as it was"
+    );
+    drop(s);
+}
+
 // ---------------------------------------------------------------- errors
 
 fn create_err(s: &Server, body: Value, status: u16, code: &str, field: Option<&str>) {

@@ -576,12 +576,29 @@ pub fn unmount_workspaces(data_dir: &Path) {
         return;
     };
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in table.lines() {
-        let Some(point) = line.split(' ').nth(4) else {
-            continue;
-        };
-        if Path::new(point).starts_with(&dir) {
-            let _ = Command::new("umount").args(["-l", point]).status();
-        }
+    let mounts: Vec<(&str, &str)> = table
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ').skip(3);
+            Some((f.next()?, f.next()?))
+        })
+        .collect();
+    // Mounted in the data folder, or in a bind of it (a data folder under
+    // one the agents cannot enter is bound under /run/p38).
+    let mut roots = vec![dir.clone()];
+    roots.extend(
+        mounts
+            .iter()
+            .filter(|(root, _)| Path::new(root).starts_with(&dir))
+            .map(|(_, point)| PathBuf::from(point)),
+    );
+    let mut points: Vec<&str> = mounts
+        .iter()
+        .map(|(_, point)| *point)
+        .filter(|p| roots.iter().any(|r| Path::new(p).starts_with(r)))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").args(["-l", point]).status();
     }
 }
