@@ -147,15 +147,12 @@ fn lock(img: &Path, create: bool) -> io::Result<Locked> {
 pub(crate) fn mounted_source(dir: &Path) -> Option<String> {
     let dir = std::fs::canonicalize(dir).ok()?;
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    table
-        .lines()
-        .filter_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            let point = unescape(left.split(' ').nth(4)?);
-            let source = right.split(' ').nth(1)?;
-            (Path::new(&point) == dir).then(|| source.to_string())
-        })
-        .last()
+    table.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = unescape(left.split(' ').nth(4)?);
+        let source = right.split(' ').nth(1)?;
+        (Path::new(&point) == dir).then(|| source.to_string())
+    })
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space and so on).
@@ -335,7 +332,7 @@ mod tests {
     #[test]
     fn an_image_holds_the_quota_and_a_margin() {
         let s = image_size(2 * MIB, 300);
-        assert!(s >= 2 * MIB + 512 * 1024 && s <= 4 * MIB, "{s}");
+        assert!((2 * MIB + 512 * 1024..=4 * MIB).contains(&s), "{s}");
         assert_eq!(s % MIB, 0);
     }
 }
