@@ -13,7 +13,8 @@ use p38_core::time::now;
 use p38_core::{Error, Result};
 
 use crate::App;
-use crate::dto::{AgentView, CreateAgent, GenerationCost, UpdateAgent};
+use crate::dto::{AgentView, CreateAgent, DeletedAgent, GenerationCost, UpdateAgent};
+use p38_core::workspace::WorkspaceFate;
 
 /// How many upcoming firings an agent view lists.
 const NEXT_RUNS_SHOWN: usize = 5;
@@ -308,10 +309,17 @@ impl App {
     }
 
     /// Deletes an agent with its history.
-    pub async fn delete_agent(&self, who: &Principal, id_or_name: &str) -> Result<()> {
+    /// Its running tasks are cancelled; its workspace is removed from this
+    /// host unless `keep_workspace` (or this process has no workspaces).
+    pub async fn delete_agent(
+        &self,
+        who: &Principal,
+        id_or_name: &str,
+        keep_workspace: bool,
+    ) -> Result<DeletedAgent> {
         who.require(Scope::Admin)?;
         let agent = self.find_agent(who, id_or_name).await?;
-        let detail = serde_json::json!({"name": agent.name});
+        let detail = serde_json::json!({"name": agent.name, "keep_workspace": keep_workspace});
         self.store
             .delete_agent(
                 agent.id,
@@ -325,7 +333,17 @@ impl App {
             .await?;
         self.signal.task_stopped();
         self.signal.schedule_changed();
-        Ok(())
+        let workspace = match (&self.workspaces, keep_workspace) {
+            (Some(remover), false) => {
+                remover.remove(agent.id).await?;
+                WorkspaceFate::Removed
+            }
+            _ => WorkspaceFate::Kept,
+        };
+        Ok(DeletedAgent {
+            deleted: agent.id,
+            workspace,
+        })
     }
 
     /// Every kept code version, newest first.

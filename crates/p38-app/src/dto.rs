@@ -109,6 +109,15 @@ pub struct AgentView {
     pub generation: Option<GenerationCost>,
 }
 
+/// The answer to deleting an agent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeletedAgent {
+    /// The deleted agent's id.
+    pub deleted: p38_core::agent::AgentId,
+    /// Whether its workspace was removed from this host or kept.
+    pub workspace: p38_core::workspace::WorkspaceFate,
+}
+
 /// The language-model cost of the generation that wrote an agent.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct GenerationCost {

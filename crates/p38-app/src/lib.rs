@@ -67,6 +67,8 @@ pub struct App {
     generator: Option<generations::Generator>,
     /// Notified (all waiters) when a worker of this process ends a task.
     finished: Arc<tokio::sync::Notify>,
+    /// Deletes a deleted agent's workspace on this host (none: kept).
+    workspaces: Option<Arc<dyn p38_core::workspace::WorkspaceRemover>>,
 }
 
 impl App {
@@ -79,7 +81,17 @@ impl App {
             secrets: None,
             generator: None,
             finished: Arc::default(),
+            workspaces: None,
         }
+    }
+
+    /// Removes the workspaces of deleted agents (on this host).
+    pub fn with_workspaces(
+        mut self,
+        remover: Arc<dyn p38_core::workspace::WorkspaceRemover>,
+    ) -> App {
+        self.workspaces = Some(remover);
+        self
     }
 
     /// The signal this process's workers give when they end a task, so a

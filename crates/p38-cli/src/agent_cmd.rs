@@ -140,17 +140,32 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 .await?;
             show_agent(&c, &v);
         }
-        AgentCmd::Delete { client, agent, yes } => {
+        AgentCmd::Delete {
+            client,
+            agent,
+            yes,
+            keep_workspace,
+        } => {
             let c = Client::new(&client)?;
             confirm_delete(&c, &agent, yes).await?;
-            c.call(
-                Method::DELETE,
-                &format!("/api/agents/{}", seg(&agent)),
-                None,
-            )
-            .await?;
-            if !c.json {
-                println!("deleted agent {agent}");
+            let v = c
+                .call(
+                    Method::DELETE,
+                    &format!(
+                        "/api/agents/{}?keep_workspace={keep_workspace}",
+                        seg(&agent)
+                    ),
+                    None,
+                )
+                .await?;
+            if c.json {
+                output::json(&v);
+            } else {
+                let ws = match v["workspace"].as_str() {
+                    Some("removed") => "its workspace removed",
+                    _ => "its workspace kept",
+                };
+                println!("deleted agent {agent}, {ws}");
             }
         }
         AgentCmd::Run {

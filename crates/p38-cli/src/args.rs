@@ -103,6 +103,11 @@ pub struct ServerArgs {
     #[arg(long, env = "P38_RUN_WORKSPACE_MB", default_value_t = 1024,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub run_workspace_mb: u64,
+    /// How workspace quotas are kept: `image` (each workspace its own ext4
+    /// image, loop-mounted; needs root and loop devices, else falls back to
+    /// `walk` with a warning) or `walk` (a plain folder, measured by walking it).
+    #[arg(long, env = "P38_WORKSPACE_QUOTA", value_enum, default_value_t = WorkspaceQuota::Image)]
+    pub workspace_quota: WorkspaceQuota,
     /// Largest request body, in bytes.
     #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -324,7 +329,7 @@ pub enum AgentCmd {
         #[arg(long)]
         status: Option<String>,
     },
-    /// Delete an agent with its history (asks on a terminal; without one, needs --yes).
+    /// Delete an agent with its history and (on the server's host) its workspace (asks on a terminal; without one, needs --yes).
     Delete {
         #[command(flatten)]
         client: ClientArgs,
@@ -333,6 +338,9 @@ pub enum AgentCmd {
         /// Delete without asking (needed when stdin is not a terminal).
         #[arg(long, short)]
         yes: bool,
+        /// Leave the agent's workspace (its files) on disk.
+        #[arg(long)]
+        keep_workspace: bool,
     },
     /// Run an agent now.
     Run {
@@ -497,4 +505,13 @@ pub enum TokenCmd {
         /// Token id.
         id: i64,
     },
+}
+
+/// How workspace quotas are kept (`--workspace-quota`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkspaceQuota {
+    /// Each workspace is its own ext4 image file, loop-mounted.
+    Image,
+    /// A plain folder, measured by walking it.
+    Walk,
 }

@@ -45,6 +45,7 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         a.python.as_deref(),
         a.insecure_no_sandbox,
         a.cgroup_root.as_deref(),
+        false,
     )?;
     let exec = Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg.clone())
         .context("preparing the scratch folder")?;

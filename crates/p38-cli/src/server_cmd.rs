@@ -83,6 +83,9 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     });
     let app = if api {
         app.with_generator(build_generator(&a, secrets.chain.clone())?)
+            // Workspaces live in this host's data folder; a worker on
+            // another host keeps its own copy (see README).
+            .with_workspaces(Arc::new(p38_runtime::LocalWorkspaces::new(&a.data_dir)))
     } else {
         app
     };
@@ -217,6 +220,7 @@ fn build_generator(
         a.python.as_deref(),
         a.insecure_no_sandbox,
         a.cgroup_root.as_deref(),
+        false,
     )
     .and_then(crate::dry_run::SandboxDryRunner::new)
     {
@@ -277,10 +281,12 @@ pub fn build_executor(
     if let Some(id) = &a.worker_id {
         cfg.worker_id = id.clone();
     }
+    let images = a.workspace_quota == crate::args::WorkspaceQuota::Image;
     let sandbox = build_sandbox(
         a.python.as_deref(),
         a.insecure_no_sandbox,
         a.cgroup_root.as_deref(),
+        images,
     )?;
     Ok(Executor::new(sandbox, secrets, cfg)
         .context("preparing the runtime folder")?
@@ -289,10 +295,13 @@ pub fn build_executor(
 
 /// Probes the sandbox; without it agents do not run, unless the operator
 /// explicitly chose to run them unsandboxed.
+/// `images`: workspaces as ext4 images (only the workers' workspaces, which
+/// stay; a dry run's or `p38 run`'s are plain folders).
 pub fn build_sandbox(
     python: Option<&Path>,
     insecure: bool,
     cgroup_root: Option<&Path>,
+    images: bool,
 ) -> anyhow::Result<p38_sandbox::Sandbox> {
     let (python, prefix) = p38_runtime::resolve_python(python).map_err(anyhow::Error::msg)?;
     let exe = std::env::current_exe().context("finding the p38 binary for the sandbox's init")?;
@@ -303,6 +312,7 @@ pub fn build_sandbox(
     cfg.python_prefix = prefix;
     cfg.insecure_no_sandbox = insecure;
     cfg.cgroup_root = cgroup_root.map(Path::to_path_buf);
+    cfg.workspace_images = images;
     if insecure {
         eprintln!(
             "WARNING: --insecure-no-sandbox: agents run WITHOUT namespaces, landlock or seccomp. Every task records this."

@@ -437,16 +437,87 @@ fn patch_rename_to_taken_name_is_409() {
 }
 
 #[test]
-fn delete_agent_is_204_then_404() {
+fn delete_agent_answers_then_404() {
     let s = Server::start();
-    s.create_agent("gone", OK_CODE, json!({}));
+    let a = s.create_agent("gone", OK_CODE, json!({}));
     let r = s.delete("/api/agents/gone");
-    assert_eq!(r.status, 204, "{}", r.text);
-    assert!(r.text.is_empty(), "204 has no body: {:?}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.body, json!({"deleted": a["id"], "workspace": "removed"}));
     s.get("/api/agents/gone")
         .assert_error(404, "not_found", None);
     s.delete("/api/agents/gone")
         .assert_error(404, "not_found", None);
+}
+
+/// Deleting an agent removes its workspace (its image too), unless asked
+/// to keep it.
+#[test]
+fn delete_agent_removes_its_workspace_unless_kept() {
+    let s = Server::start();
+    let code = "def run(ctx):\n    open('note.txt', 'w').write('hi')\n    return 'ok'\n";
+    for (name, keep) in [("tidy", false), ("keeper", true)] {
+        let a = s.create_agent(name, code, json!({}));
+        let id = a["id"].as_i64().unwrap();
+        let t = s.execute(name);
+        let t = s.wait_task_until(t["id"].as_i64().unwrap(), Duration::from_secs(60), |st| {
+            !matches!(st, "queued" | "running")
+        });
+        assert_eq!(t["status"], "succeeded", "{t}");
+        let ws = s.data_dir.join("workspaces").join(id.to_string());
+        assert_eq!(std::fs::read_to_string(ws.join("note.txt")).unwrap(), "hi");
+        let r = s.delete(&format!("/api/agents/{name}?keep_workspace={keep}"));
+        assert_eq!(r.status, 200, "{}", r.text);
+        let fate = if keep { "kept" } else { "removed" };
+        assert_eq!(r.body, json!({"deleted": id, "workspace": fate}));
+        assert_eq!(ws.join("note.txt").exists(), keep, "{name}");
+        let image = s.data_dir.join("workspaces").join(format!("{id}.img"));
+        assert_eq!(ws.exists(), keep, "{name}");
+        if !keep {
+            assert!(!image.exists(), "the image stays: {}", image.display());
+        }
+    }
+}
+
+/// A data folder inside a folder only root can enter (like /root): agents
+/// still run, and their workspace is where the data folder says.
+#[test]
+fn agents_run_with_the_data_folder_inside_a_folder_only_root_can_enter() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIP: only root drops agents to other uids");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let locked = tmp.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let s = Server::start_in(&locked);
+    let code = "import os\ndef run(ctx):\n    seen = os.path.exists('note.txt')\n    open('note.txt', 'w').write('hi')\n    return seen\n";
+    let a = s.create_agent("private", code, json!({}));
+    for kept in [false, true] {
+        let t = s.execute("private");
+        let t = s.wait_task_until(t["id"].as_i64().unwrap(), Duration::from_secs(60), |st| {
+            !matches!(st, "queued" | "running")
+        });
+        assert_eq!(t["status"], "succeeded", "{t}\n{}", s.log_text());
+        assert_eq!(
+            t["result"],
+            json!(kept),
+            "the workspace is kept between runs"
+        );
+    }
+    // Its files are in the data folder (the workspace's image).
+    let image = s
+        .data_dir
+        .join("workspaces")
+        .join(format!("{}.img", a["id"]));
+    assert!(image.is_file(), "{}", image.display());
+    assert_eq!(
+        mode_of(&locked),
+        0o700,
+        "the operator's folder is left as it was"
+    );
+    drop(s);
 }
 
 // ---------------------------------------------------------------- errors
@@ -1408,7 +1479,7 @@ fn audit_records_agent_lifecycle_with_actor() {
         .expect(200);
     let t = s.execute("aud");
     s.wait_task(t["id"].as_i64().unwrap());
-    assert_eq!(s.delete("/api/agents/aud").status, 204);
+    assert_eq!(s.delete("/api/agents/aud").status, 200);
     let entries = audit_entries(&s);
     for action in [
         "agent.create",
@@ -2002,7 +2073,7 @@ fn delete_agent_with_running_task_stops_the_run() {
         descendants(s.pid())
     );
     let r = s.delete("/api/agents/sleepy");
-    assert_eq!(r.status, 204, "{}", r.text);
+    assert_eq!(r.status, 200, "{}", r.text);
     s.get(&format!("/api/tasks/{tid}"))
         .assert_error(404, "not_found", None);
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -232,7 +232,7 @@ fn cli_agent_versions_edit_delete() {
 
     let o = s.cli(&["agent", "delete", "v", "--yes"]);
     assert_ok(&o);
-    assert!(stdout(&o).contains("deleted"), "stdout: {}", stdout(&o));
+    assert_eq!(stdout(&o), "deleted agent v, its workspace removed\n");
     s.get("/api/agents/v").assert_error(404, "not_found", None);
 }
 

@@ -64,6 +64,7 @@ fn p38(url: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .env("P38_URL", url)
         .env("P38_DATA_DIR", data)
+        .env("P38_WORKSPACE_QUOTA", "walk") // no image left mounted in the temporary folder
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -102,6 +103,7 @@ fn start_up(data: &Path, llm: &str, env: &[(&str, &str)]) -> (Up, String, Arc<Mu
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_p38"));
     cmd.args(["up", "--bind", "127.0.0.1:0"])
         .env("P38_DATA_DIR", data)
+        .env("P38_WORKSPACE_QUOTA", "walk") // no image left mounted in the temporary folder
         .env("P38_LLM_BASE_URL", llm)
         .env("ANTHROPIC_API_KEY", KEY)
         .env("P38_LOG", "debug")

@@ -81,6 +81,9 @@ impl Proc {
             .env("P38_DATA_DIR", data_dir)
             .env("P38_DATABASE_URL", url)
             .env("P38_LOG", "warn")
+            // Plain folders: these processes are killed, and an image left
+            // mounted in the temporary folder would outlive the test.
+            .env("P38_WORKSPACE_QUOTA", "walk")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

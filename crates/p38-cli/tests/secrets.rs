@@ -21,6 +21,7 @@ impl Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_p38"))
             .args(["up", "--bind", "127.0.0.1:0"])
             .env("P38_DATA_DIR", dir.path().join("data"))
+            .env("P38_WORKSPACE_QUOTA", "walk") // no image left mounted in the temporary folder
             .env("P38_LOG", "debug")
             .env_remove("P38_MASTER_KEY")
             .stdin(Stdio::null())
@@ -57,6 +58,7 @@ impl Up {
             .args(args)
             .env("P38_URL", &self.url)
             .env("P38_DATA_DIR", self.dir.path().join("data"))
+            .env("P38_WORKSPACE_QUOTA", "walk") // no image left mounted in the temporary folder
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -18,5 +18,6 @@ pub mod schedule;
 pub mod store;
 pub mod task;
 pub mod time;
+pub mod workspace;
 
 pub use error::{Error, Result};

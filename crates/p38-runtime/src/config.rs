@@ -124,7 +124,32 @@ impl RuntimeConfig {
 
     /// Where an agent's workspace is.
     pub fn workspace(&self, agent_id: i64) -> PathBuf {
-        self.data_dir.join("workspaces").join(agent_id.to_string())
+        self.workspaces_dir().join(agent_id.to_string())
+    }
+
+    /// The folder of the workspaces: `DATA_DIR/workspaces`, or, when that
+    /// folder was bound at [`RuntimeConfig::staging_dir`] (a data folder
+    /// under one the sandbox uid cannot enter, see `Executor::new`), that
+    /// bind, which every process of the host then uses.
+    pub fn workspaces_dir(&self) -> PathBuf {
+        let real = self.data_dir.join("workspaces");
+        let staged = self.staging_dir();
+        if same_folder(&real, &staged) {
+            staged
+        } else {
+            real
+        }
+    }
+
+    /// Where `DATA_DIR/workspaces` is bound when the sandbox uid cannot
+    /// reach it: `/run/p38/workspaces-<hash of the data folder>`.
+    pub fn staging_dir(&self) -> PathBuf {
+        use std::hash::{Hash, Hasher};
+        let real = std::fs::canonicalize(&self.data_dir).unwrap_or(self.data_dir.clone());
+        // Fixed keys: every process of the host computes the same name.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        real.hash(&mut h);
+        PathBuf::from(format!("/run/p38/workspaces-{:016x}", h.finish()))
     }
 
     /// The uid/gid an agent runs as when the server is root.
@@ -137,4 +162,13 @@ impl RuntimeConfig {
 /// `hostname:pid`, unique enough to tell workers apart in task rows.
 fn default_worker_id() -> String {
     p38_core::host::process_name()
+}
+
+/// Whether two paths are the same folder (a bind mount shows the same one).
+pub(crate) fn same_folder(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.is_dir() && (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => false,
+    }
 }

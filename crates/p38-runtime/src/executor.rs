@@ -54,8 +54,14 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Writes the runner into `DATA_DIR/runtime/` (readable by the sandbox
-    /// user) and keeps the sandbox and secret resolver.
+    /// Writes the runner into `DATA_DIR/runtime/` and keeps the sandbox and
+    /// secret resolver. The runner's bytes are handed to each run through
+    /// an fd, but workspaces are bound by path, which bubblewrap resolves as
+    /// the sandbox uid: when the data folder lies under a folder that uid
+    /// cannot enter (e.g. `/root`, mode 0700), `DATA_DIR/workspaces` is
+    /// bound at [`RuntimeConfig::staging_dir`] (root-owned, mode 0711), and
+    /// runs use that. Fails, naming the folder and the fix, when that bind
+    /// cannot be made.
     pub fn new(
         sandbox: Sandbox,
         secrets: Arc<dyn SecretResolver>,
@@ -71,6 +77,7 @@ impl Executor {
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))?;
         }
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+        stage_workspaces(&cfg)?;
         let runner = dir.join("runner.py");
         let tmp = dir.join(format!("runner.py.{}", std::process::id()));
         std::fs::write(&tmp, RUNNER_SOURCE)?;
@@ -175,6 +182,59 @@ impl Executor {
             Err(e) => failed(masker.mask(&format!("sandbox: {e}")), !self.sandboxed()),
         }
     }
+}
+
+/// The first folder at or above `dir` that users other than its owner
+/// cannot enter (mode without `o+x`), if any.
+fn closed_ancestor(dir: &std::path::Path) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let real = std::fs::canonicalize(dir).ok()?;
+    real.ancestors()
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.permissions().mode() & 0o001 == 0))
+        .map(|a| a.to_path_buf())
+}
+
+/// Binds `DATA_DIR/workspaces` where the sandbox uid can reach it, when
+/// it cannot reach the folder itself (see [`Executor::new`]).
+fn stage_workspaces(cfg: &RuntimeConfig) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root = nix::unistd::geteuid().is_root();
+    let real = cfg.data_dir.join("workspaces");
+    let Some(closed) = closed_ancestor(&real).filter(|_| root) else {
+        return Ok(());
+    };
+    let staged = cfg.staging_dir();
+    if crate::config::same_folder(&real, &staged) {
+        return Ok(()); // bound by an earlier start (or another process)
+    }
+    let fail = |why: String| {
+        std::io::Error::other(format!(
+            "the data folder {} is inside {}, which the agents' uids cannot enter (mode 0700), and binding its workspaces at {} failed: {why}; fix: `chmod o+x {}` (entering, not listing), or put P38_DATA_DIR elsewhere",
+            cfg.data_dir.display(),
+            closed.display(),
+            staged.display(),
+            closed.display()
+        ))
+    };
+    std::fs::create_dir_all(&staged).map_err(|e| fail(e.to_string()))?;
+    for d in [std::path::Path::new("/run/p38"), &staged] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o711))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let out = std::process::Command::new("mount")
+        .arg("--bind")
+        .arg(&real)
+        .arg(&staged)
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    if !out.status.success() {
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    tracing::info!(data_dir = %cfg.data_dir.display(), staged = %staged.display(), closed = %closed.display(),
+        "the sandbox uids cannot enter the data folder: workspaces are reached through a bind mount");
+    Ok(())
 }
 
 fn failed(error: String, unsandboxed: bool) -> TaskOutcome {

@@ -12,6 +12,7 @@ mod reply;
 mod scheduler;
 mod signal;
 mod worker;
+mod workspaces;
 
 pub use config::{DefaultLimits, RuntimeConfig};
 pub use executor::{Executor, Job, RunFacts};
@@ -19,3 +20,4 @@ pub use python::{RUNNER_SOURCE, resolve_python};
 pub use scheduler::{MISFIRE_GRACE, Plan, Scheduler, plan};
 pub use signal::LocalSignal;
 pub use worker::Worker;
+pub use workspaces::LocalWorkspaces;

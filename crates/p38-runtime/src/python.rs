@@ -84,6 +84,9 @@ pub(crate) fn compile_runner(
         .map_err(|e| e.to_string())?;
     let limits = p38_sandbox::Limits {
         wall: std::time::Duration::from_secs(60),
+        // Our own script writes nothing there: no quota, so no image.
+        workspace_bytes: 0,
+        workspace_entries: 0,
         ..Default::default()
     };
     let out = sandbox

@@ -40,13 +40,20 @@ const ROOT_DIRS: &[&str] = &["bin", "lib", "lib64", "lib32", "libx32", "sbin"];
 pub(crate) struct Layout<'a> {
     pub python: &'a Path,
     pub python_prefix: Option<&'a Path>,
-    /// Host path of the init program (first word of `SandboxConfig::init`).
-    pub init_program: &'a Path,
     /// Extra leading args of the init shim (e.g. `__sandbox-init`).
     pub init_args: &'a [OsString],
     /// `None` in probe mode: no script, no workspace.
     pub script: Option<&'a Path>,
     pub workspace: Option<&'a Path>,
+    /// Fds (in bwrap's fd table) of the script (opened for reading, its
+    /// bytes copied in), the init program (`O_PATH`) and the workspace
+    /// (its folder), opened by the server before the uid switch. Note that
+    /// bubblewrap 0.8 `realpath`s a `--bind-fd` source and resolves that
+    /// path again as the sandbox uid, so the init program and the
+    /// workspace must still be reachable by that uid.
+    pub script_fd: Option<i32>,
+    pub init_fd: i32,
+    pub workspace_fd: Option<i32>,
     pub network: bool,
     pub limits: &'a Limits,
     /// Fds (in bwrap's fd table) the shim must move to 3 and 4.
@@ -146,26 +153,36 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
         "--tmpfs".as_ref(),
         "/dev/shm".as_ref(),
     ]);
-    if let Some(script) = l.script {
+    if let Some(fd) = l.script_fd {
+        // A copy of the script's bytes (it is small): read from the fd, so
+        // the sandbox uid never resolves its host path, and the mount
+        // table inside names a file on bwrap's own tmpfs, not the data dir.
+        let fd = fd.to_string();
         push(&[
-            "--ro-bind".as_ref(),
-            script.as_os_str(),
+            "--perms".as_ref(),
+            "0444".as_ref(),
+            "--ro-bind-data".as_ref(),
+            fd.as_ref(),
             INNER_SCRIPT.as_ref(),
         ]);
     }
+    let init_fd = l.init_fd.to_string();
     push(&[
-        "--ro-bind".as_ref(),
-        l.init_program.as_os_str(),
+        "--ro-bind-fd".as_ref(),
+        init_fd.as_ref(),
         INNER_INIT.as_ref(),
     ]);
-    match l.workspace {
-        Some(ws) => push(&[
-            "--bind".as_ref(),
-            ws.as_os_str(),
-            INNER_WORKSPACE.as_ref(),
-            "--chdir".as_ref(),
-            INNER_WORKSPACE.as_ref(),
-        ]),
+    match l.workspace_fd {
+        Some(fd) => {
+            let fd = fd.to_string();
+            push(&[
+                "--bind-fd".as_ref(),
+                fd.as_ref(),
+                INNER_WORKSPACE.as_ref(),
+                "--chdir".as_ref(),
+                INNER_WORKSPACE.as_ref(),
+            ])
+        }
         None => push(&["--chdir".as_ref(), "/".as_ref()]),
     }
     for (k, v) in inner_env() {
@@ -292,10 +309,12 @@ mod tests {
         Layout {
             python: Path::new("/usr/bin/python3"),
             python_prefix: None,
-            init_program: Path::new("/opt/p38"),
             init_args: &[],
             script: Some(Path::new("/srv/a.py")),
             workspace: Some(Path::new("/srv/ws")),
+            script_fd: Some(11),
+            init_fd: 12,
+            workspace_fd: Some(13),
             network,
             limits,
             input_fd: 7,
@@ -327,10 +346,15 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("--rw /dev/shm"), "{s}");
-        assert!(s.contains("--ro-bind /srv/a.py /p38/main.py"), "{s}");
+        assert!(s.contains("--ro-bind-data 11 /p38/main.py"), "{s}");
+        assert!(s.contains("--ro-bind-fd 12 /p38/init"), "{s}");
         assert!(
-            s.contains("--bind /srv/ws /workspace --chdir /workspace"),
+            s.contains("--bind-fd 13 /workspace --chdir /workspace"),
             "{s}"
+        );
+        assert!(
+            !s.contains("/srv"),
+            "no host path is resolved by bwrap: {s}"
         );
         assert!(!s.contains("--ro-bind-try /etc"), "{s}");
         assert!(s.ends_with("-- /usr/bin/python3 -I -S /p38/main.py"), "{s}");

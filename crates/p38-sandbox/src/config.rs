@@ -47,6 +47,14 @@ pub struct SandboxConfig {
     /// (the pids group goes at the same place in the pids hierarchy). The
     /// sandbox refuses to start when it is set but unusable. Default `None`.
     pub cgroup_root: Option<PathBuf>,
+    /// Make each workspace its own ext4 image file (`<workspace>.img`,
+    /// sparse, sized to the quota) loop-mounted at the workspace folder,
+    /// so the kernel enforces the quota and checking it costs O(1). Used
+    /// only when the caller is root and loop devices work (else a warning
+    /// at start, and the quota is measured by walking the folder). Default
+    /// `false`: images stay mounted after the run, until
+    /// [`crate::remove_workspace`].
+    pub workspace_images: bool,
 }
 
 impl SandboxConfig {
@@ -62,6 +70,7 @@ impl SandboxConfig {
             sandbox_gid: 65534,
             insecure_no_sandbox: false,
             cgroup_root: None,
+            workspace_images: false,
         }
     }
 }

@@ -42,6 +42,8 @@ mod bwrap;
 mod cgroup;
 mod config;
 mod error;
+mod fdwalk;
+mod image;
 pub mod init;
 mod iopump;
 mod landlock;
@@ -56,6 +58,7 @@ mod watchdog;
 mod workspace;
 
 use std::ffi::OsString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,6 +73,7 @@ pub use layers::{Layers, MemoryCgroup};
 pub fn find_bubblewrap(configured: &Path) -> Result<PathBuf, SandboxError> {
     probe::find_bwrap(configured)
 }
+pub use quota::WorkspaceUsage;
 
 /// A probed, ready-to-use sandbox. Cheap to clone; runs may be concurrent.
 #[derive(Debug, Clone)]
@@ -86,6 +90,8 @@ struct Inner {
     drop_to: Option<(u32, u32)>,
     /// Where run cgroups go; `None`: no writable memory controller.
     cgroups: Option<cgroup::Host>,
+    /// Workspaces are ext4 images (asked for, and the host can).
+    images: bool,
 }
 
 impl Sandbox {
@@ -118,12 +124,23 @@ impl Sandbox {
             bwrap
         };
         let cgroups = probe::cgroups(config.cgroup_root.as_deref())?;
+        let images = config.workspace_images
+            && match image::probe() {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!(
+                        "p38-sandbox: workspaces are plain folders whose quota is measured by walking them, not ext4 images: {why}"
+                    );
+                    false
+                }
+            };
         let sandbox = Sandbox {
             inner: Arc::new(Inner {
                 config,
                 bwrap,
                 drop_to,
                 cgroups,
+                images,
             }),
         };
         if !sandbox.inner.config.insecure_no_sandbox {
@@ -132,6 +149,13 @@ impl Sandbox {
             tracing::warn!("p38-sandbox: insecure_no_sandbox is set: agents run WITHOUT a sandbox");
         }
         Ok(sandbox)
+    }
+
+    /// Whether each workspace is its own ext4 image (see
+    /// [`SandboxConfig::workspace_images`]); `false` when it was not asked
+    /// for or the host cannot (a warning at start said why).
+    pub fn workspace_images(&self) -> bool {
+        self.inner.images
     }
 
     /// Whether runs are sandboxed (false only with `insecure_no_sandbox`).
@@ -190,11 +214,17 @@ impl Sandbox {
             (Some(_), Some(ids)) => Some(ids),
             (d, _) => d,
         };
-        workspace::prepare(&workspace, drop_to)?;
+        let image = (self.inner.images && req.limits.workspace_bytes > 0).then_some(
+            workspace::ImageQuota {
+                bytes: req.limits.workspace_bytes,
+                entries: req.limits.workspace_entries,
+            },
+        );
+        let prepared = workspace::prepare(&workspace, drop_to, image)?;
         self.launch(
             drop_to,
             Some(&script),
-            Some(&workspace),
+            Some((&workspace, &prepared)),
             req.network,
             &req.limits,
             req.input,
@@ -209,7 +239,7 @@ impl Sandbox {
         &self,
         drop_to: Option<(u32, u32)>,
         script: Option<&Path>,
-        workspace: Option<&Path>,
+        workspace: Option<(&Path, &workspace::Prepared)>,
         network: bool,
         limits: &Limits,
         input: Vec<u8>,
@@ -226,13 +256,22 @@ impl Sandbox {
         };
         let pipes = process::Pipes::new()?;
         use std::os::fd::AsRawFd;
+        // Opened as root, before the uid switch (see bwrap::Layout).
+        let script_fd = script.map(open_read).transpose()?;
+        let init_fd = open_path(Path::new(&cfg.init[0]))?;
+        let workspace_fd = workspace
+            .map(|(_, p)| process::high_fd(p.dir.try_clone()?))
+            .transpose()?;
+        let raw = |fd: &std::os::fd::OwnedFd| fd.as_raw_fd();
         let layout = bwrap::Layout {
             python: &cfg.python,
             python_prefix: cfg.python_prefix.as_deref(),
-            init_program: Path::new(&cfg.init[0]),
             init_args: &cfg.init[1..],
             script,
-            workspace,
+            workspace: workspace.map(|(p, _)| p),
+            script_fd: script_fd.as_ref().map(raw),
+            init_fd: raw(&init_fd),
+            workspace_fd: workspace_fd.as_ref().map(raw),
             network,
             limits,
             input_fd: pipes.child_input.as_raw_fd(),
@@ -242,7 +281,7 @@ impl Sandbox {
             memory_sinks: group.is_some(),
         };
         let launch = if cfg.insecure_no_sandbox {
-            let ws = workspace.unwrap_or(Path::new("/"));
+            let ws = workspace.map(|(p, _)| p).unwrap_or(Path::new("/"));
             let mut args: Vec<OsString> = cfg.init[1..].to_vec();
             args.extend(bwrap::init_args(&layout, false));
             let env = bwrap::inner_env()
@@ -263,6 +302,7 @@ impl Sandbox {
                 cwd: ws.to_path_buf(),
                 drop_to,
                 sandboxed: false,
+                pass_fds: Vec::new(),
             }
         } else {
             process::Launch {
@@ -272,10 +312,56 @@ impl Sandbox {
                 cwd: PathBuf::from("/"),
                 drop_to,
                 sandboxed: true,
+                pass_fds: [script_fd, Some(init_fd), workspace_fd]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
             }
         };
-        let quota = workspace
-            .and_then(|w| quota::Quota::new(w, limits.workspace_bytes, limits.workspace_entries));
+        let quota = workspace.and_then(|(_, p)| {
+            quota::Quota::new(
+                p.dir.clone(),
+                p.measure,
+                limits.workspace_bytes,
+                limits.workspace_entries,
+            )
+        });
         process::run(launch, pipes, input, limits, cancel, quota, group)
     }
+}
+
+/// An `O_PATH` fd of `path` above 10 (see process.rs), for `--ro-bind-fd`.
+fn open_path(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    open_fd(path, libc::O_PATH)
+}
+
+/// A readable fd of `path` above 10, for `--ro-bind-data`.
+fn open_read(path: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    open_fd(path, 0)
+}
+
+fn open_fd(path: &Path, flags: i32) -> std::io::Result<std::os::fd::OwnedFd> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
+    process::high_fd(file.into())
+}
+
+/// Removes the workspace at `path`: unmounts and deletes its image when it
+/// has one, then deletes the folder (without following links). `Ok(false)`
+/// when there was nothing to remove. A run still using it keeps its view
+/// until it ends. Needs no [`Sandbox`], so a server without one can call it.
+pub fn remove_workspace(path: &Path) -> Result<bool, SandboxError> {
+    Ok(image::remove(&std::path::absolute(path)?)?)
+}
+
+/// What the workspace at `path` holds now: one `fstatfs` when it is a
+/// mounted image, else a walk of the folder (`None` then when something in
+/// it cannot be read).
+pub fn workspace_usage(path: &Path) -> Result<Option<WorkspaceUsage>, SandboxError> {
+    Ok(quota::usage(&std::path::absolute(path)?)?)
 }

@@ -69,7 +69,7 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-fn high_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(crate) fn high_fd(fd: OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: F_DUPFD_CLOEXEC returns a new fd we then own.
     let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
     if n < 0 {
@@ -89,6 +89,9 @@ pub(crate) struct Launch {
     /// Switch to this uid/gid before exec (caller is root).
     pub drop_to: Option<(u32, u32)>,
     pub sandboxed: bool,
+    /// Further fds the child inherits (bwrap's `--bind-fd` sources, see
+    /// workspace.rs), above 10 like the pipes' ends.
+    pub pass_fds: Vec<OwnedFd>,
 }
 
 use crate::quota::Quota;
@@ -138,12 +141,13 @@ pub(crate) fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let keep = [
+    let mut keep = vec![
         pipes.child_input.as_raw_fd(),
         pipes.child_reply.as_raw_fd(),
         pipes.child_info.as_raw_fd(),
         pipes.child_status.as_raw_fd(),
     ];
+    keep.extend(launch.pass_fds.iter().map(AsRawFd::as_raw_fd));
     let drop_to = launch.drop_to;
     let procs = group.as_ref().map_or([-1; 2], RunGroup::procs_fds);
     // SAFETY: getpid is always safe.
@@ -151,7 +155,7 @@ pub(crate) fn run(
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (no allocation, no locks).
     unsafe {
-        cmd.pre_exec(move || child_setup(keep, procs, drop_to, parent_pid));
+        cmd.pre_exec(move || child_setup(&keep, procs, drop_to, parent_pid));
     }
     let mut child = cmd.spawn().map_err(|e| {
         SandboxError::Spawn(format!("cannot start {}: {e}", launch.program.display()))
@@ -251,7 +255,7 @@ pub(crate) fn run(
 
 /// Runs in the forked child (async-signal-safe calls only).
 fn child_setup(
-    keep: [RawFd; 4],
+    keep: &[RawFd],
     procs: [RawFd; 2],
     drop_to: Option<(u32, u32)>,
     parent: libc::pid_t,
@@ -289,8 +293,8 @@ fn child_setup(
         if libc::getppid() != parent {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
-        for fd in keep {
-            // Let the pipe ends survive exec.
+        for &fd in keep {
+            // Let the pipe ends and the bind sources survive exec.
             if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
                 return Err(io::Error::last_os_error());
             }

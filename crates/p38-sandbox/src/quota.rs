@@ -1,27 +1,45 @@
 //! The workspace quota. `RLIMIT_FSIZE` caps each file, not their sum, so a
 //! run could fill the host's disk with many files below the cap. The
-//! watchdog measures the workspace every [`CHECK_EVERY`] and ends a run
-//! that has grown it past the quota.
+//! watchdog measures the workspace while the run goes on and ends a run
+//! that has grown it past the quota; the run's end measures it once more.
 //!
-//! Measured by walking the folder rather than with filesystem quotas or a
-//! size-capped mount per agent: those need a filesystem set up for them (or
-//! loop devices) on every host, which a self-hosted tool cannot assume.
-//! The walk overshoots by at most what a run writes between two checks,
-//! each file still capped by `RLIMIT_FSIZE`. It runs on the watchdog
-//! thread, so a deadline or a cancel waits for at most one walk, which the
-//! entry limit bounds. Files deleted while still open are not seen; they
-//! are bounded by the open-file and file-size limits, and freed when the
-//! run ends.
+//! Two ways to measure, picked per sandbox (see [`crate::image`]):
+//! - **image**: the workspace is its own ext4 filesystem, sized to the
+//!   quota, so the kernel stops writes past it and a check is one `fstatfs`
+//!   of the mount, whatever the agent stores. Nothing can be hidden from it.
+//! - **walk** (no root, or no loop devices): the folder is walked through
+//!   directory fds ([`crate::fdwalk`]), counting every entry at any depth;
+//!   a folder the walk may not open or list counts as over the quota. Its
+//!   cost grows with what the agent stores, so the watchdog waits 50 times
+//!   the last walk's duration before the next one ([`next_check`]): at most
+//!   2 % of a core per running agent. It overshoots by what a run writes
+//!   between two checks (each file still capped by `RLIMIT_FSIZE`); the
+//!   check at the end of the run sees everything, and a workspace over the
+//!   quota does not run again. Files deleted while still open are not seen;
+//!   they are bounded by the open-file and file-size limits and freed when
+//!   the run ends.
 
-use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How often a running workspace is measured.
+use crate::fdwalk;
+
+/// The shortest time between two checks of a running workspace.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// A walk may take this share of the watchdog's time (1/50 = 2 %).
+const WALK_SHARE: u32 = 50;
+
+/// When to check again after a check that took `took`: never sooner than
+/// [`CHECK_EVERY`], and with at most a 1/50 share of one core.
+pub(crate) fn next_check(took: Duration) -> Duration {
+    CHECK_EVERY.max(took * WALK_SHARE)
+}
+
+/// Inodes an ext4 filesystem uses before anything is stored in it (the
+/// reserved inodes 1 to 10, the root folder among them).
+pub(crate) const EXT4_RESERVED_INODES: u64 = 10;
 
 /// What a workspace uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -30,6 +48,17 @@ pub(crate) struct Usage {
     pub bytes: u64,
     /// Files, folders and links.
     pub entries: u64,
+    /// The filesystem has no room left for another file (image only).
+    pub full: bool,
+}
+
+/// How a workspace is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Measure {
+    /// `fstatfs` of the workspace's own ext4 image.
+    Image,
+    /// A walk of the folder.
+    Walk,
 }
 
 /// The workspace and its limits for one run. The limits are strict: a
@@ -38,115 +67,112 @@ pub(crate) struct Usage {
 /// sequence of runs can grow it further.
 #[derive(Debug, Clone)]
 pub(crate) struct Quota {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub entries: u64,
+    /// The workspace's root folder, opened once by the server (never
+    /// resolved again by path, so nothing the agent does can redirect it).
+    dir: Arc<OwnedFd>,
+    measure: Measure,
+    bytes: u64,
+    entries: u64,
 }
 
 impl Quota {
-    /// A quota for `path`; `None` without limits.
-    pub fn new(path: &Path, bytes: u64, entries: u64) -> Option<Quota> {
+    /// A quota for the folder `dir`; `None` without limits.
+    pub fn new(dir: Arc<OwnedFd>, measure: Measure, bytes: u64, entries: u64) -> Option<Quota> {
         if bytes == 0 && entries == 0 {
             return None;
         }
         Some(Quota {
-            path: path.to_path_buf(),
+            dir,
+            measure,
             bytes,
             entries,
         })
     }
 
-    /// Whether the workspace is over the quota, or holds a folder the
-    /// server cannot read (which would hide what is in it).
+    /// Whether the workspace is over the quota, or could not be measured
+    /// (a folder the server cannot read would hide what is in it).
     pub fn exceeded(&self) -> bool {
         let limit = |l: u64| if l == 0 { u64::MAX } else { l };
         let (bytes, entries) = (limit(self.bytes), limit(self.entries));
-        match measure(&self.path, bytes, entries) {
-            Some(u) => u.bytes > bytes || u.entries > entries,
+        let used = match self.measure {
+            Measure::Image => measure_image(self.dir.as_fd()).ok(),
+            Measure::Walk => measure_walk(self.dir.as_fd(), bytes, entries),
+        };
+        match used {
+            Some(u) => u.full || u.bytes > bytes || u.entries > entries,
             None => true,
         }
     }
 }
 
-/// Walks `root` without following links or leaving its filesystem,
-/// stopping early once either total passes its bound. `None` when a folder
-/// inside cannot be read. Each folder is opened relative to the root with
-/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV)`, so
-/// a folder the agent swaps for a link while the walk goes on cannot lead
-/// it (running as root) anywhere else on the host.
-pub(crate) fn measure(root: &Path, max_bytes: u64, max_entries: u64) -> Option<Usage> {
-    let mut used = Usage::default();
-    let Ok(root_dir) = std::fs::File::open(root) else {
-        return Some(used); // not created yet: empty
-    };
-    let root_fd: OwnedFd = root_dir.into();
-    let mut stack = vec![PathBuf::from(".")];
-    while let Some(rel) = stack.pop() {
-        let dir = match open_beneath(&root_fd, &rel) {
-            Ok(d) => d,
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => return None,
-            Err(_) => continue, // gone, or swapped for a link or a mount
-        };
-        let listing = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        let entries = match std::fs::read_dir(&listing) {
-            Ok(e) => e,
-            Err(e) if e.raw_os_error() == Some(libc::EACCES) => return None,
-            Err(_) => continue,
-        };
-        for e in entries.flatten() {
-            let name = e.file_name();
-            let Ok(meta) = std::fs::symlink_metadata(listing.join(&name)) else {
-                continue;
-            };
-            used.entries += 1;
-            used.bytes += meta.blocks() * 512;
-            if meta.is_dir() {
-                stack.push(rel.join(&name));
-            }
-            if used.bytes > max_bytes || used.entries > max_entries {
-                return Some(used);
-            }
-        }
-    }
-    Some(used)
+/// What a workspace holds, as [`crate::workspace_usage`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkspaceUsage {
+    /// Bytes of disk used by its files and folders.
+    pub bytes: u64,
+    /// Its files, folders and links.
+    pub entries: u64,
+    /// Whether it is its own ext4 image (measured in O(1)).
+    pub image: bool,
 }
 
-/// Opens the folder `rel` beneath `root` without crossing links or mounts.
-fn open_beneath(root: &OwnedFd, rel: &Path) -> std::io::Result<OwnedFd> {
-    let path = CString::new(rel.as_os_str().as_bytes())?;
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: open_how is plain data.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = flags as u64;
-    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_XDEV;
-    // SAFETY: a valid fd, a NUL-terminated path and an open_how of the
-    // size given.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    let fd = if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        // Kernels before 5.6: the last component is still not followed.
-        // SAFETY: as above.
-        unsafe { libc::openat(root.as_raw_fd(), path.as_ptr(), flags) as libc::c_long }
+/// See [`crate::workspace_usage`].
+pub(crate) fn usage(path: &std::path::Path) -> std::io::Result<Option<WorkspaceUsage>> {
+    let image =
+        crate::image::mounted_source(path).is_some() && crate::image::image_path(path).is_file();
+    let dir: OwnedFd = std::fs::File::open(path)?.into();
+    let used = if image {
+        Some(measure_image(dir.as_fd())?)
     } else {
-        fd
+        measure_walk(dir.as_fd(), u64::MAX, u64::MAX)
     };
-    if fd < 0 {
+    Ok(used.map(|u| WorkspaceUsage {
+        bytes: u.bytes,
+        entries: u.entries,
+        image,
+    }))
+}
+
+/// What the filesystem of `dir` (a workspace image's root) uses: O(1).
+pub(crate) fn measure_image(dir: BorrowedFd<'_>) -> std::io::Result<Usage> {
+    // SAFETY: statfs is plain data filled by the kernel.
+    let mut s: libc::statfs64 = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid fd and a statfs buffer.
+    if unsafe { libc::fstatfs64(dir.as_raw_fd(), &mut s) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: a fresh fd we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let used_inodes = s.f_files.saturating_sub(s.f_ffree);
+    Ok(Usage {
+        bytes: s.f_blocks.saturating_sub(s.f_bfree) * s.f_bsize as u64,
+        entries: used_inodes.saturating_sub(EXT4_RESERVED_INODES),
+        full: s.f_ffree == 0 || s.f_bavail == 0,
+    })
+}
+
+/// Walks the folder `root` (an fd) without following links or leaving its
+/// filesystem, stopping early once either total passes its bound. `None`
+/// when something inside cannot be opened or read.
+pub(crate) fn measure_walk(
+    root: BorrowedFd<'_>,
+    max_bytes: u64,
+    max_entries: u64,
+) -> Option<Usage> {
+    let mut used = Usage::default();
+    let walked = fdwalk::walk(root, |e| {
+        used.entries += 1;
+        used.bytes += e.stat.st_blocks as u64 * 512;
+        Ok(used.bytes <= max_bytes && used.entries <= max_entries)
+    });
+    walked.ok().map(|()| used)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn open(p: &std::path::Path) -> Arc<OwnedFd> {
+        Arc::new(std::fs::File::open(p).unwrap().into())
+    }
 
     #[test]
     fn counts_nested_files_without_following_links_and_stops_early() {
@@ -155,25 +181,32 @@ mod tests {
         std::fs::write(dir.path().join("a/x"), vec![1u8; 100_000]).unwrap();
         std::fs::write(dir.path().join("y"), b"hi").unwrap();
         std::os::unix::fs::symlink("/usr", dir.path().join("link")).unwrap();
-        let u = measure(dir.path(), u64::MAX, u64::MAX).unwrap();
+        let fd = open(dir.path());
+        let u = measure_walk(fd.as_fd(), u64::MAX, u64::MAX).unwrap();
         assert_eq!(u.entries, 4, "a, a/x, y, link (not followed)");
         assert!(u.bytes >= 100_000, "{u:?}");
         assert!(u.bytes < 10_000_000, "the link was followed: {u:?}");
-        assert!(measure(dir.path(), u64::MAX, 1).unwrap().entries <= 2);
-        assert_eq!(
-            measure(&dir.path().join("missing"), 1, 1),
-            Some(Usage::default())
-        );
+        assert!(measure_walk(fd.as_fd(), u64::MAX, 1).unwrap().entries <= 2);
     }
 
     #[test]
     fn the_quota_is_strict() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("old"), vec![1u8; 200_000]).unwrap();
-        assert!(Quota::new(dir.path(), 100_000, 0).unwrap().exceeded());
-        assert!(!Quota::new(dir.path(), 1_000_000, 0).unwrap().exceeded());
-        assert!(Quota::new(dir.path(), 0, 1).is_some_and(|q| !q.exceeded()));
-        assert!(Quota::new(dir.path(), 0, 0).is_none());
+        let q = |b, e| Quota::new(open(dir.path()), Measure::Walk, b, e);
+        assert!(q(100_000, 0).unwrap().exceeded());
+        assert!(!q(1_000_000, 0).unwrap().exceeded());
+        assert!(q(0, 1).is_some_and(|q| !q.exceeded()));
+        assert!(q(0, 0).is_none());
+    }
+
+    #[test]
+    fn a_walk_costs_at_most_a_fiftieth_of_the_time() {
+        assert_eq!(next_check(Duration::from_millis(1)), CHECK_EVERY);
+        assert_eq!(
+            next_check(Duration::from_millis(100)),
+            Duration::from_secs(5)
+        );
     }
 
     #[test]
@@ -188,7 +221,8 @@ mod tests {
         let hidden = dir.path().join("hidden");
         std::fs::create_dir(&hidden).unwrap();
         std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o300)).unwrap();
-        assert!(Quota::new(dir.path(), 1 << 30, 0).unwrap().exceeded());
+        let q = Quota::new(open(dir.path()), Measure::Walk, 1 << 30, 0).unwrap();
+        assert!(q.exceeded());
         std::fs::set_permissions(&hidden, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
 }

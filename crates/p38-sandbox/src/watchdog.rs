@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::cgroup::OomWatch;
 use crate::config::CancelFlag;
-use crate::quota::{CHECK_EVERY, Quota};
+use crate::quota::{CHECK_EVERY, Quota, next_check as pace};
 
 /// The watchdog did nothing.
 pub(crate) const END_NONE: u8 = 0;
@@ -179,10 +179,13 @@ pub(crate) fn run(
         if let Some(q) = &quota
             && Instant::now() >= next_check
         {
+            // A walk's cost grows with the workspace: pace the checks by
+            // what the last one cost (an image's check costs next to nothing).
+            let started = Instant::now();
             if q.exceeded() {
                 break END_WORKSPACE_FULL;
             }
-            next_check = Instant::now() + CHECK_EVERY;
+            next_check = Instant::now() + pace(started.elapsed());
         }
     };
     let group = |sig| {

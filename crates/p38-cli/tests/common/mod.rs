@@ -494,6 +494,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.terminate(Duration::from_secs(15));
+        unmount_workspaces(&self.data_dir);
         if let Some(s) = &self.owned_schema {
             s.drop_now();
         }
@@ -565,4 +566,39 @@ pub fn mode_of(p: &Path) -> u32 {
         .permissions()
         .mode()
         & 0o777
+}
+
+/// Unmounts the workspace images the server left mounted under `data_dir`
+/// (they stay mounted between runs), so the folder can be deleted; a server
+/// started again in it mounts them again.
+pub fn unmount_workspaces(data_dir: &Path) {
+    let Ok(dir) = std::fs::canonicalize(data_dir) else {
+        return;
+    };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mounts: Vec<(&str, &str)> = table
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ').skip(3);
+            Some((f.next()?, f.next()?))
+        })
+        .collect();
+    // Mounted in the data folder, or in a bind of it (a data folder under
+    // one the agents cannot enter is bound under /run/p38).
+    let mut roots = vec![dir.clone()];
+    roots.extend(
+        mounts
+            .iter()
+            .filter(|(root, _)| Path::new(root).starts_with(&dir))
+            .map(|(_, point)| PathBuf::from(point)),
+    );
+    let mut points: Vec<&str> = mounts
+        .iter()
+        .map(|(_, point)| *point)
+        .filter(|p| roots.iter().any(|r| Path::new(p).starts_with(r)))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").args(["-l", point]).status();
+    }
 }

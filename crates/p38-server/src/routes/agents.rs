@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use p38_app::dto::{AgentView, CreateAgent, UpdateAgent};
+use p38_app::dto::{AgentView, CreateAgent, DeletedAgent, UpdateAgent};
 use p38_core::agent::{AgentState, AgentStatus, AgentVersion};
 use p38_core::generation::Generation;
 use p38_core::page::{Page, PageRequest};
@@ -94,16 +94,28 @@ async fn update_agent(
     Ok(Json(s.app.update_agent(&who, &id, req).await?))
 }
 
-/// Deletes an agent with its tasks, versions and state (admin).
-#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+/// How to delete an agent.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeleteAgentQuery {
+    /// Leave the agent's workspace (its files) on disk instead of removing
+    /// it (default false).
+    #[serde(default)]
+    keep_workspace: bool,
+}
+
+/// Deletes an agent with its tasks, versions, state and (unless
+/// `keep_workspace=true`) its workspace on this host (admin). Its running
+/// tasks are cancelled.
+#[utoipa::path(delete, path = "/api/agents/{id}", tag = "agents", params(("id" = String, Path, description = "Agent id or name"), DeleteAgentQuery), security(("bearer" = [])),
+    responses((status = 200, body = DeletedAgent), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
     Path(id): Path<String>,
-) -> ApiResult<StatusCode> {
-    s.app.delete_agent(&who, &id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    ApiQuery(q): ApiQuery<DeleteAgentQuery>,
+) -> ApiResult<Json<DeletedAgent>> {
+    Ok(Json(s.app.delete_agent(&who, &id, q.keep_workspace).await?))
 }
 
 /// Every kept code version, newest first.

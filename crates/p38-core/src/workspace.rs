@@ -1,0 +1,33 @@
+//! Removing an agent's workspace when the agent is deleted.
+//!
+//! The services (`p38-app`) decide when; the runtime, which knows where
+//! workspaces live and how they are stored (a folder, or an ext4 image
+//! mounted at it), does it. A small trait keeps the app from calling up
+//! into the runtime.
+
+use async_trait::async_trait;
+
+use crate::Result;
+use crate::agent::AgentId;
+
+/// What happened to a deleted agent's workspace.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkspaceFate {
+    /// Deleted from this host (with its image, if it had one).
+    Removed,
+    /// Left on disk, as asked (`keep_workspace=true`), or because this
+    /// process has no workspaces to remove (an API node of its own).
+    Kept,
+}
+
+/// Deletes agents' workspaces on this host.
+#[async_trait]
+pub trait WorkspaceRemover: Send + Sync {
+    /// Removes the workspace of `agent` (unmounting its image first); `Ok`
+    /// also when it had none. Runs still using it keep their view of it
+    /// until they end.
+    async fn remove(&self, agent: AgentId) -> Result<()>;
+}
