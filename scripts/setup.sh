@@ -34,6 +34,14 @@ if [ -n "$pyver" ] && [ ! -d "/usr/lib/python$pyver/test/libregrtest" ] \
 fi
 
 # ruff validates generated agents; the factory says when it is absent.
+# pip installs it: make sure pip itself is there (Debian's python3-pip).
+if ! command -v ruff >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1 \
+  && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
+  echo "setup: installing python3-pip (to install ruff)" >&2
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null \
+    || echo "setup: python3-pip could not be installed" >&2
+fi
 if ! command -v ruff >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check ruff 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages ruff 2>/dev/null \

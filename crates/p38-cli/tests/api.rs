@@ -484,7 +484,7 @@ fn delete_agent_removes_its_workspace_unless_kept() {
 fn agents_run_with_the_data_folder_inside_a_folder_only_root_can_enter() {
     use std::os::unix::fs::PermissionsExt;
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIP: only root drops agents to other uids");
+        p38_testkit::not_applicable("only root drops agents to other uids");
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

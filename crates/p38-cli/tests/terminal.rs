@@ -153,7 +153,7 @@ fn delete_without_a_terminal_refuses_unless_yes() {
 #[test]
 fn on_a_terminal_only_an_explicit_yes_approves() {
     if !has_script() {
-        println!("SKIP: `script` (util-linux) is not installed");
+        p38_testkit::missing("`script` (util-linux) is not installed");
         return;
     }
     let s = Server::start();
@@ -182,7 +182,7 @@ fn on_a_terminal_only_an_explicit_yes_approves() {
 #[test]
 fn on_a_terminal_delete_asks_and_only_yes_deletes() {
     if !has_script() {
-        println!("SKIP: `script` (util-linux) is not installed");
+        p38_testkit::missing("`script` (util-linux) is not installed");
         return;
     }
     let s = Server::start();

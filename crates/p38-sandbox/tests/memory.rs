@@ -45,7 +45,7 @@ fn run_bomb(script: &str, tmp_bytes: u64) -> Option<RunOutcome> {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
     if env.sandbox.layers().memory.is_none() {
-        eprintln!("SKIP: no writable memory cgroup on this host");
+        p38_testkit::missing("no writable memory cgroup on this host");
         return None;
     }
     let mut req = env.request(script);
@@ -245,7 +245,7 @@ fn layers_name_the_memory_cgroup_of_this_host() {
         "{layers}"
     );
     if !running_as_root() {
-        eprintln!("SKIP: the cgroup layers need root here: {layers}");
+        p38_testkit::not_applicable(&format!("the cgroup layers need root here: {layers}"));
         return;
     }
     // This machine: v1 memory (with swap accounting) and v1 pids.
@@ -268,7 +268,7 @@ fn the_run_group_holds_the_pids_limit_while_it_runs() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new();
     if !env.sandbox.layers().pids {
-        eprintln!("SKIP: no pids cgroup on this host");
+        p38_testkit::missing("no pids cgroup on this host");
         return;
     }
     let mut req = env
@@ -311,7 +311,7 @@ fn stale_empty_run_groups_of_dead_servers_are_removed_at_start() {
     let env = Env::new();
     let dirs = env.sandbox.cgroup_dirs();
     if dirs.is_empty() {
-        eprintln!("SKIP: no cgroups on this host");
+        p38_testkit::missing("no cgroups on this host");
         return;
     }
     // A pid above pid_max never belongs to a live process.
@@ -346,7 +346,7 @@ fn a_delegated_cgroup_root_holds_the_run_groups() {
         .first()
         .and_then(|d| d.parent().map(|p| p.to_path_buf()))
     else {
-        eprintln!("SKIP: no cgroups on this host");
+        p38_testkit::missing("no cgroups on this host");
         return;
     };
     let root = own.join(format!("p38-delegated-{}", std::process::id()));

@@ -31,7 +31,9 @@ impl Ws {
             return None;
         }
         if !running_as_root() {
-            eprintln!("SKIP: workspaces are handed over (and images mounted) only by root");
+            p38_testkit::not_applicable(
+                "workspaces are handed over (and images mounted) only by root",
+            );
             return None;
         }
         let env = Env::with_config(|c| c.workspace_images = kind == Kind::Image);
