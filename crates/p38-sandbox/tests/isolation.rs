@@ -9,18 +9,6 @@ use common::*;
 
 const CANARY: &str = "P38_SANDBOX_TEST_CANARY";
 
-/// Runs a script that prints one verdict line and returns it.
-fn verdict(env: &Env, script: &str) -> String {
-    let out = env.run_script(script);
-    assert_eq!(
-        out.exit_code,
-        Some(0),
-        "script failed: {}",
-        text(&out.stderr.bytes)
-    );
-    text(&out.stdout.bytes).trim().to_string()
-}
-
 /// Python that tries to read `path` and prints "read" or the errno name.
 fn try_read(path: &str) -> String {
     format!(

@@ -12,18 +12,6 @@ use std::time::Duration;
 use common::*;
 use p38_sandbox::Limits;
 
-/// Runs a script that prints one verdict line and returns it.
-fn verdict(env: &Env, script: &str) -> String {
-    let out = env.run_script(script);
-    assert_eq!(
-        out.exit_code,
-        Some(0),
-        "script failed: {}",
-        text(&out.stderr.bytes)
-    );
-    text(&out.stdout.bytes).trim().to_string()
-}
-
 /// Modules of the standard library's test suite run whole. Chosen for what
 /// agents use (text and data formats, files, threads, sockets, time,
 /// compression, hashing, ctypes, mmap, asyncio) and a run time that keeps

@@ -85,6 +85,19 @@ impl Env {
     }
 }
 
+/// Runs a script that prints one verdict line and returns it (the
+/// script must exit 0).
+pub fn verdict(env: &Env, script: &str) -> String {
+    let out = env.run_script(script);
+    assert_eq!(
+        out.exit_code,
+        Some(0),
+        "script failed: {}",
+        text(&out.stderr.bytes)
+    );
+    text(&out.stdout.bytes).trim().to_string()
+}
+
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
