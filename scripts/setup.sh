@@ -25,7 +25,7 @@ fi
 # The standard library's test suite of the interpreter agents run (after
 # python3 is there, since the package name carries its version).
 pyver="$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
-if [ -n "$pyver" ] && [ ! -d "/usr/lib/python$pyver/test/libregrtest" ] \
+if [ -n "$pyver" ] && [ ! -d "/usr/lib/python$pyver/test/test_json" ] \
   && { [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; }; then
   echo "setup: installing libpython$pyver-testsuite" >&2
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq

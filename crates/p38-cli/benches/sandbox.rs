@@ -38,7 +38,7 @@ fn main() {
         .collect();
     let what = args.first().map(String::as_str).unwrap_or("all");
     let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
-    if !std::path::Path::new("/usr/bin/bwrap").exists() {
+    if p38_sandbox::find_bubblewrap(std::path::Path::new("bwrap")).is_err() {
         eprintln!("SKIP: bubblewrap is not installed (apt-get install bubblewrap)");
         return;
     }

@@ -17,9 +17,9 @@ pub(crate) const CHILD_INPUT_FD: i32 = 3;
 /// Fd number the shim moves the reply pipe's write end to.
 pub(crate) const CHILD_REPLY_FD: i32 = 4;
 
-/// Where the script, the shim and the workspace appear inside the sandbox.
+/// Where the script and the workspace appear inside the sandbox (the shim
+/// is executed through its fd and appears nowhere).
 pub(crate) const INNER_SCRIPT: &str = "/p38/main.py";
-pub(crate) const INNER_INIT: &str = "/p38/init";
 pub(crate) const INNER_WORKSPACE: &str = "/workspace";
 
 /// Files from `/etc` exposed only when the network is shared, so name
@@ -166,12 +166,6 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
             INNER_SCRIPT.as_ref(),
         ]);
     }
-    let init_fd = l.init_fd.to_string();
-    push(&[
-        "--ro-bind-fd".as_ref(),
-        init_fd.as_ref(),
-        INNER_INIT.as_ref(),
-    ]);
     match l.workspace_fd {
         Some(fd) => {
             let fd = fd.to_string();
@@ -188,7 +182,13 @@ pub(crate) fn bwrap_args(l: &Layout<'_>) -> Vec<OsString> {
     for (k, v) in inner_env() {
         push(&["--setenv".as_ref(), k.as_ref(), v.as_ref()]);
     }
-    push(&["--".as_ref(), INNER_INIT.as_ref()]);
+    // The init program is executed through its inherited fd rather than
+    // bound in: a bind mount would put the binary's host path in the
+    // sandbox's /proc/self/mountinfo. Through /proc's magic link nothing of
+    // the host's layout is mounted, and PID 1 makes itself non-dumpable so
+    // its /proc/1/exe cannot be read either (see reaper.rs).
+    let init = format!("/proc/self/fd/{}", l.init_fd);
+    push(&["--".as_ref(), init.as_ref()]);
     a.extend(l.init_args.iter().cloned());
     a.extend(init_args(l, true));
     a
@@ -289,9 +289,10 @@ pub(crate) fn init_args(l: &Layout<'_>, sandboxed: bool) -> Vec<OsString> {
 
 /// Read+execute paths for landlock: the read-only system (`/usr`, and the
 /// top-level directories that are real directories on hosts without merged
-/// `/usr`), the interpreter prefix and the init program. Nothing writable.
+/// `/usr`) and the interpreter prefix. Nothing writable. (The init program
+/// is already running when the rules apply and never executes again.)
 fn landlock_rx(l: &Layout<'_>) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = ["/usr", "/bin", "/lib", "/lib64", "/sbin", INNER_INIT]
+    let mut v: Vec<PathBuf> = ["/usr", "/bin", "/lib", "/lib64", "/sbin"]
         .iter()
         .map(PathBuf::from)
         .collect();
@@ -347,7 +348,8 @@ mod tests {
         );
         assert!(s.contains("--rw /dev/shm"), "{s}");
         assert!(s.contains("--ro-bind-data 11 /p38/main.py"), "{s}");
-        assert!(s.contains("--ro-bind-fd 12 /p38/init"), "{s}");
+        assert!(!s.contains("--ro-bind-fd 12"), "the init is not mounted: {s}");
+        assert!(s.contains("-- /proc/self/fd/12 "), "{s}");
         assert!(
             s.contains("--bind-fd 13 /workspace --chdir /workspace"),
             "{s}"
@@ -396,7 +398,7 @@ mod tests {
             assert!(s.contains(&format!("--noexec {p}")), "{s}");
             assert!(!s.contains(&format!("--rx {p}")), "{s}");
         }
-        assert!(s.contains("--rx /p38/init"), "{s}");
+        assert!(!s.contains("/p38/init"), "{s}");
         assert!(s.contains("--ro /p38 "), "{s}");
         assert!(s.contains("--status-fd 10"), "{s}");
         assert!(!s.contains("--no-memory-sinks"), "{s}");

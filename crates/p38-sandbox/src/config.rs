@@ -20,10 +20,11 @@ pub struct SandboxConfig {
     /// `/usr`, e.g. `/opt/python3.11`. Bound at the same path inside.
     pub python_prefix: Option<PathBuf>,
     /// Program and leading arguments of the in-sandbox init shim, e.g.
-    /// `[current_exe, "__sandbox-init"]`. The program is bound read-only at
-    /// `/p38/init` and executed there with the remaining words followed by
-    /// the shim's own arguments (see [`crate::init`]). It must be reachable by
-    /// `sandbox_uid` when the caller is root.
+    /// `[current_exe, "__sandbox-init"]`. The program is opened by the host
+    /// and executed inside through that fd (`/proc/self/fd/N`, nothing of
+    /// its host path is mounted) with the remaining words followed by the
+    /// shim's own arguments (see [`crate::init`]). Only the file itself must
+    /// be executable by the sandbox uid; its folders need not be reachable.
     pub init: Vec<OsString>,
     /// The bubblewrap executable: a path, or a bare name looked up on `PATH`.
     /// Default `bwrap`.

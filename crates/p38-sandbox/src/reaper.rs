@@ -63,6 +63,11 @@ pub(crate) fn run(command: &[OsString]) -> Result<std::convert::Infallible, Stri
         unsafe { libc::_exit(crate::init::FAILURE_EXIT) };
     }
     crate::init::close_status();
+    // PID 1 shares the program's uid: non-dumpable, its /proc/1 entries
+    // (exe, maps, environ, mem) belong to root, so the program can neither
+    // read the host path of this binary nor touch this process's memory.
+    // SAFETY: a prctl on this process only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     // SAFETY: closing the pipe made above; this releases the child.
     unsafe {
         libc::close(sync_read);

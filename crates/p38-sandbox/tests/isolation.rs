@@ -265,3 +265,29 @@ except PermissionError:
 "##;
     assert_eq!(verdict(&env, script), "denied"); // landlock: no execute under /workspace
 }
+
+#[test]
+fn the_mount_table_and_pid_1_name_no_host_path_of_the_init_program() {
+    if !bwrap_available() {
+        return;
+    }
+    let env = Env::new();
+    let init = std::fs::canonicalize(env!("CARGO_BIN_EXE_p38-sandbox-init")).unwrap();
+    let init = init.to_str().unwrap();
+    let script = "import os\n\
+        print(open('/proc/self/mountinfo').read())\n\
+        for p in ('/proc/1/exe', '/proc/1/cwd', '/proc/1/root'):\n    \
+            try:\n        print(p, os.readlink(p))\n    \
+            except OSError as e:\n        print(p, 'refused', e.errno)\n\
+        try:\n    print(open('/proc/1/maps').read())\n\
+        except OSError as e:\n    print('maps refused', e.errno)\n";
+    let out = env.run_script(script);
+    let text = text(&out.stdout.bytes);
+    assert_eq!(out.exit_code, Some(0), "{out:?}");
+    assert!(text.contains(" /workspace "), "the table was read: {text}");
+    let target_dir = std::path::Path::new(init).parent().unwrap().to_str().unwrap();
+    assert!(!text.contains(target_dir), "host path of the init program: {text}");
+    assert!(!text.contains("/p38/init"), "{text}");
+    assert!(text.contains("/proc/1/exe refused 13"), "PID 1 is not dumpable: {text}");
+    assert!(text.contains("maps refused 13"), "{text}");
+}

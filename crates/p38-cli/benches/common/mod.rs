@@ -20,6 +20,11 @@ impl Server {
     /// database at `database_url` (default: SQLite in `data`), and waits
     /// until it answers.
     pub fn start(database_url: Option<&str>, data: &Path) -> Server {
+        Server::start_with(database_url, data, &[])
+    }
+
+    /// [`Server::start`] with extra `P38_*` settings in its environment.
+    pub fn start_with(database_url: Option<&str>, data: &Path, env: &[(&str, &str)]) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -35,6 +40,7 @@ impl Server {
         if let Some(url) = database_url {
             cmd.env("P38_DATABASE_URL", url);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::blocking::Client::new();
@@ -53,6 +59,11 @@ impl Server {
             token,
             http,
         }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// GET as admin; the answer must be a success.
