@@ -520,6 +520,37 @@ fn agents_run_with_the_data_folder_inside_a_folder_only_root_can_enter() {
     drop(s);
 }
 
+/// What a run can read of the mount table names neither the data folder
+/// nor where the p38 binary is installed (the workspace is its own image,
+/// the runner is copied in, the init program runs through its fd).
+#[test]
+fn the_sandbox_mount_table_names_no_host_folder() {
+    if !nix::unistd::geteuid().is_root() {
+        p38_testkit::not_applicable("workspace images need root");
+        return;
+    }
+    let s = Server::start();
+    let code = "def run(ctx):\n    return open('/proc/self/mountinfo').read()\n";
+    s.create_agent("mounts", code, json!({}));
+    let t = s.execute("mounts");
+    let t = s.wait_task_until(t["id"].as_i64().unwrap(), Duration::from_secs(60), |st| {
+        !matches!(st, "queued" | "running")
+    });
+    assert_eq!(t["status"], "succeeded", "{t}\n{}", s.log_text());
+    let table = t["result"].as_str().unwrap();
+    assert!(table.contains(" /workspace "), "{table}");
+    let data = std::fs::canonicalize(&s.data_dir).unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_p38")).unwrap();
+    for host in [data.as_path(), exe.parent().unwrap()] {
+        assert!(
+            !table.contains(host.to_str().unwrap()),
+            "{} in the mount table:\n{table}",
+            host.display()
+        );
+    }
+    assert!(!table.contains("/run/p38"), "{table}");
+}
+
 // ---------------------------------------------------------------- errors
 
 fn create_err(s: &Server, body: Value, status: u16, code: &str, field: Option<&str>) {
