@@ -51,9 +51,15 @@ fn main() {
 
 /// An agent created and approved through the API.
 fn agent(s: &Server, name: &str, code: &str) {
-    let a = s.post("/api/agents", serde_json::json!({"name": name, "code": code}));
+    let a = s.post(
+        "/api/agents",
+        serde_json::json!({"name": name, "code": code}),
+    );
     if a["status"] == "pending_approval" {
-        s.post(&format!("/api/agents/{name}/approve"), serde_json::json!({}));
+        s.post(
+            &format!("/api/agents/{name}/approve"),
+            serde_json::json!({}),
+        );
     }
 }
 
@@ -104,9 +110,7 @@ fn throughput(runs: usize, agents: usize) {
     }
     let rate = runs as f64 / t.elapsed().as_secs_f64();
     println!("python: {}", python.display());
-    println!(
-        "floor: seq {runs} | xargs -P5 python3 -I -S -c pass    {floor:>7.1} starts/s"
-    );
+    println!("floor: seq {runs} | xargs -P5 python3 -I -S -c pass    {floor:>7.1} starts/s");
     println!(
         "p38 up: {runs} runs over {agents} agents (queued in {:.2} s)   {rate:>7.1} runs/s = {:.0} % of the floor",
         queued.as_secs_f64(),

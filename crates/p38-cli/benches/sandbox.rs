@@ -7,8 +7,9 @@
 //! cargo bench -p p38-cli --bench sandbox -- api 200    # POST execute to finished task
 //! ```
 //!
-//! `overhead` interleaves three kinds of run so machine noise hits them
-//! alike: bare `python3 -c pass`; a sandbox run of an empty file (bwrap,
+//! `overhead` interleaves four kinds of run so machine noise hits them
+//! alike: bare `python3 -c pass`; bubblewrap alone (its namespaces and a
+//! minimal mount table around `python3 -c pass`); a sandbox run of an empty file (bwrap,
 //! the init shim, Python; no runner); and a full executor run of
 //! `def run(ctx): return {"ok": True}` (runner, JSON in and out, masking).
 //! `api` starts a real `p38 up` on SQLite and times POST
@@ -107,7 +108,9 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
     std::fs::write(&empty, "").unwrap();
     let ws = dir.path().join("ws");
 
+    let bwrap = p38_sandbox::find_bubblewrap(std::path::Path::new("bwrap")).unwrap();
     let (mut bare, mut sandboxed, mut full) = (Vec::new(), Vec::new(), Vec::new());
+    let mut namespaces = Vec::new();
     // Warm-up: page caches, the first namespace set-up.
     for i in 0..(runs + 10) {
         let t = Instant::now();
@@ -118,6 +121,30 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
             .unwrap();
         assert!(st.success());
         let b = t.elapsed();
+
+        // bubblewrap alone: the namespaces and a minimal mount table, no
+        // shim, no cgroup, no seccomp or landlock.
+        let t = Instant::now();
+        let st = Command::new(&bwrap)
+            .args(["--unshare-all", "--unshare-user", "--die-with-parent"])
+            .args(["--ro-bind", "/usr", "/usr"])
+            .args([
+                "--symlink",
+                "usr/lib",
+                "/lib",
+                "--symlink",
+                "usr/lib64",
+                "/lib64",
+            ])
+            .args(["--symlink", "usr/bin", "/bin"])
+            .args(["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--"])
+            .arg(python)
+            .args(["-c", "pass"])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let n = t.elapsed();
 
         let t = Instant::now();
         let out = sandbox
@@ -154,6 +181,7 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
         assert_eq!(o.status, Some(TaskStatus::Succeeded), "{o:?}");
         if i >= 10 {
             bare.push(ms(b));
+            namespaces.push(ms(n));
             sandboxed.push(ms(s));
             full.push(ms(f));
         }
@@ -167,6 +195,11 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
         println!(
             "{:<44} median {:>7.2} ms  p95 {:>7.2} ms",
             "python3 -c pass (bare, baseline)", bare.median, bare.p95
+        );
+        row(
+            "bwrap alone: namespaces, 6 mounts, python",
+            &stats(namespaces),
+            &bare,
         );
         row(
             "sandbox: empty file (bwrap + init + python)",

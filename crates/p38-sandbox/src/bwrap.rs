@@ -348,7 +348,10 @@ mod tests {
         );
         assert!(s.contains("--rw /dev/shm"), "{s}");
         assert!(s.contains("--ro-bind-data 11 /p38/main.py"), "{s}");
-        assert!(!s.contains("--ro-bind-fd 12"), "the init is not mounted: {s}");
+        assert!(
+            !s.contains("--ro-bind-fd 12"),
+            "the init is not mounted: {s}"
+        );
         assert!(s.contains("-- /proc/self/fd/12 "), "{s}");
         assert!(
             s.contains("--bind-fd 13 /workspace --chdir /workspace"),

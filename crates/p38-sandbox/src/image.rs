@@ -142,8 +142,23 @@ fn lock(img: &Path, create: bool) -> io::Result<Locked> {
     Ok(Locked(f))
 }
 
+/// Whether something is mounted at `dir`: its device differs from its
+/// parent's. Two `lstat`s, so the check before every run costs the same
+/// however many workspaces are mounted (the mount table grows with them).
+pub(crate) fn is_mount_point(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::symlink_metadata(dir),
+        std::fs::symlink_metadata(dir.join("..")),
+    ) {
+        (Ok(d), Ok(parent)) => d.is_dir() && d.dev() != parent.dev(),
+        _ => false,
+    }
+}
+
 /// The device mounted at `dir`, from this process's mount table (the last
-/// one wins, as the kernel stacks them).
+/// one wins, as the kernel stacks them). Reads the whole table: only for
+/// the rare growth of an image.
 pub(crate) fn mounted_source(dir: &Path) -> Option<String> {
     let dir = std::fs::canonicalize(dir).ok()?;
     let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -194,8 +209,10 @@ pub(crate) fn ensure(
     let have = locked.0.metadata()?.len();
     let want = image_size(bytes, entries);
     let img_os = img.as_os_str();
-    if let Some(dev) = mounted_source(ws) {
-        if want > have {
+    if is_mount_point(ws) {
+        if want > have
+            && let Some(dev) = mounted_source(ws)
+        {
             grow(&locked, ws, &img, &dev, have, want)?;
         }
         return Ok(());
@@ -301,7 +318,7 @@ pub(crate) fn remove(ws: &Path) -> io::Result<bool> {
         Err(e) => return Err(e),
     };
     let mut found = locked.is_some();
-    if mounted_source(ws).is_some() {
+    if is_mount_point(ws) {
         found = true;
         if run("umount", &[ws.as_os_str()]).is_err() {
             run("umount", &["-l".as_ref(), ws.as_os_str()])?;

@@ -118,8 +118,7 @@ pub struct WorkspaceUsage {
 
 /// See [`crate::workspace_usage`].
 pub(crate) fn usage(path: &std::path::Path) -> std::io::Result<Option<WorkspaceUsage>> {
-    let image =
-        crate::image::mounted_source(path).is_some() && crate::image::image_path(path).is_file();
+    let image = crate::image::is_mount_point(path) && crate::image::image_path(path).is_file();
     let dir: OwnedFd = std::fs::File::open(path)?.into();
     let used = if image {
         Some(measure_image(dir.as_fd())?)

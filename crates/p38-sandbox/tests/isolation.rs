@@ -285,9 +285,19 @@ fn the_mount_table_and_pid_1_name_no_host_path_of_the_init_program() {
     let text = text(&out.stdout.bytes);
     assert_eq!(out.exit_code, Some(0), "{out:?}");
     assert!(text.contains(" /workspace "), "the table was read: {text}");
-    let target_dir = std::path::Path::new(init).parent().unwrap().to_str().unwrap();
-    assert!(!text.contains(target_dir), "host path of the init program: {text}");
+    let target_dir = std::path::Path::new(init)
+        .parent()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        !text.contains(target_dir),
+        "host path of the init program: {text}"
+    );
     assert!(!text.contains("/p38/init"), "{text}");
-    assert!(text.contains("/proc/1/exe refused 13"), "PID 1 is not dumpable: {text}");
+    assert!(
+        text.contains("/proc/1/exe refused 13"),
+        "PID 1 is not dumpable: {text}"
+    );
     assert!(text.contains("maps refused 13"), "{text}");
 }

@@ -13,6 +13,7 @@ pub struct Server {
     /// The admin token.
     pub token: String,
     http: reqwest::blocking::Client,
+    data: std::path::PathBuf,
 }
 
 impl Server {
@@ -58,6 +59,7 @@ impl Server {
             base,
             token,
             http,
+            data: data.to_path_buf(),
         }
     }
 
@@ -99,5 +101,26 @@ impl Drop for Server {
             nix::sys::signal::Signal::SIGTERM,
         );
         let _ = self.child.wait();
+        // Workspace images stay mounted after the server; unmount them so
+        // the temporary folder can go and the next measurement does not
+        // start with a longer mount table.
+        unmount_under(&self.data);
+    }
+}
+
+/// Unmounts (lazily) every mount under `dir`, deepest first.
+fn unmount_under(dir: &Path) {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return;
+    };
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(&dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = Command::new("umount").args(["-l", p]).status();
     }
 }
