@@ -42,10 +42,11 @@ struct Vault {
 }
 
 /// Vault's own clients send `X-Vault-Request: true`; this server insists.
-fn vault_request(headers: &HeaderMap) -> Result<(), Response> {
+/// `Some(refusal)` when the header is missing.
+fn vault_request(headers: &HeaderMap) -> Option<Response> {
     match headers.get("x-vault-request").and_then(|v| v.to_str().ok()) {
-        Some("true") => Ok(()),
-        _ => Err(errors(
+        Some("true") => None,
+        _ => Some(errors(
             StatusCode::PRECONDITION_FAILED,
             &["missing X-Vault-Request: true"],
         )),
@@ -64,7 +65,7 @@ fn token_ok(v: &Vault, headers: &HeaderMap) -> bool {
 /// `vault secrets enable -version=1 kv`), `legacy` a KV made by
 /// `vault secrets enable kv` (no options: version 1).
 async fn mount_info(State(v): St, headers: HeaderMap, Path(mount): Path<String>) -> Response {
-    if let Err(r) = vault_request(&headers) {
+    if let Some(r) = vault_request(&headers) {
         return r;
     }
     if !token_ok(&v, &headers) {
@@ -100,7 +101,7 @@ async fn read_v1(
     headers: HeaderMap,
     Path((mount, path)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = vault_request(&headers) {
+    if let Some(r) = vault_request(&headers) {
         return r;
     }
     if !token_ok(&v, &headers) {
@@ -132,7 +133,7 @@ async fn login(
     Path(mount): Path<String>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(r) = vault_request(&headers) {
+    if let Some(r) = vault_request(&headers) {
         return r;
     }
     v.login_mounts.lock().unwrap().push(mount.clone());
@@ -169,7 +170,7 @@ async fn read(
     headers: HeaderMap,
     Path((mount, path)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = vault_request(&headers) {
+    if let Some(r) = vault_request(&headers) {
         return r;
     }
     if !token_ok(&v, &headers) {
