@@ -110,6 +110,9 @@ impl Generator {
                 },
             );
         }
+        // A model without a price would make every call free and the
+        // budget meaningless: refuse before anything is recorded.
+        f.check_priced()?;
         Ok(f)
     }
 }

@@ -216,9 +216,16 @@ pub struct SecretArgs {
     /// Vault AppRole secret id (prefer the environment variable).
     #[arg(long, env = "P38_VAULT_SECRET_ID", hide_env_values = true)]
     pub vault_secret_id: Option<String>,
-    /// KV v2 mount.
+    /// KV mount (version 2 or 1).
     #[arg(long, env = "P38_VAULT_MOUNT", default_value = "secret")]
     pub vault_mount: String,
+    /// KV version of the mount, 1 or 2 (default: asked of Vault).
+    #[arg(long, env = "P38_VAULT_KV_VERSION",
+          value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub vault_kv_version: Option<u8>,
+    /// Where the AppRole auth method is mounted.
+    #[arg(long, env = "P38_VAULT_APPROLE_MOUNT", default_value = "approle")]
+    pub vault_approle_mount: String,
     /// Path prefix under the mount: secret NAME is read from MOUNT/PREFIX/NAME, key `value`.
     #[arg(long, env = "P38_VAULT_PREFIX", default_value = "p38")]
     pub vault_prefix: String,

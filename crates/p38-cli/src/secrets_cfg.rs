@@ -73,6 +73,8 @@ pub fn build(
                 cfg.mount = a.vault_mount.clone();
                 cfg.path_prefix = a.vault_prefix.clone();
                 cfg.namespace = a.vault_namespace.clone();
+                cfg.kv_version = a.vault_kv_version;
+                cfg.approle_mount = a.vault_approle_mount.clone();
                 Arc::new(VaultBackend::new(cfg)?)
             }
             other => bail!(

@@ -359,3 +359,34 @@ async fn a_generation_interrupted_by_a_crash_is_run_again() {
     assert_eq!(agent["status"], "pending_approval");
     assert_eq!(agent["generation_id"], id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unpriced_model_is_refused_before_a_generation_starts() {
+    let (fake, llm) = serve_fake(post(messages)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_up, url, _log) = start_up(&data, &llm, &[("P38_LLM_MODEL", "claude-sonnet-9")]);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/api/agents"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({"description": "watch Tesla and alert me when it rises 5%"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("claude-sonnet-9")
+            && message.contains("P38_LLM_PRICE_INPUT")
+            && message.contains("P38_LLM_PRICE_OUTPUT"),
+        "{message}"
+    );
+    assert!(
+        fake.requests.lock().unwrap().is_empty(),
+        "no model call for an unpriced model"
+    );
+}

@@ -13,6 +13,17 @@ pub enum FactoryError {
     /// A built-in prompt template failed to parse or render (a bug).
     #[error("prompt template error: {0}")]
     Template(String),
+    /// The model has no price, so the budget could not be kept: its calls
+    /// would count as free.
+    #[error(
+        "the model {model:?} has no price in the built-in table, so the budget cannot be kept; \
+         set P38_LLM_PRICE_INPUT and P38_LLM_PRICE_OUTPUT (--llm-price-input, --llm-price-output: \
+         USD per million tokens, 0 and 0 for a local model)"
+    )]
+    UnpricedModel {
+        /// The configured model.
+        model: String,
+    },
 }
 
 impl From<FactoryError> for p38_core::Error {
@@ -20,6 +31,7 @@ impl From<FactoryError> for p38_core::Error {
         match e {
             FactoryError::InvalidDescription(m) => p38_core::Error::validation("description", m),
             FactoryError::Template(m) => p38_core::Error::internal(m),
+            e @ FactoryError::UnpricedModel { .. } => p38_core::Error::Unavailable(e.to_string()),
         }
     }
 }

@@ -53,7 +53,7 @@ pub use pricing::{Price, Prices};
 pub use providers::{
     AnthropicProvider, ChatMessage, ChatRequest, ChatResponse, GeminiProvider, LlmProvider,
     OpenAiProvider, ProviderConfig, ProviderError, ProviderKind, RetryPolicy, RetryingProvider,
-    Role, build_provider,
+    Role, StopReason, build_provider,
 };
 pub use repair::{Factory, FailureCause, Generation, Iteration, Outcome, Progress, ProgressStage};
 pub use validate::{

@@ -17,6 +17,8 @@ pub enum Previous<'a> {
     Code(&'a str),
     /// An answer that was not the JSON object asked for.
     RawAnswer(&'a str),
+    /// An answer cut off at the token limit, as far as it got.
+    Truncated(&'a str),
 }
 
 /// The three templates, parsed once.
@@ -86,13 +88,14 @@ impl Prompts {
                 ])
             })
             .collect();
-        let (parse_failure, previous) = match previous {
-            Previous::Code(c) => (false, c),
-            Previous::RawAnswer(r) => (true, r),
+        let (parse_failure, truncated, previous) = match previous {
+            Previous::Code(c) => (false, false, c),
+            Previous::RawAnswer(r) => (true, false, r),
+            Previous::Truncated(r) => (false, true, r),
         };
         self.render(
             "repair",
-            context! { description, parse_failure, previous, findings => views },
+            context! { description, parse_failure, truncated, previous, findings => views },
         )
     }
 }
@@ -133,5 +136,10 @@ mod tests {
         assert!(r.contains("<previous_code>"));
         let r = p.repair("watch", Previous::RawAnswer("sure!"), &f).unwrap();
         assert!(r.contains("<previous_answer>\nsure!"), "{r}");
+        let r = p
+            .repair("watch", Previous::Truncated("{\"name\": \"wat"), &f)
+            .unwrap();
+        assert!(r.contains("was truncated"), "{r}");
+        assert!(r.contains("<truncated_answer>\n{\"name\": \"wat"), "{r}");
     }
 }

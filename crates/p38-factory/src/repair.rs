@@ -10,7 +10,7 @@ use crate::error::FactoryError;
 use crate::parse::{AgentSpec, parse_answer};
 use crate::pricing::Prices;
 use crate::prompt::{Previous, Prompts};
-use crate::providers::{ChatMessage, ChatRequest, LlmProvider, ProviderErrorKind};
+use crate::providers::{ChatMessage, ChatRequest, LlmProvider, ProviderErrorKind, StopReason};
 use crate::validate::{Finding, Stage, StageReport, Validator};
 
 /// Longest description accepted, in characters.
@@ -37,6 +37,14 @@ pub struct Iteration {
     pub latency_ms: u64,
     /// The model's answer as received, when it was not a usable agent.
     pub raw_answer_on_parse_failure: Option<String>,
+    /// Why the model stopped: a truncated, refused or blocked answer is
+    /// reported here and as a finding of stage `answer`.
+    #[serde(default)]
+    pub stop: StopReason,
+    /// The token limit this round's call was given (0 in records made
+    /// before it was kept).
+    #[serde(default)]
+    pub max_tokens: u32,
 }
 
 /// Why a generation failed, as a machine-readable kind.
@@ -51,6 +59,12 @@ pub enum FailureCause {
     Provider {
         /// What kind of provider failure.
         error: ProviderErrorKind,
+    },
+    /// The model refused to answer, or the provider's safety filters
+    /// blocked the answer: asking again would cost as much and end the same.
+    AnswerStopped {
+        /// [`StopReason::Refused`] or [`StopReason::Blocked`].
+        reason: StopReason,
     },
 }
 
@@ -128,8 +142,13 @@ pub struct Factory {
     pub max_iterations: u32,
     /// Most USD one generation may spend (default 1.0).
     pub budget_usd: f64,
-    /// `max_tokens` of each call (default 8192).
+    /// `max_tokens` of the first call (default 8192). After an answer cut
+    /// off at the limit, the next call gets twice as much, up to
+    /// `max_tokens_ceiling`.
     pub max_tokens: u32,
+    /// The most `max_tokens` grows to after truncated answers (default
+    /// 16384, which every built-in model but claude-3-5-haiku accepts).
+    pub max_tokens_ceiling: u32,
     /// Sampling temperature (default 0.2).
     pub temperature: Option<f32>,
     prompts: Prompts,
@@ -177,10 +196,24 @@ impl Factory {
             max_iterations: 5,
             budget_usd: 1.0,
             max_tokens: 8192,
+            max_tokens_ceiling: 16384,
             temperature: Some(0.2),
             // The templates are compiled in and rendered by the unit tests,
             // so they are known to parse.
             prompts: Prompts::new().expect("built-in prompt templates parse"),
+        }
+    }
+
+    /// Refuses a model without a price: its calls would count as free, and
+    /// the budget would never stop the loop. Callers check this before they
+    /// record a generation; [`Factory::generate`] checks it too.
+    pub fn check_priced(&self) -> Result<(), FactoryError> {
+        let model = self.provider.model();
+        match self.prices.get(model) {
+            Some(_) => Ok(()),
+            None => Err(FactoryError::UnpricedModel {
+                model: model.to_string(),
+            }),
         }
     }
 
@@ -201,8 +234,10 @@ impl Factory {
                 "the description is longer than {MAX_DESCRIPTION_CHARS} characters"
             )));
         }
+        self.check_priced()?;
         let system = self.prompts.system()?;
         let mut user = self.prompts.generate(description)?;
+        let mut max_tokens = self.max_tokens.max(1);
         let mut t = Tally::default();
         let mut last_cost = 0.0;
         let report = |stage, iteration, findings, cost| {
@@ -235,7 +270,7 @@ impl Factory {
             let req = ChatRequest {
                 system: system.clone(),
                 messages: vec![ChatMessage::user(user.clone())],
-                max_tokens: self.max_tokens,
+                max_tokens,
                 temperature: self.temperature,
             };
             let resp = match self.provider.complete(&req).await {
@@ -250,14 +285,16 @@ impl Factory {
                     }));
                 }
             };
-            let priced = if self.prices.get(&resp.model).is_some() {
-                resp.model.as_str()
-            } else {
-                self.provider.model()
-            };
+            // The model that answered (a dated snapshot) if it has a price,
+            // else the configured one, which has (checked above).
             let cost = self
                 .prices
-                .cost(priced, resp.input_tokens, resp.output_tokens);
+                .cost(&resp.model, resp.input_tokens, resp.output_tokens)
+                .or_else(|| {
+                    self.prices
+                        .cost(self.provider.model(), resp.input_tokens, resp.output_tokens)
+                })
+                .unwrap_or(0.0);
             last_cost = cost;
             t.cost += cost;
             t.input += resp.input_tokens;
@@ -272,9 +309,85 @@ impl Factory {
                 cost_usd: cost,
                 latency_ms: resp.latency.as_millis() as u64,
                 raw_answer_on_parse_failure: None,
+                stop: resp.stop,
+                max_tokens,
             };
 
             report(ProgressStage::Validating, n, 0, t.cost);
+            match resp.stop {
+                StopReason::Complete => {}
+                StopReason::Truncated => {
+                    let next = max_tokens
+                        .saturating_mul(2)
+                        .min(self.max_tokens_ceiling.max(max_tokens));
+                    let room = if next > max_tokens {
+                        format!("the next answer may be up to {next} tokens, but write it shorter")
+                    } else {
+                        "write a shorter answer".to_string()
+                    };
+                    let message = format!(
+                        "your answer was truncated: it was cut off at the limit of {max_tokens} tokens before it was complete; {room}"
+                    );
+                    tracing::info!(
+                        iteration = n,
+                        max_tokens,
+                        next,
+                        "the model's answer was truncated"
+                    );
+                    it.findings = vec![Finding::error(
+                        Stage::Answer,
+                        None,
+                        "truncated_answer",
+                        message,
+                    )];
+                    user = self.prompts.repair(
+                        description,
+                        Previous::Truncated(&resp.text),
+                        &it.findings,
+                    )?;
+                    it.raw_answer_on_parse_failure = Some(resp.text);
+                    max_tokens = next;
+                    t.iterations.push(it);
+                    report(ProgressStage::Validating, n, 1, t.cost);
+                    if t.cost >= self.budget_usd {
+                        let reason = format!(
+                            "budget of ${:.4} exhausted after {n} iteration(s): spent ${:.4}",
+                            self.budget_usd, t.cost
+                        );
+                        report(ProgressStage::Failed, n, 1, t.cost);
+                        return Ok(t.finish(Outcome::Failed {
+                            reason,
+                            cause: FailureCause::BudgetExhausted,
+                        }));
+                    }
+                    continue;
+                }
+                stop @ (StopReason::Refused | StopReason::Blocked) => {
+                    let rule = if stop == StopReason::Refused {
+                        "refused_answer"
+                    } else {
+                        "blocked_answer"
+                    };
+                    let reason = format!(
+                        "the model's answer was {}; the description may ask for something the model or the provider will not write",
+                        stop.describe()
+                    );
+                    tracing::warn!(
+                        provider = self.provider.name(),
+                        iteration = n,
+                        ?stop,
+                        "the model gave no usable answer"
+                    );
+                    it.findings = vec![Finding::error(Stage::Answer, None, rule, reason.clone())];
+                    it.raw_answer_on_parse_failure = Some(resp.text);
+                    t.iterations.push(it);
+                    report(ProgressStage::Failed, n, 1, t.cost);
+                    return Ok(t.finish(Outcome::Failed {
+                        reason,
+                        cause: FailureCause::AnswerStopped { reason: stop },
+                    }));
+                }
+            }
             match parse_answer(&resp.text) {
                 Err(e) => {
                     it.findings = vec![Finding::error(

@@ -6,10 +6,13 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Canned, MockServer, anthropic_message, fast_retries, serve};
+use common::{
+    Canned, MockServer, Recorded, anthropic_message, anthropic_stopped, fast_retries,
+    gemini_thought_answer, gemini_truncated_while_thinking, serve, serve_with,
+};
 use p38_factory::{
     AnthropicProvider, ChatMessage, ChatRequest, GeminiProvider, LlmProvider, OpenAiProvider,
-    ProviderError, RetryingProvider,
+    ProviderError, RetryingProvider, StopReason,
 };
 use serde_json::{Value, json};
 
@@ -271,7 +274,11 @@ const OPENAI: Wire = Wire {
     },
     check_body: |b| {
         assert_eq!(b["model"], "gpt-4.1");
-        assert_eq!(b["max_tokens"], 1024);
+        // The official API gets max_completion_tokens (which every model
+        // takes); gpt-4.1 takes a temperature.
+        assert_eq!(b["max_completion_tokens"], 1024);
+        assert!(b.get("max_tokens").is_none(), "{b}");
+        assert_eq!(b["temperature"], json!(0.2f32));
         assert_eq!(
             b["messages"][0],
             json!({"role": "system", "content": "You write agents."})
@@ -454,10 +461,320 @@ async fn retrying_gives_up_after_max_attempts() {
 
 #[tokio::test]
 async fn network_error_is_retried_then_reported() {
-    // Nothing listens on port 9 of loopback: the connection is refused.
-    let p = retrying(Arc::new(
-        AnthropicProvider::new(KEY).with_base_url("http://127.0.0.1:9"),
-    ));
+    // A loopback server that accepts each connection and closes it at once,
+    // before any answer: every attempt is a network failure, and counted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(sock);
+        }
+    });
+    let p = retrying(Arc::new(AnthropicProvider::new(KEY).with_base_url(&base)));
     let e = p.complete(&request()).await.unwrap_err();
     assert!(matches!(e, ProviderError::Network(_)), "{e:?}");
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        fast_retries().max_attempts as usize,
+        "every attempt reached the server"
+    );
+}
+
+// ---- OpenAI's reasoning models -------------------------------------------
+
+/// The 400 a real OpenAI reasoning model (gpt-5, o1, o3, o4-mini) answers
+/// to `max_tokens`, byte for byte.
+const MAX_TOKENS_UNSUPPORTED: &str = r#"{"error":{"message":"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.","type":"invalid_request_error","param":"max_tokens","code":"unsupported_parameter"}}"#;
+
+/// A loopback OpenAI serving a reasoning model: it refuses `max_tokens` and
+/// any temperature but the default as the real API does, and answers with
+/// reasoning tokens inside `completion_tokens`.
+fn reasoning_model(r: &Recorded) -> Canned {
+    let b = r.json();
+    if b.get("max_tokens").is_some() {
+        return Canned::json(400, MAX_TOKENS_UNSUPPORTED);
+    }
+    if let Some(t) = b.get("temperature")
+        && t.as_f64() != Some(1.0)
+    {
+        return Canned::json(
+            400,
+            format!(
+                r#"{{"error":{{"message":"Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported.","type":"invalid_request_error","param":"temperature","code":"unsupported_value"}}}}"#
+            ),
+        );
+    }
+    let model = b["model"].as_str().unwrap_or_default();
+    Canned::json(
+        200,
+        json!({
+            "id": "chatcmpl-C3rE0x3kMz5o4Ff1T1a2b3c4d5e6f",
+            "object": "chat.completion",
+            "created": 1754900000,
+            "model": format!("{model}-2025-08-07"),
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": "thought it over", "refusal": null, "annotations": []},
+                "finish_reason": "stop"
+            }],
+            "usage": {
+                "prompt_tokens": 19,
+                "completion_tokens": 330,
+                "total_tokens": 349,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 320, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}
+            },
+            "service_tier": "default"
+        })
+        .to_string(),
+    )
+}
+
+#[tokio::test]
+async fn openai_reasoning_models_get_max_completion_tokens_and_no_temperature() {
+    let server = serve_with(reasoning_model).await;
+    for model in [
+        "gpt-5",
+        "gpt-5-mini",
+        "gpt-5-nano",
+        "o1",
+        "o3",
+        "o3-mini",
+        "o4-mini",
+    ] {
+        let p = OpenAiProvider::new(KEY)
+            .with_base_url(&server.base_url)
+            .with_model(model);
+        // request() asks for temperature 0.2, which these models refuse.
+        let resp = p
+            .complete(&request())
+            .await
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+        assert_eq!(resp.text, "thought it over");
+        assert_eq!(resp.output_tokens, 330, "reasoning tokens are billed");
+        assert_eq!(resp.stop, StopReason::Complete);
+        let b = server.requests().last().unwrap().json();
+        assert_eq!(b["max_completion_tokens"], 1024, "{model}");
+        assert!(b.get("max_tokens").is_none(), "{model}: {b}");
+        assert!(b.get("temperature").is_none(), "{model}: {b}");
+    }
+}
+
+#[tokio::test]
+async fn openai_reasoning_model_refuses_max_tokens_with_the_real_400() {
+    // What the old request shape (and any OpenAI-compatible client) gets
+    // from a reasoning model: a refusal, not retried, with OpenAI's words.
+    let server = serve_with(reasoning_model).await;
+    let p = retrying(Arc::new(OpenAiProvider::compatible(
+        &server.base_url,
+        "o4-mini",
+        KEY,
+    )));
+    let e = p.complete(&request()).await.unwrap_err();
+    assert!(
+        matches!(e, ProviderError::Request(ref m)
+            if m.contains("HTTP 400 invalid_request_error")
+            && m.contains("Use 'max_completion_tokens' instead")),
+        "{e:?}"
+    );
+    assert_eq!(server.requests().len(), 1, "a 400 is not retried");
+    assert_eq!(server.requests()[0].json()["max_tokens"], 1024);
+}
+
+#[tokio::test]
+async fn openai_compatible_keeps_max_tokens_and_temperature() {
+    let server = serve(vec![Canned::json(200, openai_completion("local"))]).await;
+    let p = OpenAiProvider::compatible(&server.base_url, "qwen3:8b", "");
+    p.complete(&request()).await.unwrap();
+    let b = server.requests()[0].json();
+    assert_eq!(b["max_tokens"], 1024);
+    assert!(b.get("max_completion_tokens").is_none(), "{b}");
+    assert_eq!(b["temperature"], json!(0.2f32));
+}
+
+#[tokio::test]
+async fn openai_compatible_base_url_with_or_without_v1() {
+    let server = serve(vec![Canned::json(200, openai_completion("local"))]).await;
+    for base in [
+        server.base_url.clone(),
+        format!("{}/", server.base_url),
+        format!("{}/v1", server.base_url),
+        format!("{}/v1/", server.base_url),
+    ] {
+        let p = OpenAiProvider::compatible(&base, "llama3.1", "");
+        p.complete(&request()).await.unwrap();
+        assert_eq!(
+            server.requests().last().unwrap().path,
+            "/v1/chat/completions",
+            "{base}"
+        );
+    }
+    let p = OpenAiProvider::new(KEY).with_base_url(format!("{}/v1", server.base_url));
+    p.complete(&request()).await.unwrap();
+    assert_eq!(
+        server.requests().last().unwrap().path,
+        "/v1/chat/completions"
+    );
+}
+
+// ---- Stop reasons -----------------------------------------------------------
+
+async fn one(
+    canned: Canned,
+    make: fn(&str, Duration) -> Arc<dyn LlmProvider>,
+) -> Result<p38_factory::ChatResponse, ProviderError> {
+    let server = serve(vec![canned]).await;
+    make(&server.base_url, Duration::from_secs(5))
+        .complete(&request())
+        .await
+}
+
+#[tokio::test]
+async fn anthropic_stop_reasons_are_reported() {
+    let r = one(
+        Canned::json(
+            200,
+            anthropic_stopped("{\"name\": \"tesla", "max_tokens", 900, 1024),
+        ),
+        ANTHROPIC.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stop, StopReason::Truncated);
+    assert_eq!(r.text, "{\"name\": \"tesla");
+    assert_eq!((r.input_tokens, r.output_tokens), (900, 1024));
+    // A refusal may come with no text at all; its tokens were billed.
+    let r = one(
+        Canned::json(200, anthropic_stopped("", "refusal", 40, 3)),
+        ANTHROPIC.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stop, StopReason::Refused);
+    assert_eq!((r.input_tokens, r.output_tokens), (40, 3));
+    for end in ["end_turn", "stop_sequence"] {
+        let r = one(
+            Canned::json(200, anthropic_stopped("ok", end, 1, 1)),
+            ANTHROPIC.make,
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.stop, StopReason::Complete, "{end}");
+    }
+    // An empty answer that claims to be whole is still malformed.
+    let e = one(
+        Canned::json(200, anthropic_stopped("", "end_turn", 1, 1)),
+        ANTHROPIC.make,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ProviderError::Malformed { .. }), "{e:?}");
+}
+
+fn openai_finished(message: Value, finish_reason: &str) -> Canned {
+    let mut v: Value = serde_json::from_str(&openai_completion("x")).unwrap();
+    v["choices"][0]["message"] = message;
+    v["choices"][0]["finish_reason"] = json!(finish_reason);
+    Canned::json(200, v.to_string())
+}
+
+#[tokio::test]
+async fn openai_finish_reasons_are_reported() {
+    let r = one(
+        openai_finished(
+            json!({"role": "assistant", "content": "{\"name\": \"te", "refusal": null}),
+            "length",
+        ),
+        OPENAI.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stop, StopReason::Truncated);
+    assert_eq!(r.text, "{\"name\": \"te");
+    let r = one(
+        openai_finished(
+            json!({"role": "assistant", "content": null, "refusal": null}),
+            "content_filter",
+        ),
+        OPENAI.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stop, StopReason::Blocked);
+    assert_eq!(r.output_tokens, 10, "a filtered answer's tokens are billed");
+    let r = one(
+        openai_finished(
+            json!({"role": "assistant", "content": null, "refusal": "I'm sorry, I can't help with that."}),
+            "stop",
+        ),
+        OPENAI.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stop, StopReason::Refused);
+    assert_eq!(r.text, "I'm sorry, I can't help with that.");
+    let r = one(Canned::json(200, openai_completion("fine")), OPENAI.make)
+        .await
+        .unwrap();
+    assert_eq!(r.stop, StopReason::Complete);
+}
+
+#[tokio::test]
+async fn gemini_thinking_tokens_are_billed_as_output() {
+    let r = one(
+        Canned::json(200, gemini_thought_answer("done", 8, 3, 1200)),
+        GEMINI.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.text, "done");
+    assert_eq!((r.input_tokens, r.output_tokens), (8, 1203));
+    assert_eq!(r.stop, StopReason::Complete);
+}
+
+#[tokio::test]
+async fn gemini_max_tokens_without_parts_is_truncated_and_its_tokens_counted() {
+    let r = one(
+        Canned::json(200, gemini_truncated_while_thinking(12, 1023)),
+        GEMINI.make,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.stop, StopReason::Truncated);
+    assert_eq!(r.text, "");
+    assert_eq!((r.input_tokens, r.output_tokens), (12, 1023));
+}
+
+#[tokio::test]
+async fn gemini_safety_and_blocked_prompts_are_reported() {
+    let safety = json!({
+        "candidates": [{
+            "content": {"role": "model"},
+            "finishReason": "SAFETY",
+            "index": 0,
+            "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": true}]
+        }],
+        "usageMetadata": {"promptTokenCount": 30, "totalTokenCount": 30},
+        "modelVersion": "gemini-2.5-flash"
+    });
+    let r = one(Canned::json(200, safety.to_string()), GEMINI.make)
+        .await
+        .unwrap();
+    assert_eq!(r.stop, StopReason::Blocked);
+    let blocked = json!({
+        "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+        "usageMetadata": {"promptTokenCount": 41, "totalTokenCount": 41},
+        "modelVersion": "gemini-2.5-flash"
+    });
+    let r = one(Canned::json(200, blocked.to_string()), GEMINI.make)
+        .await
+        .unwrap();
+    assert_eq!(r.stop, StopReason::Blocked);
+    assert_eq!(
+        r.input_tokens, 41,
+        "the blocked prompt's tokens are counted"
+    );
 }

@@ -5,11 +5,14 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{Canned, anthropic_message, fast_retries, serve};
+use common::{
+    Canned, anthropic_message, anthropic_stopped, fast_retries, gemini_thought_answer,
+    gemini_truncated_while_thinking, serve,
+};
 use p38_factory::providers::ProviderErrorKind;
 use p38_factory::{
-    AnthropicProvider, Factory, FailureCause, Outcome, Price, Progress, ProgressStage,
-    RetryingProvider, Stage, Validator,
+    AnthropicProvider, Factory, FactoryError, FailureCause, GeminiProvider, Outcome, Price,
+    Progress, ProgressStage, RetryingProvider, Stage, StopReason, Validator,
 };
 use serde_json::json;
 
@@ -279,4 +282,157 @@ async fn provider_refusal_ends_the_loop_with_its_kind() {
 async fn empty_description_is_refused() {
     let f = factory("http://127.0.0.1:9");
     assert!(f.generate("   ", &|_| {}).await.is_err());
+}
+
+#[tokio::test]
+async fn truncated_answer_is_reported_and_the_next_call_gets_more_room() {
+    let cut = answer(GOOD_CODE);
+    let cut = &cut[..cut.len() / 2];
+    let server = serve(vec![
+        Canned::json(200, anthropic_stopped(cut, "max_tokens", 1200, 8192)),
+        Canned::json(200, anthropic_message(&answer(GOOD_CODE), 1800, 500)),
+    ])
+    .await;
+    let g = factory(&server.base_url)
+        .generate("watch Tesla", &|_| {})
+        .await
+        .unwrap();
+    assert!(matches!(g.outcome, Outcome::Succeeded { .. }), "{g:#?}");
+    let first = &g.iterations[0];
+    assert_eq!(first.stop, StopReason::Truncated);
+    assert_eq!(first.max_tokens, 8192);
+    let finding = &first.findings[0];
+    assert_eq!(
+        (finding.stage, finding.rule.as_str()),
+        (Stage::Answer, "truncated_answer")
+    );
+    assert!(
+        finding.message.contains("truncated") && finding.message.contains("8192"),
+        "{}",
+        finding.message
+    );
+    assert_eq!(first.raw_answer_on_parse_failure.as_deref(), Some(cut));
+    // The cut-off answer's tokens were spent: 1200 * $3 + 8192 * $15 per million.
+    let spent = (1200.0 * 3.0 + 8192.0 * 15.0) / 1e6;
+    assert!((first.cost_usd - spent).abs() < 1e-9, "{}", first.cost_usd);
+    assert_eq!(g.total_output_tokens, 8192 + 500);
+    assert_eq!(g.iterations[1].max_tokens, 16384);
+    let reqs = server.requests();
+    assert_eq!(reqs[0].json()["max_tokens"], 8192);
+    assert_eq!(
+        reqs[1].json()["max_tokens"],
+        16384,
+        "more room after a truncation"
+    );
+    let repair = reqs[1].json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        repair.contains("Your previous answer was truncated"),
+        "{repair}"
+    );
+    assert!(repair.contains(cut), "{repair}");
+}
+
+#[tokio::test]
+async fn refused_answer_ends_the_loop_and_says_so() {
+    let server = serve(vec![
+        Canned::json(200, anthropic_stopped("", "refusal", 300, 2)),
+        Canned::json(200, anthropic_message(&answer(GOOD_CODE), 1, 1)),
+    ])
+    .await;
+    let g = factory(&server.base_url)
+        .generate("watch Tesla", &|_| {})
+        .await
+        .unwrap();
+    match &g.outcome {
+        Outcome::Failed { reason, cause } => {
+            assert_eq!(
+                *cause,
+                FailureCause::AnswerStopped {
+                    reason: StopReason::Refused
+                }
+            );
+            assert!(reason.contains("refused"), "{reason}");
+        }
+        o => panic!("expected failure, got {o:?}"),
+    }
+    assert_eq!(server.requests().len(), 1, "a refusal is not asked again");
+    assert_eq!(g.iterations.len(), 1);
+    assert_eq!(g.iterations[0].stop, StopReason::Refused);
+    assert_eq!(g.iterations[0].findings[0].rule, "refused_answer");
+    assert!(g.total_cost_usd > 0.0, "the refusal's tokens are counted");
+    let json = serde_json::to_value(&g.outcome).unwrap();
+    assert_eq!(
+        json["cause"],
+        json!({"kind": "answer_stopped", "reason": "refused"})
+    );
+}
+
+#[tokio::test]
+async fn gemini_thinking_and_a_truncated_thought_are_billed() {
+    let server = serve(vec![
+        Canned::json(200, gemini_truncated_while_thinking(1500, 8000)),
+        Canned::json(
+            200,
+            gemini_thought_answer(&answer(GOOD_CODE), 2000, 700, 3000),
+        ),
+    ])
+    .await;
+    let provider = GeminiProvider::new("test-key").with_base_url(&server.base_url);
+    let f = Factory::new(
+        Arc::new(RetryingProvider::new(Arc::new(provider), fast_retries())),
+        Validator::default(),
+    );
+    let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
+    assert!(matches!(g.outcome, Outcome::Succeeded { .. }), "{g:#?}");
+    // gemini-2.5-flash: $0.30 in, $2.50 out (thinking included) per million.
+    let (a, b) = (&g.iterations[0], &g.iterations[1]);
+    assert_eq!(a.stop, StopReason::Truncated);
+    assert_eq!(a.output_tokens, 8000);
+    assert!(
+        (a.cost_usd - (1500.0 * 0.30 + 8000.0 * 2.50) / 1e6).abs() < 1e-9,
+        "{}",
+        a.cost_usd
+    );
+    assert_eq!(b.output_tokens, 3700);
+    assert!(
+        (b.cost_usd - (2000.0 * 0.30 + 3700.0 * 2.50) / 1e6).abs() < 1e-9,
+        "{}",
+        b.cost_usd
+    );
+    assert_eq!(
+        server.requests()[1].json()["generationConfig"]["maxOutputTokens"],
+        16384
+    );
+}
+
+#[tokio::test]
+async fn unpriced_model_is_refused_before_any_call() {
+    let server = serve(vec![Canned::json(
+        200,
+        anthropic_message(&answer(GOOD_CODE), 1, 1),
+    )])
+    .await;
+    let provider = AnthropicProvider::new("test-key")
+        .with_base_url(&server.base_url)
+        .with_model("claude-sonnet-9");
+    let mut f = Factory::new(Arc::new(provider), Validator::default());
+    let e = f.generate("watch Tesla", &|_| {}).await.unwrap_err();
+    assert!(
+        matches!(e, FactoryError::UnpricedModel { ref model } if model == "claude-sonnet-9"),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("P38_LLM_PRICE_INPUT") && msg.contains("P38_LLM_PRICE_OUTPUT"),
+        "{msg}"
+    );
+    assert!(server.requests().is_empty(), "no call was made");
+    // With a price set, it runs (the answer names a dated snapshot of the
+    // table's claude-sonnet-4-5; that price is used).
+    f.prices.set("claude-sonnet-9", Price::new(1.0, 1.0));
+    let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
+    assert!(matches!(g.outcome, Outcome::Succeeded { .. }), "{g:#?}");
 }

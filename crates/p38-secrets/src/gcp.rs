@@ -18,6 +18,14 @@
 //!
 //! Access tokens are cached until a minute before they expire. The backend
 //! needs the role `roles/secretmanager.secretAccessor` on the secrets.
+//!
+//! A secret that is absent answers 404 when the role is granted on the
+//! project, but 403 "Permission 'secretmanager.versions.access' denied for
+//! resource ... (or it may not exist)" when it is granted per secret: Google
+//! will not say whether a secret it does not let you read exists. That 403
+//! is read as a miss, so that the chain asks the next backend (and logged
+//! once per name at debug); any other 403 (the API disabled, the project
+//! wrong) is an error.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,6 +99,8 @@ pub struct GcpBackend {
     client: reqwest::Client,
     creds: Credentials,
     token: Mutex<Option<CachedToken>>,
+    /// Names whose "denied (or it may not exist)" was logged already.
+    denied_logged: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for GcpBackend {
@@ -229,6 +239,7 @@ impl GcpBackend {
             client: http::client(BACKEND, cfg.timeout)?,
             creds,
             token: Mutex::new(None),
+            denied_logged: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -435,6 +446,21 @@ impl SecretBackend for GcpBackend {
                     google_error(&text)
                 )));
             }
+            403 if denied_or_absent(&text) => {
+                let first = self
+                    .denied_logged
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(name.to_string());
+                if first {
+                    tracing::debug!(
+                        secret = name,
+                        project = %self.project,
+                        "gcp: access denied, or the secret does not exist (per-secret IAM grants); asking the next backend"
+                    );
+                }
+                return Ok(None);
+            }
             403 => {
                 return Err(unavailable(format!(
                     "permission denied (HTTP 403) reading secret {name} in project {}: grant roles/secretmanager.secretAccessor ({})",
@@ -504,6 +530,19 @@ async fn oauth_token(resp: reqwest::Response, step: &str) -> Result<(SecretValue
         SecretValue::new(std::mem::take(&mut t.access_token)),
         lifetime,
     ))
+}
+
+/// Whether a 403 body is Google's "denied ... (or it may not exist)", read
+/// in full (a long project and name push it past an excerpt's length).
+fn denied_or_absent(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .and_then(|m| m.as_str())
+                .map(|m| m.contains("(or it may not exist)"))
+        })
+        .unwrap_or(false)
 }
 
 /// The useful part of a Google error body: `error.message` of API errors,

@@ -1,4 +1,4 @@
-//! HashiCorp Vault / OpenBao, KV version 2.
+//! HashiCorp Vault / OpenBao, KV version 2 or version 1.
 //!
 //! Convention: one KV entry per secret, at `{mount}/{path_prefix}/NAME`,
 //! holding the value under the key `value`:
@@ -7,15 +7,21 @@
 //! vault kv put -mount=secret p38/TELEGRAM_BOT_TOKEN value=123:abc
 //! ```
 //!
-//! is read as `GET {addr}/v1/secret/data/p38/TELEGRAM_BOT_TOKEN`, field
-//! `data.data.value`. A missing (or deleted) entry is `Ok(None)`; an entry
-//! without a `value` key is an error saying so.
+//! is read on a KV v2 mount as `GET {addr}/v1/secret/data/p38/TELEGRAM_BOT_TOKEN`,
+//! field `data.data.value`, and on a KV v1 mount as
+//! `GET {addr}/v1/secret/p38/TELEGRAM_BOT_TOKEN`, field `data.value`. Which
+//! one the mount is comes from configuration, or is asked once of
+//! `sys/internal/ui/mounts/{mount}` (`options.version`; the endpoint the
+//! `vault kv` command itself asks, open to any token that may use the
+//! mount). A missing (or deleted) entry is `Ok(None)`; an entry without a
+//! `value` key is an error saying so.
 //!
 //! Authentication is a token (`X-Vault-Token`) or AppRole: a login at
-//! `{addr}/v1/auth/approle/login` gives a client token, kept until a minute
-//! before its lease ends and fetched anew on a 403 once. Redirects are not
-//! followed (the token would go with them): point `addr` at the active node
-//! or a load balancer.
+//! `{addr}/v1/auth/{approle_mount}/login` gives a client token, kept until a
+//! minute before its lease ends and fetched anew on a 403 once. Every
+//! request carries `X-Vault-Request: true`, as Vault's own clients send.
+//! Redirects are not followed (the token would go with them): point `addr`
+//! at the active node or a load balancer.
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +89,10 @@ pub struct VaultConfig {
     pub auth: VaultAuth,
     /// The Vault Enterprise / HCP namespace, sent as `X-Vault-Namespace`.
     pub namespace: Option<String>,
+    /// The KV version of the mount (1 or 2); `None` asks Vault.
+    pub kv_version: Option<u8>,
+    /// Where the AppRole auth method is mounted (default `approle`).
+    pub approle_mount: String,
     /// The timeout of each HTTP request.
     pub timeout: Duration,
 }
@@ -97,6 +107,8 @@ impl VaultConfig {
             path_prefix: "p38".to_string(),
             auth,
             namespace: None,
+            kv_version: None,
+            approle_mount: "approle".to_string(),
             timeout: Duration::from_secs(30),
         }
     }
@@ -115,8 +127,11 @@ pub struct VaultBackend {
     prefix: String,
     namespace: Option<String>,
     auth: VaultAuth,
+    approle_mount: String,
     client: reqwest::Client,
     token: Mutex<Option<CachedToken>>,
+    /// The mount's KV version: configured, or asked once.
+    kv_version: Mutex<Option<u8>>,
 }
 
 impl std::fmt::Debug for VaultBackend {
@@ -126,6 +141,7 @@ impl std::fmt::Debug for VaultBackend {
             .field("mount", &self.mount)
             .field("path_prefix", &self.prefix)
             .field("namespace", &self.namespace)
+            .field("approle_mount", &self.approle_mount)
             .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
@@ -173,6 +189,27 @@ impl VaultBackend {
                 )));
             }
         }
+        if let Some(v) = cfg.kv_version
+            && v != 1
+            && v != 2
+        {
+            return Err(config_error(format!("KV version {v}: use 1 or 2")));
+        }
+        let approle_mount = clean_segment(&cfg.approle_mount);
+        let approle_ok = !approle_mount.is_empty()
+            && approle_mount.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            });
+        if !approle_ok {
+            return Err(config_error(format!(
+                "AppRole mount {approle_mount:?}: each segment may hold only letters, digits, '-', '_' and '.'"
+            )));
+        }
         let token = match &cfg.auth {
             VaultAuth::Token(t) => Some(CachedToken {
                 token: t.clone(),
@@ -186,8 +223,10 @@ impl VaultBackend {
             prefix,
             namespace: cfg.namespace.filter(|n| !n.trim().is_empty()),
             auth: cfg.auth,
+            approle_mount,
             client: http::client(BACKEND, cfg.timeout)?,
             token: Mutex::new(token),
+            kv_version: Mutex::new(cfg.kv_version),
         })
     }
 
@@ -199,11 +238,63 @@ impl VaultBackend {
         }
     }
 
-    fn with_namespace(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    /// The headers of every request: `X-Vault-Request` (which Vault's own
+    /// clients send, and which a Vault behind a proxy may require) and the
+    /// namespace.
+    fn vault_request(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let req = req.header("X-Vault-Request", "true");
         match &self.namespace {
             Some(ns) => req.header("X-Vault-Namespace", ns),
             None => req,
         }
+    }
+
+    /// The mount's KV version: as configured, else from
+    /// `sys/internal/ui/mounts/{mount}` (asked once; 2 when Vault does not
+    /// say, which is what a mount made by `vault secrets enable kv-v2` or a
+    /// dev server's `secret/` is).
+    async fn kv_version(&self, token: &SecretValue) -> Result<u8> {
+        let mut slot = self.kv_version.lock().await;
+        if let Some(v) = *slot {
+            return Ok(v);
+        }
+        let url = format!("{}/v1/sys/internal/ui/mounts/{}", self.addr, self.mount);
+        let resp = self
+            .vault_request(self.client.get(url))
+            .header("X-Vault-Token", token.expose())
+            .send()
+            .await
+            .map_err(|e| http::transport(BACKEND, "asking the KV version of the mount", e))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            tracing::debug!(
+                mount = %self.mount,
+                status = status.as_u16(),
+                "vault: could not ask the mount's KV version; reading it as KV v2 (set P38_VAULT_KV_VERSION to say)"
+            );
+            // A refused token is fixed by logging in again: ask again then.
+            if !matches!(status.as_u16(), 401 | 403) {
+                *slot = Some(2);
+            }
+            return Ok(2);
+        }
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        // As the `vault kv` command reads it: no options, or no version in
+        // them, is a KV v1 mount (`vault secrets enable kv`).
+        let version = match v.pointer("/data/options/version").and_then(|v| v.as_str()) {
+            Some("2") => 2,
+            Some("" | "1") | None => 1,
+            Some(other) => {
+                return Err(unavailable(format!(
+                    "mount {} reports KV version {other:?}; set P38_VAULT_KV_VERSION to 1 or 2",
+                    self.mount
+                )));
+            }
+        };
+        tracing::debug!(mount = %self.mount, version, "vault: KV version of the mount");
+        *slot = Some(version);
+        Ok(version)
     }
 
     async fn client_token(&self, force_login: bool) -> Result<SecretValue> {
@@ -220,10 +311,10 @@ impl VaultBackend {
         }
         let body = serde_json::json!({"role_id": role_id, "secret_id": secret_id.expose()});
         let resp = self
-            .with_namespace(
-                self.client
-                    .post(format!("{}/v1/auth/approle/login", self.addr)),
-            )
+            .vault_request(self.client.post(format!(
+                "{}/v1/auth/{}/login",
+                self.addr, self.approle_mount
+            )))
             .json(&body)
             .send()
             .await
@@ -267,17 +358,24 @@ impl VaultBackend {
         Ok(token)
     }
 
-    async fn read(&self, name: &str, token: &SecretValue) -> Result<reqwest::Response> {
-        let url = format!(
-            "{}/v1/{}/data/{}",
-            self.addr,
-            self.mount,
-            self.entry_path(name)
-        );
-        self.with_namespace(self.client.get(url))
+    /// Where `name` is read: `{mount}/data/{path}` on KV v2,
+    /// `{mount}/{path}` on KV v1.
+    fn api_path(&self, name: &str, version: u8) -> String {
+        if version == 1 {
+            format!("{}/{}", self.mount, self.entry_path(name))
+        } else {
+            format!("{}/data/{}", self.mount, self.entry_path(name))
+        }
+    }
+
+    async fn read(&self, name: &str, token: &SecretValue) -> Result<(reqwest::Response, u8)> {
+        let version = self.kv_version(token).await?;
+        let url = format!("{}/v1/{}", self.addr, self.api_path(name, version));
+        self.vault_request(self.client.get(url))
             .header("X-Vault-Token", token.expose())
             .send()
             .await
+            .map(|r| (r, version))
             .map_err(|e| http::transport(BACKEND, &format!("reading secret {name}"), e))
     }
 }
@@ -291,20 +389,20 @@ impl SecretBackend for VaultBackend {
     async fn get(&self, name: &str) -> Result<Option<SecretValue>> {
         check_secret_name(BACKEND, name)?;
         let token = self.client_token(false).await?;
-        let mut resp = self.read(name, &token).await?;
+        let (mut resp, mut version) = self.read(name, &token).await?;
         if resp.status() == reqwest::StatusCode::FORBIDDEN
             && matches!(self.auth, VaultAuth::AppRole { .. })
         {
             // The token may have expired or been revoked: log in again, once.
             let token = self.client_token(true).await?;
-            resp = self.read(name, &token).await?;
+            (resp, version) = self.read(name, &token).await?;
         }
         let status = resp.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let text = Zeroizing::new(resp.text().await.unwrap_or_default());
-        let path = format!("{}/data/{}", self.mount, self.entry_path(name));
+        let path = self.api_path(name, version);
         match status.as_u16() {
             200..=299 => {}
             403 => {
@@ -322,7 +420,11 @@ impl SecretBackend for VaultBackend {
         }
         let mut v: serde_json::Value = serde_json::from_str(&text)
             .map_err(|_| unavailable(format!("unexpected answer reading {path}")))?;
-        let data = v.pointer_mut("/data/data");
+        let data = if version == 1 {
+            v.pointer_mut("/data")
+        } else {
+            v.pointer_mut("/data/data")
+        };
         let Some(data) = data else {
             // A deleted or destroyed version answers with null data.
             return Ok(None);

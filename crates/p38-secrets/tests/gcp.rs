@@ -46,6 +46,13 @@ struct Google {
     secrets: Mutex<HashMap<String, String>>,
     /// Names whose reads are denied with 403.
     denied: Mutex<Vec<String>>,
+    /// The role is granted per secret: an absent secret answers 403 "(or
+    /// it may not exist)", not 404.
+    per_secret_grants: std::sync::atomic::AtomicBool,
+    /// The Secret Manager API is disabled on the project.
+    api_disabled: std::sync::atomic::AtomicBool,
+    /// Names whose payload arrives with a checksum that does not match.
+    corrupted: Mutex<Vec<String>>,
     sts_forms: Mutex<Vec<HashMap<String, String>>>,
     impersonation_bodies: Mutex<Vec<Value>>,
     subject_headers: Mutex<Vec<String>>,
@@ -203,14 +210,38 @@ async fn access(
     if project != PROJECT || version != "latest:access" {
         return err(400, "INVALID_ARGUMENT", "bad path");
     }
-    if g.denied.lock().unwrap().contains(&secret) {
+    if g.api_disabled.load(Ordering::SeqCst) {
         return err(
             403,
             "PERMISSION_DENIED",
-            "Permission 'secretmanager.versions.access' denied for resource",
+            "Secret Manager API has not been used in project 123 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/secretmanager.googleapis.com/overview?project=123 then retry. If you enabled this API recently, wait a few minutes for the action to propagate to our systems and retry.",
         );
     }
-    let Some(value) = g.secrets.lock().unwrap().get(&secret).cloned() else {
+    // Google's words for a read it does not allow, whether or not the
+    // secret exists.
+    let denied = format!(
+        "Permission 'secretmanager.versions.access' denied for resource 'projects/{project}/secrets/{secret}/versions/latest' (or it may not exist)."
+    );
+    if g.denied.lock().unwrap().contains(&secret) {
+        return err(403, "PERMISSION_DENIED", &denied);
+    }
+    let found = g.secrets.lock().unwrap().get(&secret).cloned();
+    if found.is_none() && g.per_secret_grants.load(Ordering::SeqCst) {
+        return err(403, "PERMISSION_DENIED", &denied);
+    }
+    if let Some(value) = &found
+        && g.corrupted.lock().unwrap().contains(&secret)
+    {
+        return Json(json!({
+            "name": format!("projects/123/secrets/{secret}/versions/3"),
+            "payload": {
+                "data": STANDARD.encode(value),
+                "dataCrc32c": (common::crc32c(value.as_bytes()) ^ 1).to_string()
+            }
+        }))
+        .into_response();
+    }
+    let Some(value) = found else {
         return err(
             404,
             "NOT_FOUND",
@@ -404,13 +435,111 @@ async fn permission_denied_names_the_role() {
         .lock()
         .unwrap()
         .insert("LOCKED".into(), "locked-value".into());
-    g.denied.lock().unwrap().push("LOCKED".into());
+    g.api_disabled.store(true, Ordering::SeqCst);
     let e = backend(&base, &key).get("LOCKED").await.unwrap_err();
     let msg = e.to_string();
     assert!(
         msg.contains("gcp backend") && msg.contains("403") && msg.contains("secretAccessor"),
         "{msg}"
     );
+    assert!(msg.contains("API has not been used"), "{msg}");
+}
+
+/// Collects log lines in memory.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A second backend that has every secret asked of it.
+struct Fallback;
+
+#[async_trait::async_trait]
+impl SecretBackend for Fallback {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+    async fn get(&self, name: &str) -> p38_core::Result<Option<p38_secrets::SecretValue>> {
+        Ok(Some(p38_secrets::SecretValue::new(format!(
+            "fallback-{name}"
+        ))))
+    }
+}
+
+#[tokio::test]
+async fn denied_or_absent_under_per_secret_grants_is_a_miss_and_the_chain_asks_on() {
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let (g, base, key) = sa_setup().await;
+    g.per_secret_grants.store(true, Ordering::SeqCst);
+    g.secrets
+        .lock()
+        .unwrap()
+        .insert("IN_GCP".into(), "gcp-value-77".into());
+    let b = backend(&base, &key);
+    assert_eq!(
+        b.get("IN_GCP").await.unwrap().unwrap().expose(),
+        "gcp-value-77"
+    );
+    // Absent: Google answers 403 "(or it may not exist)", read as a miss.
+    assert!(b.get("ONLY_LOCAL").await.unwrap().is_none());
+    assert!(b.get("ONLY_LOCAL").await.unwrap().is_none());
+    let chain = ChainResolver::new(
+        vec![Arc::new(b), Arc::new(Fallback)],
+        Duration::from_millis(1),
+    );
+    let names = vec!["IN_GCP".to_string(), "ONLY_LOCAL".to_string()];
+    let got = chain.resolve(&names).await.unwrap();
+    assert_eq!(got["IN_GCP"].expose(), "gcp-value-77");
+    assert_eq!(got["ONLY_LOCAL"].expose(), "fallback-ONLY_LOCAL");
+
+    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("may not exist") || l.contains("does not exist"))
+        .collect();
+    assert_eq!(lines.len(), 1, "logged once: {logs}");
+    assert!(
+        lines[0].contains("DEBUG") && lines[0].contains("ONLY_LOCAL"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("gcp-value-77") && !logs.contains(SA_TOKEN),
+        "{logs}"
+    );
+}
+
+#[tokio::test]
+async fn payload_checksum_mismatch_is_an_error() {
+    let (g, base, key) = sa_setup().await;
+    g.secrets
+        .lock()
+        .unwrap()
+        .insert("TAMPERED".into(), "tampered-value-3".into());
+    g.corrupted.lock().unwrap().push("TAMPERED".into());
+    let e = backend(&base, &key).get("TAMPERED").await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("gcp backend") && msg.contains("checksum"),
+        "{msg}"
+    );
+    assert!(!msg.contains("tampered-value-3"), "{msg}");
+    assert_eq!(e.code(), "unavailable");
 }
 
 #[tokio::test]

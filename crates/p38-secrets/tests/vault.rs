@@ -1,5 +1,7 @@
-//! Vault / OpenBao KV v2 against a loopback server speaking Vault's wire
-//! format (token header, AppRole login, KV v2 read, `{"errors": [...]}`).
+//! Vault / OpenBao KV v2 and v1 against a loopback server speaking Vault's
+//! wire format (token header, AppRole login, the mount's KV version, KV v2
+//! and v1 reads, `{"errors": [...]}`). The server refuses any request
+//! without `X-Vault-Request: true`, so every test checks that header.
 
 mod common;
 
@@ -31,6 +33,92 @@ struct Vault {
     logins: AtomicUsize,
     lease_duration: Mutex<u64>,
     namespaces: Mutex<Vec<String>>,
+    /// Secrets of the KV v1 mount `kv`, by path.
+    kv1: Mutex<HashMap<String, Value>>,
+    /// How often a mount's KV version was asked.
+    version_asks: AtomicUsize,
+    /// The mounts of AppRole logins, e.g. "approle".
+    login_mounts: Mutex<Vec<String>>,
+}
+
+/// Vault's own clients send `X-Vault-Request: true`; this server insists.
+/// `Some(refusal)` when the header is missing.
+fn vault_request(headers: &HeaderMap) -> Option<Response> {
+    match headers.get("x-vault-request").and_then(|v| v.to_str().ok()) {
+        Some("true") => None,
+        _ => Some(errors(
+            StatusCode::PRECONDITION_FAILED,
+            &["missing X-Vault-Request: true"],
+        )),
+    }
+}
+
+fn token_ok(v: &Vault, headers: &HeaderMap) -> bool {
+    let token = headers
+        .get("x-vault-token")
+        .and_then(|t| t.to_str().ok())
+        .unwrap_or("");
+    v.valid_tokens.lock().unwrap().contains(token)
+}
+
+/// `sys/internal/ui/mounts/{mount}`: `secret` is KV v2, `kv` KV v1 (as
+/// `vault secrets enable -version=1 kv`), `legacy` a KV made by
+/// `vault secrets enable kv` (no options: version 1).
+async fn mount_info(State(v): St, headers: HeaderMap, Path(mount): Path<String>) -> Response {
+    if let Some(r) = vault_request(&headers) {
+        return r;
+    }
+    if !token_ok(&v, &headers) {
+        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+    }
+    v.version_asks.fetch_add(1, Ordering::SeqCst);
+    let options = match mount.as_str() {
+        "secret" => json!({"version": "2"}),
+        "kv" => json!({"version": "1"}),
+        "legacy" => Value::Null,
+        _ => return errors(StatusCode::BAD_REQUEST, &[&format!("no mount at {mount}/")]),
+    };
+    Json(json!({
+        "request_id": "0d1c-mounts", "lease_id": "", "renewable": false, "lease_duration": 0,
+        "data": {
+            "accessor": "kv_7f2a9e1c",
+            "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": 0},
+            "description": "key/value secret storage",
+            "external_entropy_access": false, "local": false,
+            "options": options, "path": format!("{mount}/"),
+            "plugin_version": "", "running_plugin_version": "v0.20.0+builtin",
+            "running_sha256": "", "seal_wrap": false, "type": "kv",
+            "uuid": "5b8a7c3e-1111-2222-3333-444455556666"
+        },
+        "wrap_info": null, "warnings": null, "auth": null
+    }))
+    .into_response()
+}
+
+/// A KV v1 read: `GET /v1/{mount}/{path}`, the entry straight in `data`.
+async fn read_v1(
+    State(v): St,
+    headers: HeaderMap,
+    Path((mount, path)): Path<(String, String)>,
+) -> Response {
+    if let Some(r) = vault_request(&headers) {
+        return r;
+    }
+    if !token_ok(&v, &headers) {
+        return errors(StatusCode::FORBIDDEN, &["permission denied"]);
+    }
+    if mount != "kv" && mount != "legacy" {
+        return errors(StatusCode::NOT_FOUND, &[]);
+    }
+    match v.kv1.lock().unwrap().get(&path) {
+        None => errors(StatusCode::NOT_FOUND, &[]),
+        Some(data) => Json(json!({
+            "request_id": "7c2d-read-v1", "lease_id": "", "renewable": false,
+            "lease_duration": 2764800, "data": data,
+            "wrap_info": null, "warnings": null, "auth": null
+        }))
+        .into_response(),
+    }
 }
 
 type St = State<Arc<Vault>>;
@@ -39,7 +127,19 @@ fn errors(status: StatusCode, e: &[&str]) -> Response {
     (status, Json(json!({"errors": e}))).into_response()
 }
 
-async fn login(State(v): St, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+async fn login(
+    State(v): St,
+    headers: HeaderMap,
+    Path(mount): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = vault_request(&headers) {
+        return r;
+    }
+    v.login_mounts.lock().unwrap().push(mount.clone());
+    if mount != "approle" && mount != "ci-approle" {
+        return errors(StatusCode::NOT_FOUND, &["no handler for route"]);
+    }
     if let Some(ns) = headers.get("x-vault-namespace") {
         v.namespaces
             .lock()
@@ -70,11 +170,10 @@ async fn read(
     headers: HeaderMap,
     Path((mount, path)): Path<(String, String)>,
 ) -> Response {
-    let token = headers
-        .get("x-vault-token")
-        .and_then(|t| t.to_str().ok())
-        .unwrap_or("");
-    if !v.valid_tokens.lock().unwrap().contains(token) {
+    if let Some(r) = vault_request(&headers) {
+        return r;
+    }
+    if !token_ok(&v, &headers) {
         return errors(StatusCode::FORBIDDEN, &["permission denied"]);
     }
     if let Some(ns) = headers.get("x-vault-namespace") {
@@ -109,8 +208,17 @@ async fn start() -> (Arc<Vault>, String) {
         .insert(ROOT_TOKEN.to_string());
     *v.lease_duration.lock().unwrap() = 2_764_800;
     let app = Router::new()
-        .route("/v1/auth/approle/login", post(login))
+        .route("/v1/auth/{mount}/login", post(login))
+        .route("/v1/sys/internal/ui/mounts/{mount}", get(mount_info))
         .route("/v1/{mount}/data/{*path}", get(read))
+        .route(
+            "/v1/kv/{*path}",
+            get(|s, h, Path(p): Path<String>| read_v1(s, h, Path(("kv".to_string(), p)))),
+        )
+        .route(
+            "/v1/legacy/{*path}",
+            get(|s, h, Path(p): Path<String>| read_v1(s, h, Path(("legacy".to_string(), p)))),
+        )
         .with_state(v.clone());
     let base = common::serve(app).await;
     (v, base)
@@ -321,4 +429,100 @@ async fn debug_shows_no_token_or_secret_id() {
             assert!(d.contains("REDACTED"), "{d}");
         }
     }
+}
+
+fn put_v1(v: &Vault, path: &str, value: &str) {
+    v.kv1
+        .lock()
+        .unwrap()
+        .insert(path.to_string(), json!({"value": value}));
+}
+
+#[tokio::test]
+async fn kv_v1_mount_is_detected_and_read() {
+    let (v, base) = start().await;
+    put_v1(&v, "p38/API_KEY", "kv1-value-1");
+    for mount in ["kv", "legacy"] {
+        let mut c = cfg(&base, VaultAuth::token(ROOT_TOKEN));
+        c.mount = mount.into();
+        let b = VaultBackend::new(c).unwrap();
+        assert_eq!(
+            b.get("API_KEY").await.unwrap().unwrap().expose(),
+            "kv1-value-1",
+            "{mount}"
+        );
+        assert!(b.get("NOT_THERE").await.unwrap().is_none(), "{mount}");
+    }
+    assert_eq!(
+        v.version_asks.load(Ordering::SeqCst),
+        2,
+        "asked once per backend"
+    );
+    // The KV v2 mount is detected as such and read at data/.
+    put(&v, "p38/API_KEY", "kv2-value");
+    let b = VaultBackend::new(cfg(&base, VaultAuth::token(ROOT_TOKEN))).unwrap();
+    assert_eq!(
+        b.get("API_KEY").await.unwrap().unwrap().expose(),
+        "kv2-value"
+    );
+}
+
+#[tokio::test]
+async fn kv_version_from_configuration_is_not_asked() {
+    let (v, base) = start().await;
+    put_v1(&v, "p38/API_KEY", "kv1-value-2");
+    let mut c = cfg(&base, VaultAuth::token(ROOT_TOKEN));
+    c.mount = "kv".into();
+    c.kv_version = Some(1);
+    let b = VaultBackend::new(c).unwrap();
+    assert_eq!(
+        b.get("API_KEY").await.unwrap().unwrap().expose(),
+        "kv1-value-2"
+    );
+    assert_eq!(v.version_asks.load(Ordering::SeqCst), 0);
+    // Told v2 for a v1 mount, it reads at data/ and finds nothing there.
+    let mut c = cfg(&base, VaultAuth::token(ROOT_TOKEN));
+    c.mount = "kv".into();
+    c.kv_version = Some(2);
+    assert!(
+        VaultBackend::new(c)
+            .unwrap()
+            .get("API_KEY")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut c = cfg(&base, VaultAuth::token(ROOT_TOKEN));
+    c.kv_version = Some(3);
+    assert!(VaultBackend::new(c).is_err());
+}
+
+#[tokio::test]
+async fn approle_mount_is_configurable() {
+    let (v, base) = start().await;
+    put(&v, "p38/DB_PASSWORD", "approle-value");
+    let mut c = cfg(&base, VaultAuth::approle(ROLE_ID, SECRET_ID));
+    c.approle_mount = "ci-approle".into();
+    let b = VaultBackend::new(c).unwrap();
+    assert_eq!(
+        b.get("DB_PASSWORD").await.unwrap().unwrap().expose(),
+        "approle-value"
+    );
+    let b = VaultBackend::new(cfg(&base, VaultAuth::approle(ROLE_ID, SECRET_ID))).unwrap();
+    b.get("DB_PASSWORD").await.unwrap().unwrap();
+    assert_eq!(*v.login_mounts.lock().unwrap(), ["ci-approle", "approle"]);
+    let mut c = cfg(&base, VaultAuth::approle(ROLE_ID, SECRET_ID));
+    c.approle_mount = "elsewhere".into();
+    let e = VaultBackend::new(c)
+        .unwrap()
+        .get("DB_PASSWORD")
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("AppRole login refused (HTTP 404)"),
+        "{e}"
+    );
+    let mut c = cfg(&base, VaultAuth::approle(ROLE_ID, SECRET_ID));
+    c.approle_mount = "../sys".into();
+    assert!(VaultBackend::new(c).is_err());
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, ErrorAnswer};
 use super::{
-    ApiKey, ChatRequest, ChatResponse, DEFAULT_TIMEOUT, LlmProvider, ProviderError, join_url,
+    ApiKey, ChatRequest, ChatResponse, DEFAULT_TIMEOUT, LlmProvider, ProviderError, StopReason,
+    join_url,
 };
 
 /// The model asked for unless configured otherwise.
@@ -123,7 +124,10 @@ impl LlmProvider for AnthropicProvider {
             .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
             .filter_map(|b| b.get("text").and_then(Value::as_str))
             .collect();
-        if text.is_empty() {
+        let stop = stop_reason(v.get("stop_reason").and_then(Value::as_str));
+        // A refused or cut-off answer may have no text at all; it is still
+        // an answer whose tokens were billed.
+        if text.is_empty() && stop.is_complete() {
             return Err(http::malformed(&ok.body, "no text block in content"));
         }
         Ok(ChatResponse {
@@ -136,6 +140,17 @@ impl LlmProvider for AnthropicProvider {
             input_tokens: http::token_count(&v, &ok.body, "/usage/input_tokens")?,
             output_tokens: http::token_count(&v, &ok.body, "/usage/output_tokens")?,
             latency: ok.latency,
+            stop,
         })
+    }
+}
+
+/// Reads `stop_reason`: `end_turn`, `stop_sequence`, `tool_use`,
+/// `pause_turn`, `max_tokens`, `model_context_window_exceeded`, `refusal`.
+fn stop_reason(reason: Option<&str>) -> StopReason {
+    match reason {
+        Some("max_tokens" | "model_context_window_exceeded") => StopReason::Truncated,
+        Some("refusal") => StopReason::Refused,
+        _ => StopReason::Complete,
     }
 }

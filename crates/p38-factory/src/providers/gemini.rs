@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::http::{self, ErrorAnswer};
 use super::{
-    ApiKey, ChatRequest, ChatResponse, DEFAULT_TIMEOUT, LlmProvider, ProviderError, Role, join_url,
+    ApiKey, ChatRequest, ChatResponse, DEFAULT_TIMEOUT, LlmProvider, ProviderError, Role,
+    StopReason, join_url,
 };
 
 /// The model asked for unless configured otherwise.
@@ -136,36 +137,76 @@ impl LlmProvider for GeminiProvider {
             .json(&self.body(req));
         let ok = http::send(builder, &self.key, classify).await?;
         let v = http::parse_json(&ok.body)?;
-        let Some(parts) = v
-            .pointer("/candidates/0/content/parts")
-            .and_then(Value::as_array)
-        else {
-            let why = match v
+        let input_tokens = http::token_count(&v, &ok.body, "/usageMetadata/promptTokenCount")?;
+        // Gemini 2.5 thinks before it answers; the thinking is billed at the
+        // output rate but counted apart from the answer's tokens.
+        let output_tokens = http::token_count(&v, &ok.body, "/usageMetadata/candidatesTokenCount")?
+            + http::token_count(&v, &ok.body, "/usageMetadata/thoughtsTokenCount")?;
+        let model = v
+            .get("modelVersion")
+            .and_then(Value::as_str)
+            .unwrap_or(&self.model)
+            .to_string();
+        let respond = |text: String, stop| ChatResponse {
+            text,
+            model: model.clone(),
+            input_tokens,
+            output_tokens,
+            latency: ok.latency,
+            stop,
+        };
+        let Some(candidate) = v.pointer("/candidates/0") else {
+            // No candidate at all: the prompt itself was blocked (its
+            // tokens were still counted), or the answer is not Gemini's.
+            return match v
                 .pointer("/promptFeedback/blockReason")
                 .and_then(Value::as_str)
             {
-                Some(reason) => format!("no candidates: the prompt was blocked ({reason})"),
-                None => "no candidates[0].content.parts array".to_string(),
+                Some(reason) => {
+                    tracing::warn!(reason, "Gemini blocked the prompt");
+                    Ok(respond(String::new(), StopReason::Blocked))
+                }
+                None => Err(http::malformed(&ok.body, "no candidates[0]")),
             };
-            return Err(http::malformed(&ok.body, why));
         };
-        let text: String = parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect();
-        if text.is_empty() {
+        let stop = finish_reason(candidate.get("finishReason").and_then(Value::as_str));
+        // Thought summaries (`"thought": true`) are not part of the answer.
+        let text: String = candidate
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter(|p| p.get("thought").and_then(Value::as_bool) != Some(true))
+                    .filter_map(|p| p.get("text").and_then(Value::as_str))
+                    .collect()
+            })
+            .unwrap_or_default();
+        // `MAX_TOKENS` with no parts is an answer cut off while the model
+        // was still thinking: no text, but every token was spent.
+        if text.is_empty() && stop.is_complete() {
             return Err(http::malformed(&ok.body, "no text part in candidates[0]"));
         }
-        Ok(ChatResponse {
-            text,
-            model: v
-                .get("modelVersion")
-                .and_then(Value::as_str)
-                .unwrap_or(&self.model)
-                .to_string(),
-            input_tokens: http::token_count(&v, &ok.body, "/usageMetadata/promptTokenCount")?,
-            output_tokens: http::token_count(&v, &ok.body, "/usageMetadata/candidatesTokenCount")?,
-            latency: ok.latency,
-        })
+        Ok(respond(text, stop))
+    }
+}
+
+/// Reads `finishReason`: `STOP` is a whole answer, `MAX_TOKENS` a cut-off
+/// one, and the safety family (`SAFETY`, `RECITATION`, `BLOCKLIST`,
+/// `PROHIBITED_CONTENT`, `SPII`, `IMAGE_SAFETY`, ...) a blocked one.
+fn finish_reason(reason: Option<&str>) -> StopReason {
+    match reason {
+        Some("MAX_TOKENS") => StopReason::Truncated,
+        Some(
+            "SAFETY"
+            | "RECITATION"
+            | "BLOCKLIST"
+            | "PROHIBITED_CONTENT"
+            | "SPII"
+            | "IMAGE_SAFETY"
+            | "IMAGE_PROHIBITED_CONTENT"
+            | "IMAGE_RECITATION",
+        ) => StopReason::Blocked,
+        _ => StopReason::Complete,
     }
 }

@@ -58,7 +58,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A chat-style large language model.
 #[async_trait]
-pub trait LlmProvider: Send + Sync {
+///
+/// `Debug` is required so that a built provider can be shown (in a log line,
+/// a test) as what it is; every implementation keeps its key in an
+/// [`ApiKey`], whose `Debug` never shows it.
+pub trait LlmProvider: fmt::Debug + Send + Sync {
     /// Short provider name for logs and reports ("anthropic", "openai").
     fn name(&self) -> &str;
     /// The model this provider asks for.
@@ -136,10 +140,52 @@ pub struct ChatResponse {
     pub model: String,
     /// Prompt tokens billed.
     pub input_tokens: u64,
-    /// Answer tokens billed.
+    /// Answer tokens billed, thinking tokens included (Gemini 2.5 reports
+    /// them apart, as `thoughtsTokenCount`, and bills them as output).
     pub output_tokens: u64,
     /// Wall-clock time of the call.
     pub latency: Duration,
+    /// Why the model stopped: a truncated, refused or blocked answer is not
+    /// an answer to use, but its tokens were spent all the same.
+    pub stop: StopReason,
+}
+
+/// Why a model stopped writing, read from the provider's `stop_reason`
+/// (Anthropic), `finish_reason` (OpenAI) or `finishReason` (Gemini).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model finished its answer (or stopped at a stop sequence, or to
+    /// call a tool); also any reason this client does not know.
+    #[default]
+    Complete,
+    /// The answer hit the token limit and was cut off (Anthropic
+    /// `max_tokens`, OpenAI `length`, Gemini `MAX_TOKENS`).
+    Truncated,
+    /// The model declined to answer (Anthropic `refusal`, an OpenAI
+    /// `message.refusal`).
+    Refused,
+    /// The provider's safety filters blocked the answer or the prompt
+    /// (OpenAI `content_filter`, Gemini `SAFETY`, `RECITATION`,
+    /// `PROHIBITED_CONTENT`, a `promptFeedback.blockReason`, ...).
+    Blocked,
+}
+
+impl StopReason {
+    /// Whether the answer is whole and can be used.
+    pub fn is_complete(self) -> bool {
+        self == StopReason::Complete
+    }
+
+    /// The reason in words, for findings and errors.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::Complete => "complete",
+            StopReason::Truncated => "truncated at the token limit",
+            StopReason::Refused => "refused by the model",
+            StopReason::Blocked => "blocked by the provider's safety filters",
+        }
+    }
 }
 
 /// Why a provider call failed. No variant ever holds the API key: texts that
@@ -285,4 +331,41 @@ impl fmt::Debug for ApiKey {
 /// Joins a base URL and a path without doubling the slash.
 pub(crate) fn join_url(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// Joins a base URL and a `/v1/...` path, whether or not the base already
+/// ends in `/v1` (Ollama's and vLLM's documentation, and OpenAI's own SDKs,
+/// give the base as `http://host:11434/v1`): never `/v1/v1/`.
+pub(crate) fn join_v1(base: &str, path_after_v1: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match base.strip_suffix("/v1") {
+        Some(b) => format!("{b}/v1{path_after_v1}"),
+        None => format!("{base}/v1{path_after_v1}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_is_never_doubled() {
+        for base in [
+            "http://h:11434",
+            "http://h:11434/",
+            "http://h:11434/v1",
+            "http://h:11434/v1/",
+        ] {
+            assert_eq!(
+                join_v1(base, "/chat/completions"),
+                "http://h:11434/v1/chat/completions",
+                "{base}"
+            );
+        }
+        // A proxy path before /v1 is kept.
+        assert_eq!(
+            join_v1("https://proxy/openai/v1", "/chat/completions"),
+            "https://proxy/openai/v1/chat/completions"
+        );
+    }
 }

@@ -68,8 +68,7 @@ pub struct RetryingProvider {
 impl std::fmt::Debug for RetryingProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RetryingProvider")
-            .field("provider", &self.inner.name())
-            .field("model", &self.inner.model())
+            .field("inner", &self.inner)
             .field("policy", &self.policy)
             .finish()
     }

@@ -64,8 +64,13 @@ impl Recorded {
     }
 }
 
+/// Answers a request from what it holds (a server that checks the body
+/// as the real service does).
+pub type Responder = Arc<dyn Fn(&Recorded) -> Canned + Send + Sync>;
+
 #[derive(Clone)]
 struct Shared {
+    responder: Option<Responder>,
     script: Arc<Mutex<Vec<Canned>>>,
     served: Arc<Mutex<usize>>,
     requests: Arc<Mutex<Vec<Recorded>>>,
@@ -89,13 +94,16 @@ async fn answer(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    s.requests.lock().unwrap().push(Recorded {
+    let recorded = Recorded {
         method: method.to_string(),
         path: uri.path().to_string(),
         headers,
         body: String::from_utf8_lossy(&body).into_owned(),
-    });
-    let canned = {
+    };
+    s.requests.lock().unwrap().push(recorded.clone());
+    let canned = if let Some(r) = &s.responder {
+        r(&recorded)
+    } else {
         let script = s.script.lock().unwrap();
         let mut served = s.served.lock().unwrap();
         let c = script[(*served).min(script.len() - 1)].clone();
@@ -115,7 +123,19 @@ async fn answer(
 /// Starts a server on 127.0.0.1 with a fresh port.
 pub async fn serve(script: Vec<Canned>) -> MockServer {
     assert!(!script.is_empty());
+    start(None, script).await
+}
+
+/// Starts a server that answers each request with `responder`'s answer.
+pub async fn serve_with(
+    responder: impl Fn(&Recorded) -> Canned + Send + Sync + 'static,
+) -> MockServer {
+    start(Some(Arc::new(responder)), Vec::new()).await
+}
+
+async fn start(responder: Option<Responder>, script: Vec<Canned>) -> MockServer {
     let shared = Shared {
+        responder,
         script: Arc::new(Mutex::new(script)),
         served: Arc::new(Mutex::new(0)),
         requests: Arc::new(Mutex::new(Vec::new())),
@@ -143,6 +163,68 @@ pub fn anthropic_message(text: &str, input: u64, output: u64) -> String {
         "stop_reason": "end_turn",
         "stop_sequence": null,
         "usage": {"input_tokens": input, "output_tokens": output}
+    })
+    .to_string()
+}
+
+/// An Anthropic success body with its `stop_reason` (`end_turn`,
+/// `max_tokens`, `refusal`, ...).
+pub fn anthropic_stopped(text: &str, stop_reason: &str, input: u64, output: u64) -> String {
+    let content: Vec<serde_json::Value> = if text.is_empty() {
+        Vec::new()
+    } else {
+        vec![serde_json::json!({"type": "text", "text": text})]
+    };
+    serde_json::json!({
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5-20250929",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": null,
+        "usage": {"input_tokens": input, "output_tokens": output}
+    })
+    .to_string()
+}
+
+/// Gemini 2.5's answer cut off while it was still thinking: `MAX_TOKENS`,
+/// a content with no parts, and only `thoughtsTokenCount` for the output.
+pub fn gemini_truncated_while_thinking(prompt: u64, thoughts: u64) -> String {
+    serde_json::json!({
+        "candidates": [{
+            "content": {"role": "model"},
+            "finishReason": "MAX_TOKENS",
+            "index": 0
+        }],
+        "usageMetadata": {
+            "promptTokenCount": prompt,
+            "totalTokenCount": prompt + thoughts,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": prompt}],
+            "thoughtsTokenCount": thoughts
+        },
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "mAitaLmkHPPlz7IPvtfUqQk"
+    })
+    .to_string()
+}
+
+/// Gemini 2.5's whole answer, with its thinking counted apart.
+pub fn gemini_thought_answer(text: &str, prompt: u64, answer: u64, thoughts: u64) -> String {
+    serde_json::json!({
+        "candidates": [{
+            "content": {"parts": [{"text": text}], "role": "model"},
+            "finishReason": "STOP",
+            "index": 0
+        }],
+        "usageMetadata": {
+            "promptTokenCount": prompt,
+            "candidatesTokenCount": answer,
+            "totalTokenCount": prompt + answer + thoughts,
+            "thoughtsTokenCount": thoughts
+        },
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "mAitaLmkHPPlz7IPvtfUqQk"
     })
     .to_string()
 }
