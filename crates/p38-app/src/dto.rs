@@ -38,6 +38,9 @@ pub struct CreateAgent {
     /// Network permission.
     #[serde(default)]
     pub network: bool,
+    /// Host names the agent may reach (e.g. `api.example.com`, `*.example.com`).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     /// Runtime limits and retry policy.
     #[serde(default)]
     pub settings: AgentSettings,
@@ -77,6 +80,9 @@ pub struct UpdateAgent {
     /// New network permission.
     #[serde(default)]
     pub network: Option<bool>,
+    /// New allowed hosts.
+    #[serde(default)]
+    pub allow_hosts: Option<Vec<String>>,
     /// New settings (replaces the object).
     #[serde(default)]
     pub settings: Option<AgentSettings>,
@@ -103,6 +109,9 @@ pub struct AgentView {
     pub agent: Agent,
     /// The next times its schedule fires (empty when it has none or is not active).
     pub next_runs: Vec<DateTime<Utc>>,
+    /// The code version last approved and what the approval covers that
+    /// changed since (see README, "What an approval covers").
+    pub approval: p38_core::approval::Approval,
     /// What writing it cost, for an agent Project38 wrote (only in
     /// `GET /api/agents/{id}`; listings leave it out to stay one query).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +152,19 @@ pub struct CreateToken {
     pub name: String,
     /// What it may do.
     pub scope: Scope,
+    /// Days until it expires, 1 to 3650 (default: never).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_in_days: Option<i64>,
+}
+
+/// `POST /api/agents/{id}/reject`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectAgent {
+    /// Why, for the author (1 to 1000 characters; audited).
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
 }
 
 /// A new token: the only time the token itself is shown.

@@ -16,17 +16,24 @@ pub async fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
             client,
             scope,
             name,
+            expires,
         } => {
             let c = Client::new(&client)?;
-            let t = c
-                .post("/api/tokens", &json!({"name": name, "scope": scope}))
-                .await?;
+            let mut body = json!({"name": name, "scope": scope});
+            if let Some(d) = expires {
+                body["expires_in_days"] = json!(d);
+            }
+            let t = c.post("/api/tokens", &body).await?;
             if c.json {
                 output::json(&t);
             } else {
                 println!("{}", t["token"].as_str().unwrap_or_default());
+                let expiry = match t["expires_at"].as_str() {
+                    Some(at) => format!(", expires {}", crate::safe_text::line(at)),
+                    None => String::new(),
+                };
                 eprintln!(
-                    "token {} ({} scope) created; store it now, it is not shown again",
+                    "token {} ({} scope{expiry}) created; store it now, it is not shown again",
                     t["id"],
                     output::text(&t["scope"])
                 );
@@ -46,6 +53,8 @@ pub async fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
                         ("SCOPE", "scope"),
                         ("PREFIX", "prefix"),
                         ("CREATED", "created_at"),
+                        ("EXPIRES", "expires_at"),
+                        ("LAST USED", "last_used_at"),
                         ("REVOKED", "revoked_at"),
                     ],
                 );

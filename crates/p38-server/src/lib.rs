@@ -46,8 +46,8 @@ impl Default for HttpConfig {
     }
 }
 
-/// The whole API as one router.
-pub fn router(app: App, http: &HttpConfig) -> Router {
+/// The routes and the OpenAPI document they make.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::health::routes())
         .merge(routes::agents::routes())
@@ -57,7 +57,17 @@ pub fn router(app: App, http: &HttpConfig) -> Router {
         .merge(routes::secrets::routes())
         .merge(routes::generations::routes())
         .split_for_parts();
-    let doc = openapi::finish(doc);
+    (api, openapi::finish(doc))
+}
+
+/// The OpenAPI document, as `GET /openapi.json` serves it.
+pub fn document() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+/// The whole API as one router.
+pub fn router(app: App, http: &HttpConfig) -> Router {
+    let (api, doc) = api();
     api.route(
         "/openapi.json",
         axum::routing::get(move || std::future::ready(axum::Json(doc.clone()))),
