@@ -352,6 +352,8 @@ fn show_agent(c: &Client, v: &Value) {
             "secrets",
             "tools",
             "network",
+            "allow_hosts",
+            "rejected_reason",
             "created_by",
             "created_at",
             "updated_at",

@@ -445,13 +445,18 @@ async fn approving_an_agent_with_the_host_network_needs_an_admin() {
     let api = Api::start().await;
     let admin = api.admin.clone();
     let op = api.token("operator").await;
-    api.agent(
-        &admin,
-        "net",
-        json!({"status": "pending_approval", "network": true}),
-        201,
-    )
-    .await;
+    // `"host"` is the name of `true`.
+    let a = api
+        .agent(
+            &admin,
+            "net",
+            json!({"status": "pending_approval", "network": "host"}),
+            201,
+        )
+        .await;
+    assert_eq!(a["network"], true);
+    let e = api.agent(&admin, "lan", json!({"network": "lan"}), 422).await;
+    assert_eq!(e["error"]["field"], "network");
     let e = api
         .expect("POST", "/api/agents/net/approve", &op, None, 403)
         .await;
