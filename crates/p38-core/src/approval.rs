@@ -138,11 +138,10 @@ fn is_empty(v: &serde_json::Value) -> bool {
 pub struct FieldChange {
     /// The field, in the API's words (`code`, `settings.tool_limits`, ...).
     pub field: String,
-    /// Its approved value (`null` when the agent was never approved).
-    #[schema(value_type = Object)]
+    /// Its approved value (`null` when the agent was never approved): any
+    /// JSON value, as the field has it.
     pub before: serde_json::Value,
     /// Its value now.
-    #[schema(value_type = Object)]
     pub after: serde_json::Value,
 }
 

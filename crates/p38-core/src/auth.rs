@@ -120,9 +120,13 @@ impl Principal {
         if self.scope.includes(needed) {
             Ok(())
         } else {
+            let who = match needed {
+                Scope::Admin => "the admin scope".to_string(),
+                Scope::Operator => "the operator, author or admin scope".to_string(),
+                other => format!("the {} or admin scope", other.as_str()),
+            };
             Err(Error::Forbidden(format!(
-                "this needs a token with the {} scope; yours has {}",
-                needed.as_str(),
+                "this needs a token with {who}; yours has {}",
                 self.scope.as_str()
             )))
         }

@@ -177,6 +177,25 @@ mod tests {
         }
     }
 
+    /// A change's values are any JSON (a string of code, a list of
+    /// secrets, an object of config, a boolean): the schema must not narrow
+    /// them to one type.
+    #[test]
+    fn approval_changes_take_any_value() {
+        let doc = serde_json::to_value(crate::document()).unwrap();
+        let change = &doc["components"]["schemas"]["FieldChange"]["properties"];
+        for side in ["before", "after"] {
+            assert!(change[side].is_object(), "{change}");
+            assert!(
+                change[side].get("type").is_none(),
+                "{side}: {}",
+                change[side]
+            );
+        }
+        let approval = &doc["components"]["schemas"]["Approval"];
+        assert!(approval.is_object(), "no Approval schema");
+    }
+
     /// `(method, path, scope)` of each row of README's API table: a first
     /// cell like `` `GET/POST /api/tokens, DELETE /api/tokens/{id}` ``.
     fn readme_scopes(readme: &str) -> Vec<(String, String, String)> {

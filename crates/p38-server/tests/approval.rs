@@ -455,7 +455,9 @@ async fn approving_an_agent_with_the_host_network_needs_an_admin() {
         )
         .await;
     assert_eq!(a["network"], true);
-    let e = api.agent(&admin, "lan", json!({"network": "lan"}), 422).await;
+    let e = api
+        .agent(&admin, "lan", json!({"network": "lan"}), 422)
+        .await;
     assert_eq!(e["error"]["field"], "network");
     let e = api
         .expect("POST", "/api/agents/net/approve", &op, None, 403)
