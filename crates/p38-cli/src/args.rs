@@ -502,8 +502,17 @@ pub enum TokenCmd {
         #[command(flatten)]
         client: ClientArgs,
         /// admin, author, operator or viewer.
-        #[arg(long)]
-        scope: String,
+        #[arg(long, required_unless_present = "admin")]
+        scope: Option<String>,
+        /// Create an admin token directly in the server's database, without
+        /// an API token (run on the server host, with access to its data
+        /// folder or P38_DATABASE_URL): the way back in when every admin
+        /// token is lost.
+        #[arg(long, conflicts_with = "scope")]
+        admin: bool,
+        /// Database of `--admin` (default: sqlite in the data folder).
+        #[arg(long, env = "P38_DATABASE_URL", requires = "admin")]
+        database_url: Option<String>,
         /// A label for the token.
         #[arg(long, default_value = "cli")]
         name: String,

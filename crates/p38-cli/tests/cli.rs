@@ -604,3 +604,52 @@ fn four_eyes_flag_keeps_the_creator_from_approving() {
     );
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[test]
+fn cli_token_create_admin_on_the_server_host_needs_no_api_token() {
+    let s = Server::start();
+    // The database of this server: SQLite in its data folder, or the
+    // PostgreSQL schema the harness made.
+    let mut env = vec![("P38_TOKEN", "p38_not_a_valid_token".to_string())];
+    if let Ok(text) = std::fs::read_to_string(s.root.join("e2e-database")) {
+        let (url, _schema) = text.split_once('\n').unwrap();
+        env.push(("P38_DATABASE_URL", url.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = s.cli_env(
+        &[
+            "token",
+            "create",
+            "--admin",
+            "--name",
+            "rescue",
+            "--expires",
+            "1d",
+        ],
+        &env,
+    );
+    assert_ok(&o);
+    let token = stdout(&o).trim().to_string();
+    assert!(token.starts_with("p38_"), "{token}");
+    let r = s.req(reqwest::Method::GET, "/api/tokens", Some(&token), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rescue = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "rescue")
+        .cloned()
+        .unwrap();
+    assert_eq!(rescue["scope"], "admin");
+    assert!(rescue["expires_at"].is_string());
+    let audit = s.get("/api/audit").expect(200).clone();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "token.create" && e["actor"] == "local"),
+        "{audit}"
+    );
+}
