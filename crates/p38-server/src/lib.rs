@@ -46,8 +46,8 @@ impl Default for HttpConfig {
     }
 }
 
-/// The routes and the OpenAPI document they make.
-fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes and the OpenAPI document generated from them.
+fn routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::health::routes())
         .merge(routes::agents::routes())
@@ -60,14 +60,14 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     (api, openapi::finish(doc))
 }
 
-/// The OpenAPI document, as `GET /openapi.json` serves it.
-pub fn document() -> utoipa::openapi::OpenApi {
-    api().1
+/// The OpenAPI document `GET /openapi.json` serves, without a server.
+pub fn openapi_document() -> serde_json::Value {
+    serde_json::to_value(routes_and_document().1).unwrap_or_default()
 }
 
 /// The whole API as one router.
 pub fn router(app: App, http: &HttpConfig) -> Router {
-    let (api, doc) = api();
+    let (api, doc) = routes_and_document();
     api.route(
         "/openapi.json",
         axum::routing::get(move || std::future::ready(axum::Json(doc.clone()))),
