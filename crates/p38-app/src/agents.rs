@@ -1,9 +1,10 @@
 //! Agent services: create, read, change, delete, run.
 
 use p38_core::agent::{
-    Agent, AgentChange, AgentState, AgentStatus, AgentVersion, NewAgent, validate_name,
-    validate_secret_names, validate_tools,
+    Agent, AgentChange, AgentState, AgentStatus, AgentVersion, NewAgent, validate_allow_hosts,
+    validate_name, validate_secret_names, validate_tools,
 };
+use p38_core::approval::{Approval, Covered};
 use p38_core::audit::NewAudit;
 use p38_core::auth::{Principal, Scope};
 use p38_core::page::{Page, PageRequest};
@@ -13,7 +14,7 @@ use p38_core::time::now;
 use p38_core::{Error, Result};
 
 use crate::App;
-use crate::dto::{AgentView, CreateAgent, DeletedAgent, GenerationCost, UpdateAgent};
+use crate::dto::{AgentView, CreateAgent, DeletedAgent, GenerationCost, RejectAgent, UpdateAgent};
 use p38_core::workspace::WorkspaceFate;
 
 /// How many upcoming firings an agent view lists.
@@ -22,7 +23,7 @@ const NEXT_RUNS_SHOWN: usize = 5;
 impl App {
     /// Creates an agent from hand-written code.
     pub async fn create_agent(&self, who: &Principal, req: CreateAgent) -> Result<AgentView> {
-        who.require(Scope::Admin)?;
+        who.require(Scope::Author)?;
         validate_name(&req.name)?;
         let code = req.code.ok_or_else(|| {
             Error::validation(
@@ -37,8 +38,9 @@ impl App {
         self.check_config(&config)?;
         validate_secret_names(&req.secrets)?;
         validate_tools(&req.tools)?;
+        validate_allow_hosts(&req.allow_hosts)?;
         req.settings.validate()?;
-        let status = req.status.unwrap_or(AgentStatus::Active);
+        let status = self.initial_status(who, req.status)?;
         let next_fire_at = next_fire(schedule.as_deref(), status, &req.settings);
         let new = NewAgent {
             next_fire_at,
@@ -51,13 +53,15 @@ impl App {
             secrets: req.secrets,
             tools: req.tools,
             network: req.network,
+            allow_hosts: req.allow_hosts,
             settings: req.settings,
             created_by: who.actor(),
-            // An admin who posts code and makes it runnable approves it.
+            // An admin who posts code and makes it runnable approves it
+            // (never an author, nor anyone under four eyes: see initial_status).
             approved_by: status.can_run().then(|| who.actor()),
             generation_id: None,
         };
-        let detail = serde_json::json!({"name": new.name, "secrets": new.secrets, "tools": new.tools, "network": new.network});
+        let detail = serde_json::json!({"name": new.name, "secrets": new.secrets, "tools": new.tools, "network": new.network, "allow_hosts": new.allow_hosts});
         let agent = self
             .store
             .create_agent(new, audit(who, "agent.create", "", Some(detail)))
@@ -111,8 +115,8 @@ impl App {
         Ok(self.store.list_agents(status, page).await?.map(view))
     }
 
-    /// Applies a partial change. Admins may change anything; operators may
-    /// only pause and resume (a change of `status` alone).
+    /// Applies a partial change. Authors and admins may change anything;
+    /// operators may only pause and resume (a change of `status` alone).
     pub async fn update_agent(
         &self,
         who: &Principal,
@@ -128,11 +132,12 @@ impl App {
             && req.secrets.is_none()
             && req.tools.is_none()
             && req.network.is_none()
+            && req.allow_hosts.is_none()
             && req.settings.is_none();
         who.require(if only_status {
             Scope::Operator
         } else {
-            Scope::Admin
+            Scope::Author
         })?;
         let agent = self.find_agent(who, id_or_name).await?;
         if let Some(n) = &req.name {
@@ -153,36 +158,67 @@ impl App {
         if let Some(t) = &req.tools {
             validate_tools(t)?;
         }
+        if let Some(h) = &req.allow_hosts {
+            validate_allow_hosts(h)?;
+        }
         if let Some(s) = &req.settings {
             s.validate()?;
         }
+        if req.status == Some(AgentStatus::Rejected) {
+            return Err(Error::validation(
+                "status",
+                format!(
+                    "an agent is rejected with POST /api/agents/{}/reject and a reason (p38 agent reject {} --reason TEXT)",
+                    agent.id, agent.id
+                ),
+            ));
+        }
+        let after = changed_agent(&agent, &req);
         let schedule = match req.schedule {
             None => None,
             Some(s) => Some(normalise_schedule(s)?),
         };
-        // A change of code or permissions withdraws the approval: the agent
-        // waits for a human again (or is approved at once when the opt-in
-        // auto-approval applies: no network, secrets or tools).
-        let permissions_changed = req.code.as_ref().is_some_and(|c| *c != agent.code)
-            || req.secrets.as_ref().is_some_and(|s| *s != agent.secrets)
-            || req.tools.as_ref().is_some_and(|t| *t != agent.tools)
-            || req.network.is_some_and(|n| n != agent.network);
-        let approved = agent.approved_by.is_some() && !permissions_changed;
+        // A change of what the approval covers withdraws the approval: the
+        // agent waits for a human again (or is approved at once when the
+        // opt-in auto-approval applies: no network, hosts, secrets or tools).
+        // A rejected agent so changed goes back to approval.
+        let covered_changed = Covered::of(&after) != Covered::of(&agent);
+        let approved = agent.approved_by.is_some() && !covered_changed;
         let mut status = req.status;
         let mut approved_by = None;
-        if permissions_changed {
-            let network = req.network.unwrap_or(agent.network);
-            let secrets = req.secrets.as_ref().unwrap_or(&agent.secrets);
-            let tools = req.tools.as_ref().unwrap_or(&agent.tools);
-            let harmless = !network && secrets.is_empty() && tools.is_empty();
-            if self.config.auto_approve && harmless {
+        let mut rejected_reason = None;
+        let mut changed_by = None;
+        if covered_changed {
+            changed_by = Some(who.actor());
+            let harmless = !after.network
+                && after.secrets.is_empty()
+                && after.tools.is_empty()
+                && after.allow_hosts.is_empty();
+            if self.config.auto_approve && harmless && agent.status != AgentStatus::Rejected {
                 approved_by = Some(Some("auto-approval".to_string()));
             } else {
                 approved_by = Some(None);
-                if agent.status.can_run() || status.is_some_and(AgentStatus::can_run) {
+                if agent.status.can_run()
+                    || agent.status == AgentStatus::Rejected
+                    || status.is_some_and(AgentStatus::can_run)
+                {
                     status = Some(AgentStatus::PendingApproval);
                 }
             }
+            if agent.status == AgentStatus::Rejected {
+                rejected_reason = Some(None);
+            }
+        } else if agent.status == AgentStatus::Rejected
+            && status.is_some_and(|s| s != AgentStatus::Disabled && s != AgentStatus::Rejected)
+        {
+            return Err(Error::conflict(
+                "status",
+                format!(
+                    "agent {} was rejected; change what the approval covers ({}) to send it back to approval",
+                    agent.name,
+                    p38_core::approval::COVERED_FIELDS.join(", ")
+                ),
+            ));
         }
         if status.is_some_and(AgentStatus::can_run)
             && !approved
@@ -213,6 +249,9 @@ impl App {
             expect_version: None,
             next_fire_at,
             approved_by,
+            changed_by,
+            rejected_reason,
+            allow_hosts: req.allow_hosts,
             name: req.name,
             description: req.description,
             code: req.code,
@@ -255,23 +294,21 @@ impl App {
         id_or_name: &str,
         version: Option<i64>,
     ) -> Result<AgentView> {
-        who.require(Scope::Operator)?;
+        who.require_approver()?;
         let agent = self.find_agent(who, id_or_name).await?;
-        if !matches!(
-            agent.status,
-            AgentStatus::PendingApproval | AgentStatus::Draft
-        ) {
-            return Err(Error::conflict(
-                "status",
-                format!(
-                    "agent {} is {}; only agents waiting for approval can be approved",
-                    agent.name,
-                    agent.status.as_str()
-                ),
-            ));
+        ensure_waiting(&agent, "approved")?;
+        if agent.network && who.scope != Scope::Admin {
+            return Err(Error::Forbidden(format!(
+                "agent {} has the host network (network: true): approving it needs an admin token; yours has the {} scope",
+                agent.name,
+                who.scope.as_str()
+            )));
         }
+        self.check_four_eyes(who, &agent, "approve")?;
         let detail = serde_json::json!({
             "version": agent.version, "secrets": agent.secrets, "tools": agent.tools, "network": agent.network,
+            "allow_hosts": agent.allow_hosts,
+            "changes": Approval::of(&agent).changes.iter().map(|c| c.field.as_str()).collect::<Vec<_>>(),
         });
         if let Some(v) = version.filter(|v| *v != agent.version) {
             return Err(Error::conflict(
@@ -306,6 +343,91 @@ impl App {
             .await?;
         self.signal.schedule_changed();
         Ok(view(updated))
+    }
+
+    /// Rejects an agent waiting for approval (operator): it never runs
+    /// until a change of what the approval covers sends it back to
+    /// approval. Audited with the reason.
+    pub async fn reject_agent(
+        &self,
+        who: &Principal,
+        id_or_name: &str,
+        req: RejectAgent,
+    ) -> Result<AgentView> {
+        who.require_approver()?;
+        let reason = req.reason.trim();
+        if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+            return Err(Error::validation(
+                "reason",
+                format!("reason must be 1 to {MAX_REASON_CHARS} characters, saying why"),
+            ));
+        }
+        let agent = self.find_agent(who, id_or_name).await?;
+        ensure_waiting(&agent, "rejected")?;
+        self.check_four_eyes(who, &agent, "reject")?;
+        let change = AgentChange {
+            expect_updated_at: Some(agent.updated_at),
+            status: Some(AgentStatus::Rejected),
+            approved_by: Some(None),
+            rejected_reason: Some(Some(reason.to_string())),
+            next_fire_at: Some(None),
+            ..Default::default()
+        };
+        let detail = serde_json::json!({"version": agent.version, "reason": reason});
+        let a = audit(
+            who,
+            "agent.reject",
+            &format!("agent:{}", agent.id),
+            Some(detail),
+        );
+        let updated = self
+            .store
+            .update_agent(agent.id, change, &who.actor(), a)
+            .await?;
+        self.signal.schedule_changed();
+        Ok(view(updated))
+    }
+
+    /// The status a new agent starts in: runnable (so approved by its
+    /// creator) only when an admin creates it and four eyes are off.
+    fn initial_status(&self, who: &Principal, asked: Option<AgentStatus>) -> Result<AgentStatus> {
+        let may_approve = who.scope == Scope::Admin && !self.config.approval_four_eyes;
+        match asked {
+            Some(AgentStatus::Rejected) => Err(Error::validation(
+                "status",
+                "a new agent cannot start rejected; leave status out, or use pending_approval or draft",
+            )),
+            Some(s) if s.can_run() && !may_approve => {
+                Err(Error::Forbidden(if self.config.approval_four_eyes {
+                    format!(
+                        "four-eyes approval is on (P38_APPROVAL_FOUR_EYES): the token that creates an agent cannot approve it, so it cannot start {}; leave status out (pending_approval) and have another token approve it",
+                        s.as_str()
+                    )
+                } else {
+                    format!(
+                        "a token with the {} scope cannot approve, so its agents cannot start {}; leave status out (pending_approval) and have an operator or admin approve it",
+                        who.scope.as_str(),
+                        s.as_str()
+                    )
+                }))
+            }
+            Some(s) => Ok(s),
+            None if may_approve => Ok(AgentStatus::Active),
+            None => Ok(AgentStatus::PendingApproval),
+        }
+    }
+
+    /// Under four eyes, the token that created the agent or last changed
+    /// what its approval covers may neither approve nor reject it.
+    fn check_four_eyes(&self, who: &Principal, agent: &Agent, verb: &str) -> Result<()> {
+        let me = who.actor();
+        if self.config.approval_four_eyes && (agent.created_by == me || agent.changed_by == me) {
+            return Err(Error::Forbidden(format!(
+                "four-eyes approval is on (P38_APPROVAL_FOUR_EYES): {me} created or last changed agent {}, so another token must {verb} it",
+                agent.name
+            )));
+        }
+        Ok(())
     }
 
     /// Deletes an agent with its history.
@@ -472,6 +594,59 @@ fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
     }
 }
 
+/// The longest rejection reason, in characters.
+const MAX_REASON_CHARS: usize = 1000;
+
+/// Only agents waiting for approval are approved or rejected.
+fn ensure_waiting(agent: &Agent, done: &str) -> Result<()> {
+    if matches!(
+        agent.status,
+        AgentStatus::PendingApproval | AgentStatus::Draft
+    ) {
+        return Ok(());
+    }
+    let hint = if agent.status == AgentStatus::Rejected {
+        "; change what the approval covers to send it back to approval"
+    } else {
+        ""
+    };
+    Err(Error::conflict(
+        "status",
+        format!(
+            "agent {} is {}; only agents waiting for approval can be {done}{hint}",
+            agent.name,
+            agent.status.as_str()
+        ),
+    ))
+}
+
+/// The agent as `req` would leave its covered fields.
+fn changed_agent(agent: &Agent, req: &UpdateAgent) -> Agent {
+    let mut a = agent.clone();
+    if let Some(v) = &req.code {
+        a.code.clone_from(v);
+    }
+    if let Some(v) = &req.config {
+        a.config.clone_from(v);
+    }
+    if let Some(v) = &req.secrets {
+        a.secrets.clone_from(v);
+    }
+    if let Some(v) = &req.tools {
+        a.tools.clone_from(v);
+    }
+    if let Some(v) = req.network {
+        a.network = v;
+    }
+    if let Some(v) = &req.allow_hosts {
+        a.allow_hosts.clone_from(v);
+    }
+    if let Some(v) = &req.settings {
+        a.settings.clone_from(v);
+    }
+    a
+}
+
 fn changed_fields(c: &AgentChange) -> Vec<&'static str> {
     let mut f = Vec::new();
     for (name, set) in [
@@ -484,6 +659,7 @@ fn changed_fields(c: &AgentChange) -> Vec<&'static str> {
         ("secrets", c.secrets.is_some()),
         ("tools", c.tools.is_some()),
         ("network", c.network.is_some()),
+        ("allow_hosts", c.allow_hosts.is_some()),
         ("settings", c.settings.is_some()),
     ] {
         if set {
@@ -507,6 +683,7 @@ pub fn view(agent: Agent) -> AgentView {
         _ => Vec::new(),
     };
     AgentView {
+        approval: Approval::of(&agent),
         agent,
         next_runs,
         generation: None,
@@ -523,6 +700,13 @@ pub(crate) fn ensure_runnable(agent: &Agent) -> Result<()> {
         AgentStatus::PendingApproval => {
             format!(": approve it first (p38 agent approve {})", agent.id)
         }
+        AgentStatus::Rejected => format!(
+            ": it was rejected ({}); a change of what the approval covers sends it back to approval",
+            agent
+                .rejected_reason
+                .as_deref()
+                .unwrap_or("no reason given")
+        ),
         _ => String::new(),
     };
     Err(Error::conflict(

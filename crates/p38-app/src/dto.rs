@@ -35,9 +35,13 @@ pub struct CreateAgent {
     /// Tools the agent may call.
     #[serde(default)]
     pub tools: Vec<String>,
-    /// Network permission.
-    #[serde(default)]
+    /// Network permission: `true` (also spelt `"host"`) shares the host's
+    /// network; `false` (`"none"`, the default) gives the agent none.
+    #[serde(default, deserialize_with = "network_flag")]
     pub network: bool,
+    /// Host names the agent may reach (e.g. `api.example.com`, `*.example.com`).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     /// Runtime limits and retry policy.
     #[serde(default)]
     pub settings: AgentSettings,
@@ -74,15 +78,42 @@ pub struct UpdateAgent {
     /// New tools.
     #[serde(default)]
     pub tools: Option<Vec<String>>,
-    /// New network permission.
-    #[serde(default)]
+    /// New network permission (`true` or `"host"`, `false` or `"none"`).
+    #[serde(default, deserialize_with = "some_network_flag")]
+    #[schema(value_type = Option<bool>)]
     pub network: Option<bool>,
+    /// New allowed hosts.
+    #[serde(default)]
+    pub allow_hosts: Option<Vec<String>>,
     /// New settings (replaces the object).
     #[serde(default)]
     pub settings: Option<AgentSettings>,
     /// New status (`paused` stops the schedule, `active` resumes it).
     #[serde(default)]
     pub status: Option<AgentStatus>,
+}
+
+/// The network permission as a boolean, or by name: `"host"` (the host's
+/// network, `true`) or `"none"` (`false`).
+fn network_flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Name(String),
+    }
+    match Flag::deserialize(d) {
+        Ok(Flag::Bool(b)) => Ok(b),
+        Ok(Flag::Name(n)) if n == "host" => Ok(true),
+        Ok(Flag::Name(n)) if n == "none" => Ok(false),
+        _ => Err(serde::de::Error::custom(
+            "network must be true or \"host\" (the host's network), or false or \"none\"",
+        )),
+    }
+}
+
+fn some_network_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    network_flag(d).map(Some)
 }
 
 /// Distinguishes a field that is present but null (`Some(None)`) from an
@@ -103,6 +134,9 @@ pub struct AgentView {
     pub agent: Agent,
     /// The next times its schedule fires (empty when it has none or is not active).
     pub next_runs: Vec<DateTime<Utc>>,
+    /// The code version last approved and what the approval covers that
+    /// changed since (see README, "What an approval covers").
+    pub approval: p38_core::approval::Approval,
     /// What writing it cost, for an agent Project38 wrote (only in
     /// `GET /api/agents/{id}`; listings leave it out to stay one query).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -143,6 +177,19 @@ pub struct CreateToken {
     pub name: String,
     /// What it may do.
     pub scope: Scope,
+    /// Days until it expires, 1 to 3650 (default: never).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 3650)]
+    pub expires_in_days: Option<i64>,
+}
+
+/// `POST /api/agents/{id}/reject`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RejectAgent {
+    /// Why, for the author (1 to 1000 characters; audited).
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
 }
 
 /// A new token: the only time the token itself is shown.
@@ -196,5 +243,19 @@ mod tests {
         let u: UpdateAgent = serde_json::from_str(r#"{"schedule": "every 5m"}"#).unwrap();
         assert_eq!(u.schedule, Some(Some("every 5m".into())));
         assert!(serde_json::from_str::<UpdateAgent>(r#"{"shedule": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn network_is_a_flag_or_its_name() {
+        let c: CreateAgent = serde_json::from_str(r#"{"network": "host"}"#).unwrap();
+        assert!(c.network);
+        let c: CreateAgent = serde_json::from_str(r#"{"network": false}"#).unwrap();
+        assert!(!c.network);
+        let u: UpdateAgent = serde_json::from_str(r#"{"network": "none"}"#).unwrap();
+        assert_eq!(u.network, Some(false));
+        let u: UpdateAgent = serde_json::from_str(r#"{}"#).unwrap();
+        assert_eq!(u.network, None);
+        assert!(serde_json::from_str::<UpdateAgent>(r#"{"network": "lan"}"#).is_err());
+        assert!(serde_json::from_str::<UpdateAgent>(r#"{"network": null}"#).is_err());
     }
 }

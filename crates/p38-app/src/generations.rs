@@ -118,10 +118,10 @@ impl Generator {
 }
 
 impl App {
-    /// Starts generating an agent from `description` (admin); returns at
+    /// Starts generating an agent from `description` (author or admin); returns at
     /// once with the generation to follow.
     pub async fn start_generation(&self, who: &Principal, description: &str) -> Result<Generation> {
-        who.require(Scope::Admin)?;
+        who.require(Scope::Author)?;
         let description = description.trim();
         if description.is_empty() {
             return Err(Error::validation(
@@ -440,6 +440,7 @@ impl App {
                 secrets: spec.secrets.clone(),
                 tools: spec.tools.clone(),
                 network: spec.network,
+                allow_hosts: Vec::new(),
                 settings: settings.clone(),
                 created_by: actor.to_string(),
                 next_fire_at,

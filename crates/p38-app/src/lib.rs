@@ -28,6 +28,9 @@ pub struct AppConfig {
     /// Approve agents without a human when they have no findings and no
     /// network, secret or tool permissions (opt-in).
     pub auto_approve: bool,
+    /// Four eyes: the token that created or last changed what an agent's
+    /// approval covers cannot approve or reject it (opt-in).
+    pub approval_four_eyes: bool,
     /// How long a generation stays this process's without a renewal; when
     /// the process dies, another takes the generation over after this.
     pub generation_lease: std::time::Duration,
@@ -44,6 +47,7 @@ impl Default for AppConfig {
             max_description_bytes: 16 * 1024,
             max_config_bytes: 64 * 1024,
             auto_approve: false,
+            approval_four_eyes: false,
             generation_lease: std::time::Duration::from_secs(60),
             instance_id: format!(
                 "{}:{:x}",

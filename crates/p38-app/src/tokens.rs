@@ -9,6 +9,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use p38_core::auth::{ApiToken, Principal, Scope};
+use p38_core::time::now;
 use p38_core::{Error, Result};
 
 use crate::App;
@@ -18,6 +19,12 @@ use crate::dto::{CreateToken, CreatedToken};
 /// Every token starts with this, so leaked ones are easy to find in logs
 /// and by secret scanners.
 pub const TOKEN_PREFIX: &str = "p38_";
+
+/// The longest a token can be made to last, in days (ten years).
+pub const MAX_EXPIRES_IN_DAYS: i64 = 3650;
+
+/// A token's last use is recorded at most this often.
+const LAST_USE_EVERY_SECONDS: i64 = 60;
 
 /// The file the first admin token is written to, inside the data folder.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
@@ -40,20 +47,48 @@ fn display_prefix(token: &str) -> String {
 }
 
 impl App {
-    /// Resolves a bearer token to its principal.
+    /// Resolves a bearer token to its principal. An expired token is
+    /// refused saying so; a use is recorded at most once a minute per token.
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         if token.is_empty() || token.len() > 200 {
             return Err(Error::Unauthorized("invalid token".into()));
         }
-        self.store
+        let found = self
+            .store
             .principal_for_hash(&hash_token(token))
             .await?
-            .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))
+            .ok_or_else(|| Error::Unauthorized("unknown or revoked token".into()))?;
+        let t = now();
+        if let Some(at) = found.expires_at.filter(|at| *at <= t) {
+            return Err(Error::Unauthorized(format!(
+                "this token expired at {}; ask an admin for a new one (p38 token create)",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )));
+        }
+        if found
+            .last_used_at
+            .is_none_or(|u| t - u >= chrono::Duration::seconds(LAST_USE_EVERY_SECONDS))
+        {
+            self.store.touch_token(found.principal.token_id, t).await?;
+        }
+        Ok(found.principal)
     }
 
     /// Creates a token and returns it once.
     pub async fn create_token(&self, who: &Principal, req: CreateToken) -> Result<CreatedToken> {
         who.require(Scope::Admin)?;
+        self.issue_token(&who.actor(), req).await
+    }
+
+    /// Creates a token without asking an API token: for `p38 token create
+    /// --admin`, run on the server host by someone who can open its
+    /// database (the way back in when every admin token is lost). Audited
+    /// as `local`.
+    pub async fn create_local_token(&self, req: CreateToken) -> Result<CreatedToken> {
+        self.issue_token("local", req).await
+    }
+
+    async fn issue_token(&self, actor: &str, req: CreateToken) -> Result<CreatedToken> {
         let name = req.name.trim();
         if name.is_empty() || name.len() > 64 {
             return Err(Error::validation(
@@ -61,8 +96,28 @@ impl App {
                 "token name must be 1 to 64 characters",
             ));
         }
+        let expires_at = match req.expires_in_days {
+            None => None,
+            Some(d) if (1..=MAX_EXPIRES_IN_DAYS).contains(&d) => {
+                Some(now() + chrono::Duration::days(d))
+            }
+            Some(d) => {
+                return Err(Error::validation(
+                    "expires_in_days",
+                    format!(
+                        "expires_in_days must be a whole number of days from 1 to {MAX_EXPIRES_IN_DAYS}, got {d}"
+                    ),
+                ));
+            }
+        };
         let token = new_token();
-        let detail = serde_json::json!({"name": name, "scope": req.scope.as_str()});
+        let detail = serde_json::json!({"name": name, "scope": req.scope.as_str(), "expires_at": expires_at});
+        let record = p38_core::audit::NewAudit {
+            actor: actor.to_string(),
+            action: "token.create".into(),
+            target: String::new(),
+            detail: Some(detail),
+        };
         let info = self
             .store
             .create_token(
@@ -70,7 +125,8 @@ impl App {
                 req.scope,
                 &hash_token(&token),
                 &display_prefix(&token),
-                Some(audit(who, "token.create", "", Some(detail))),
+                expires_at,
+                Some(record),
             )
             .await?;
         Ok(CreatedToken { info, token })
@@ -82,7 +138,7 @@ impl App {
         self.store.list_tokens().await
     }
 
-    /// Revokes a token.
+    /// Revokes a token; never the last active admin token (409).
     pub async fn revoke_token(&self, who: &Principal, id: i64) -> Result<ApiToken> {
         who.require(Scope::Admin)?;
         self.store
@@ -117,6 +173,7 @@ impl App {
                 Scope::Admin,
                 &hash_token(&token),
                 &display_prefix(&token),
+                None,
                 Some(a),
             )
             .await?;

@@ -75,6 +75,7 @@ fn agent(name: &str) -> NewAgent {
         secrets: vec![],
         tools: vec![],
         network: false,
+        allow_hosts: Vec::new(),
         settings: AgentSettings::default(),
         created_by: "bench".into(),
         next_fire_at: None,

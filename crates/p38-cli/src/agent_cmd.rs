@@ -106,6 +106,29 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let c = Client::new(&client)?;
             return crate::generate_cmd::approve(&c, &agent, yes).await;
         }
+        AgentCmd::Reject {
+            client,
+            agent,
+            reason,
+        } => {
+            let c = Client::new(&client)?;
+            let v = c
+                .post(
+                    &format!("/api/agents/{}/reject", seg(&agent)),
+                    &json!({ "reason": reason }),
+                )
+                .await?;
+            if c.json {
+                output::json(&v);
+            } else {
+                println!(
+                    "rejected: agent {} ({}) is {}",
+                    v["id"],
+                    output::text(&v["name"]),
+                    output::text(&v["status"])
+                );
+            }
+        }
         AgentCmd::Show { client, agent } => {
             let c = Client::new(&client)?;
             let v = c.get(&format!("/api/agents/{}", seg(&agent))).await?;
@@ -329,6 +352,8 @@ fn show_agent(c: &Client, v: &Value) {
             "secrets",
             "tools",
             "network",
+            "allow_hosts",
+            "rejected_reason",
             "created_by",
             "created_at",
             "updated_at",

@@ -108,6 +108,10 @@ pub struct ServerArgs {
     /// `walk` with a warning) or `walk` (a plain folder, measured by walking it).
     #[arg(long, env = "P38_WORKSPACE_QUOTA", value_enum, default_value_t = WorkspaceQuota::Image)]
     pub workspace_quota: WorkspaceQuota,
+    /// Four eyes: the token that created or last changed what an agent's
+    /// approval covers cannot approve or reject it.
+    #[arg(long, env = "P38_APPROVAL_FOUR_EYES", default_value_t = false)]
+    pub approval_four_eyes: bool,
     /// Largest request body, in bytes.
     #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -396,6 +400,17 @@ pub enum AgentCmd {
         #[arg(long, short)]
         yes: bool,
     },
+    /// Reject an agent waiting for approval: it never runs until a change of
+    /// what the approval covers sends it back to approval.
+    Reject {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Agent id or name.
+        agent: String,
+        /// Why (shown to its author and kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
     /// List an agent's code versions.
     Versions {
         #[command(flatten)]
@@ -493,12 +508,24 @@ pub enum TokenCmd {
     Create {
         #[command(flatten)]
         client: ClientArgs,
-        /// admin, operator or viewer.
-        #[arg(long)]
-        scope: String,
+        /// admin, author, operator or viewer.
+        #[arg(long, required_unless_present = "admin")]
+        scope: Option<String>,
+        /// Create an admin token directly in the server's database, without
+        /// an API token (run on the server host, with access to its data
+        /// folder or P38_DATABASE_URL): the way back in when every admin
+        /// token is lost.
+        #[arg(long, conflicts_with = "scope")]
+        admin: bool,
+        /// Database of `--admin` (default: sqlite in the data folder).
+        #[arg(long, env = "P38_DATABASE_URL", requires = "admin")]
+        database_url: Option<String>,
         /// A label for the token.
         #[arg(long, default_value = "cli")]
         name: String,
+        /// Expire after this many days: `30d` or `30` (1 to 3650; default: never).
+        #[arg(long, value_parser = parse_days)]
+        expires: Option<i64>,
     },
     /// List tokens (never the tokens themselves).
     List {
@@ -521,4 +548,15 @@ pub enum WorkspaceQuota {
     Image,
     /// A plain folder, measured by walking it.
     Walk,
+}
+
+/// `--expires 30d` (or `30`): whole days, 1 to 3650.
+fn parse_days(s: &str) -> Result<i64, String> {
+    let digits = s.strip_suffix('d').unwrap_or(s);
+    match digits.parse::<i64>() {
+        Ok(d) if (1..=3650).contains(&d) => Ok(d),
+        _ => Err(format!(
+            "{s:?} is not a number of days from 1 to 3650 (e.g. 30d)"
+        )),
+    }
 }

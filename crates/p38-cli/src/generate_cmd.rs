@@ -116,6 +116,8 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
         None => None,
     };
     if !c.json {
+        // What changed since the last approval comes first.
+        print!("{}", crate::approval_diff::render(&a));
         print_approval_screen(&a, generation.as_ref());
     }
     let confirmation = Confirmation::new(
@@ -160,6 +162,7 @@ fn print_approval_screen(a: &Value, generation: Option<&Value>) {
     println!("secrets:     {}", output::cell(&a["secrets"]));
     println!("tools:       {}", output::cell(&a["tools"]));
     println!("network:     {}", output::cell(&a["network"]));
+    println!("allow_hosts: {}", output::cell(&a["allow_hosts"]));
     println!("config:      {}", safe_text::json_compact(&a["config"]));
     match generation {
         Some(g) => {

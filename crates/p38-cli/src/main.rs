@@ -2,6 +2,7 @@
 //! other commands drive it over HTTP.
 
 mod agent_cmd;
+mod approval_diff;
 mod args;
 mod client;
 mod confirm;

@@ -73,6 +73,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         AppConfig {
             max_code_bytes: a.max_code_bytes,
             auto_approve: a.llm.auto_approve,
+            approval_four_eyes: a.approval_four_eyes,
             generation_lease: Duration::from_secs(a.llm.generation_lease_seconds),
             ..AppConfig::default()
         },

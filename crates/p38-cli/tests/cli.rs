@@ -501,3 +501,155 @@ fn cli_agent_create_with_all_fields() {
     assert_eq!(v["tools"], json!(["webhook"]));
     assert_eq!(v["network"], true);
 }
+
+#[test]
+fn cli_agent_approve_shows_what_changed_since_the_last_approval_first() {
+    let s = Server::start();
+    s.create_agent("diffy", OK_CODE, json!({}));
+    let code = "def run(ctx):\n    # \u{1b}[2K\r sneaky\n    return {\"ok\": True}\n";
+    s.patch(
+        "/api/agents/diffy",
+        &json!({"code": code, "config": {"url": "https://x\u{1b}]52;c;aGk=\u{7}"}, "secrets": ["API_KEY"]}),
+    )
+    .expect(200);
+    let o = s.cli(&["agent", "approve", "diffy", "--yes"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("changed since the approval of version 1 (3):"),
+        "{out}"
+    );
+    assert!(out.contains("+   2 |     # \\x1b[2K\\r sneaky"), "{out}");
+    assert!(out.contains("secrets: added API_KEY"), "{out}");
+    assert!(
+        out.contains("config: {} -> {\"url\":\"https://x\\u001b]52;c;aGk=\\u0007\"}"),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{7}') && !out.contains('\r'),
+        "{out:?}"
+    );
+    // The diff comes before the approval screen.
+    let diff_at = out.find("changed since").unwrap();
+    let screen_at = out.find("description:").unwrap();
+    assert!(diff_at < screen_at, "{out}");
+    assert!(out.contains("approved: agent"), "{out}");
+}
+
+#[test]
+fn cli_agent_reject_with_a_reason() {
+    let s = Server::start();
+    s.create_agent("nope", OK_CODE, json!({"status": "pending_approval"}));
+    let o = s.cli(&[
+        "agent",
+        "reject",
+        "nope",
+        "--reason",
+        "talks to the wrong host",
+    ]);
+    assert_ok(&o);
+    assert!(stdout(&o).contains("is rejected"), "{}", stdout(&o));
+    let a = s.get("/api/agents/nope").expect(200).clone();
+    assert_eq!(a["status"], "rejected");
+    assert_eq!(a["rejected_reason"], "talks to the wrong host");
+    let o = s.cli(&["agent", "run", "nope"]);
+    assert!(!o.status.success(), "a rejected agent ran: {}", stdout(&o));
+}
+
+#[test]
+fn cli_token_create_expires_and_list_shows_expiry_and_last_use() {
+    let s = Server::start();
+    let o = s.cli(&[
+        "token",
+        "create",
+        "--scope",
+        "author",
+        "--name",
+        "script",
+        "--expires",
+        "30d",
+        "--json",
+    ]);
+    assert_ok(&o);
+    let created: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert!(created["expires_at"].is_string(), "{created}");
+    assert_eq!(created["scope"], "author");
+    let o = s.cli(&["token", "create", "--scope", "viewer", "--expires", "0d"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("1 to 3650"), "{}", stderr(&o));
+    let o = s.cli(&["token", "list"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(
+        out.contains("EXPIRES") && out.contains("LAST USED"),
+        "{out}"
+    );
+    let at = created["expires_at"].as_str().unwrap();
+    assert!(out.contains(&at[..10]), "{out}");
+}
+
+#[test]
+fn four_eyes_flag_keeps_the_creator_from_approving() {
+    let s = Server::start_with(&[("P38_APPROVAL_FOUR_EYES", "true")]);
+    let a = s.create_agent("fe", OK_CODE, json!({}));
+    assert_eq!(a["status"], "pending_approval");
+    let r = s.post("/api/agents/fe/approve", &json!({}));
+    r.assert_error(403, "forbidden", None);
+    let (_, op) = s.create_token("operator");
+    let r = s.req(
+        reqwest::Method::POST,
+        "/api/agents/fe/approve",
+        Some(&op),
+        Some(&json!({})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text);
+}
+
+#[test]
+fn cli_token_create_admin_on_the_server_host_needs_no_api_token() {
+    let s = Server::start();
+    // The database of this server: SQLite in its data folder, or the
+    // PostgreSQL schema the harness made.
+    let mut env = vec![("P38_TOKEN", "p38_not_a_valid_token".to_string())];
+    if let Ok(text) = std::fs::read_to_string(s.root.join("e2e-database")) {
+        let (url, _schema) = text.split_once('\n').unwrap();
+        env.push(("P38_DATABASE_URL", url.to_string()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let o = s.cli_env(
+        &[
+            "token",
+            "create",
+            "--admin",
+            "--name",
+            "rescue",
+            "--expires",
+            "1d",
+        ],
+        &env,
+    );
+    assert_ok(&o);
+    let token = stdout(&o).trim().to_string();
+    assert!(token.starts_with("p38_"), "{token}");
+    let r = s.req(reqwest::Method::GET, "/api/tokens", Some(&token), None);
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rescue = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "rescue")
+        .cloned()
+        .unwrap();
+    assert_eq!(rescue["scope"], "admin");
+    assert!(rescue["expires_at"].is_string());
+    let audit = s.get("/api/audit").expect(200).clone();
+    assert!(
+        audit["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "token.create" && e["actor"] == "local"),
+        "{audit}"
+    );
+}

@@ -129,6 +129,7 @@ fn agent(name: &str, code: &str, settings: AgentSettings) -> NewAgent {
         secrets: vec![],
         tools: vec![],
         network: false,
+        allow_hosts: Vec::new(),
         settings,
         created_by: "test".into(),
         next_fire_at: None,

@@ -83,6 +83,7 @@ impl Rig {
             secrets: vec![],
             tools: vec![],
             network: false,
+            allow_hosts: Vec::new(),
             settings: AgentSettings::default(),
             created_by: "test".into(),
             next_fire_at: None,

@@ -24,16 +24,20 @@ pub enum AgentStatus {
     Paused,
     /// Switched off; never runs.
     Disabled,
+    /// Refused by an approver; never runs until a change of what the
+    /// approval covers sends it back to approval.
+    Rejected,
 }
 
 impl AgentStatus {
     /// Every status, for parsing and help texts.
-    pub const ALL: [AgentStatus; 5] = [
+    pub const ALL: [AgentStatus; 6] = [
         AgentStatus::Draft,
         AgentStatus::PendingApproval,
         AgentStatus::Active,
         AgentStatus::Paused,
         AgentStatus::Disabled,
+        AgentStatus::Rejected,
     ];
 
     /// The stored and serialised spelling.
@@ -44,6 +48,7 @@ impl AgentStatus {
             AgentStatus::Active => "active",
             AgentStatus::Paused => "paused",
             AgentStatus::Disabled => "disabled",
+            AgentStatus::Rejected => "rejected",
         }
     }
 
@@ -63,7 +68,7 @@ impl std::str::FromStr for AgentStatus {
                 Error::validation(
                     "status",
                     format!(
-                        "unknown agent status {s:?}; expected one of draft, pending_approval, active, paused, disabled"
+                        "unknown agent status {s:?}; expected one of draft, pending_approval, active, paused, disabled, rejected"
                     ),
                 )
             })
@@ -129,6 +134,11 @@ pub struct AgentSettings {
     /// What a firing does while the previous run is still going: skip (default) or queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<OverlapPolicy>,
+    /// Limits on the agent's tool calls (an object; covered by the
+    /// approval: changing it sends the agent back to approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub tool_limits: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// What a schedule does when it was due while nothing could fire it.
@@ -196,6 +206,15 @@ impl AgentSettings {
         range("max_retries", self.max_retries, 0, 20)?;
         range("retry_base_seconds", self.retry_base_seconds, 1, 3_600)?;
         range("concurrency", self.concurrency, 1, 16)?;
+        if let Some(limits) = &self.tool_limits {
+            let len = serde_json::Value::Object(limits.clone()).to_string().len();
+            if len > 16 * 1024 {
+                return Err(Error::validation(
+                    "settings.tool_limits",
+                    format!("tool_limits must be at most 16384 bytes of JSON, got {len}"),
+                ));
+            }
+        }
         if let Some(tz) = &self.timezone {
             tz.parse::<chrono_tz::Tz>().map_err(|_| {
                 Error::validation(
@@ -230,14 +249,20 @@ pub struct Agent {
     pub secrets: Vec<String>,
     /// Tools the agent may call through the gateway.
     pub tools: Vec<String>,
-    /// Whether the agent may use the network.
+    /// Whether the agent may use the network (the host's network).
     pub network: bool,
+    /// Host names the agent may reach (empty: none named).
+    #[serde(default)]
+    pub allow_hosts: Vec<String>,
     /// Runtime limits and retry policy.
     pub settings: AgentSettings,
     /// Version number, incremented on every change.
     pub version: i64,
     /// Who created it.
     pub created_by: String,
+    /// Who last changed what the approval covers (the creator until then).
+    #[serde(default)]
+    pub changed_by: String,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -250,6 +275,16 @@ pub struct Agent {
     pub approved_at: Option<DateTime<Utc>>,
     /// The generation that wrote it, if one did.
     pub generation_id: Option<i64>,
+    /// Why an approver rejected it (status `rejected`).
+    #[serde(default)]
+    pub rejected_reason: Option<String>,
+    /// The code version last approved (kept when the approval is withdrawn,
+    /// so a diff can show what changed since).
+    #[serde(skip)]
+    pub approved_version: Option<i64>,
+    /// What was last approved (see [`crate::approval`]).
+    #[serde(skip)]
+    pub approved_snapshot: Option<crate::approval::Covered>,
 }
 
 impl Agent {
@@ -274,15 +309,20 @@ impl Agent {
             secrets,
             tools: Vec::new(),
             network,
+            allow_hosts: Vec::new(),
             settings: AgentSettings::default(),
             version: 1,
             created_by: "unstored".into(),
+            changed_by: "unstored".into(),
             created_at: now,
             updated_at: now,
             next_fire_at: None,
             approved_by: None,
             approved_at: None,
             generation_id: None,
+            rejected_reason: None,
+            approved_version: None,
+            approved_snapshot: None,
         }
     }
 }
@@ -308,6 +348,8 @@ pub struct NewAgent {
     pub tools: Vec<String>,
     /// Network permission.
     pub network: bool,
+    /// Hosts the agent may reach.
+    pub allow_hosts: Vec<String>,
     /// Runtime settings.
     pub settings: AgentSettings,
     /// Creator.
@@ -341,6 +383,12 @@ pub struct AgentChange {
     pub tools: Option<Vec<String>>,
     /// New network permission.
     pub network: Option<bool>,
+    /// New allowed hosts.
+    pub allow_hosts: Option<Vec<String>>,
+    /// Who changed what the approval covers (set with such a change).
+    pub changed_by: Option<String>,
+    /// New rejection: `Some(Some(reason))` rejects, `Some(None)` clears it.
+    pub rejected_reason: Option<Option<String>>,
     /// New settings (replaces the whole object).
     pub settings: Option<AgentSettings>,
     /// New next firing; `Some(None)` stops the schedule.
@@ -367,6 +415,8 @@ impl AgentChange {
             && self.secrets.is_none()
             && self.tools.is_none()
             && self.network.is_none()
+            && self.allow_hosts.is_none()
+            && self.rejected_reason.is_none()
             && self.settings.is_none()
             && self.next_fire_at.is_none()
             && self.approved_by.is_none()
@@ -477,9 +527,66 @@ pub fn validate_tools(tools: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// At most this many hosts in `allow_hosts`.
+pub const MAX_ALLOW_HOSTS: usize = 64;
+
+/// Checks `allow_hosts`: host names (letters, digits, `-` and `.`, labels
+/// of 1 to 63 characters, at most 253 in all), optionally with a leading
+/// `*.` for every subdomain; lower case, no duplicates, at most
+/// [`MAX_ALLOW_HOSTS`].
+pub fn validate_allow_hosts(hosts: &[String]) -> Result<()> {
+    if hosts.len() > MAX_ALLOW_HOSTS {
+        return Err(Error::validation(
+            "allow_hosts",
+            format!("at most {MAX_ALLOW_HOSTS} hosts, got {}", hosts.len()),
+        ));
+    }
+    for (i, h) in hosts.iter().enumerate() {
+        let name = h.strip_prefix("*.").unwrap_or(h);
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(Error::validation(
+                format!("allow_hosts[{i}]"),
+                format!(
+                    "{h:?} is not a host name: lower-case letters, digits, '-' and '.' (e.g. api.example.com, or *.example.com for its subdomains)"
+                ),
+            ));
+        }
+        if hosts[..i].contains(h) {
+            return Err(Error::validation(
+                format!("allow_hosts[{i}]"),
+                format!("host {h:?} is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allow_hosts() {
+        assert!(validate_allow_hosts(&["api.example.com".into(), "*.x.org".into()]).is_ok());
+        for bad in ["", "Exa.com", "a..b", "-a.com", "a b", "http://x", "*."] {
+            assert_eq!(
+                validate_allow_hosts(&["ok.com".into(), bad.into()])
+                    .unwrap_err()
+                    .field(),
+                Some("allow_hosts[1]"),
+                "{bad:?}"
+            );
+        }
+        assert!(validate_allow_hosts(&["a.com".into(), "a.com".into()]).is_err());
+    }
 
     #[test]
     fn names() {

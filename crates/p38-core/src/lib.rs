@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod agent;
+pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod error;

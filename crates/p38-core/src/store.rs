@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::Result;
 use crate::agent::{Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVersion, NewAgent};
 use crate::audit::{AuditEntry, NewAudit};
-use crate::auth::{ApiToken, Principal, Scope};
+use crate::auth::{ApiToken, Scope, TokenLookup};
 use crate::page::{Page, PageRequest};
 use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, TaskSummary};
 
@@ -146,22 +146,31 @@ pub trait ScheduleStore: Send + Sync {
 /// API tokens.
 #[async_trait]
 pub trait TokenStore: Send + Sync {
-    /// Stores a token's hash; the caller shows the token once.
+    /// Stores a token's hash; the caller shows the token once. A token with
+    /// `expires_at` stops authenticating then.
     async fn create_token(
         &self,
         name: &str,
         scope: Scope,
         hash: &str,
         prefix: &str,
+        expires_at: Option<Timestamp>,
         audit: Option<NewAudit>,
     ) -> Result<ApiToken>;
-    /// The principal behind an unrevoked token hash.
-    async fn principal_for_hash(&self, hash: &str) -> Result<Option<Principal>>;
+    /// The unrevoked token behind a hash, expired or not (the caller tells
+    /// an expired token from an unknown one).
+    async fn principal_for_hash(&self, hash: &str) -> Result<Option<TokenLookup>>;
+    /// Records that token `id` authenticated at `at`, unless a use within
+    /// the minute before is already recorded (so that not every request
+    /// writes).
+    async fn touch_token(&self, id: i64, at: Timestamp) -> Result<()>;
     /// All tokens, revoked ones included.
     async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
-    /// Revokes a token; unknown ids are [`crate::Error::NotFound`].
+    /// Revokes a token; unknown ids are [`crate::Error::NotFound`]. The
+    /// last active (unrevoked, unexpired) admin token is never revoked: a
+    /// [`crate::Error::Conflict`] says why.
     async fn revoke_token(&self, id: i64, audit: NewAudit) -> Result<ApiToken>;
-    /// Number of unrevoked admin tokens.
+    /// Number of unrevoked, unexpired admin tokens.
     async fn count_active_admin_tokens(&self) -> Result<i64>;
 }
 

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use p38_core::agent::{
     Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVersion, NewAgent,
 };
+use p38_core::approval::Covered;
 use p38_core::audit::NewAudit;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::AgentStore;
@@ -31,8 +32,8 @@ impl AgentStore for SqlStore {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
         let row = sqlx::query(concat!(
-            "INSERT INTO agents (name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id, max_concurrency) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13, $14, CASE WHEN $14 IS NULL THEN NULL ELSE $12 END, $15, $16) RETURNING ",
+            "INSERT INTO agents (name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id, max_concurrency, allow_hosts, changed_by, approved_version, approved_snapshot) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $12, $12, $13, $14, CASE WHEN $14 IS NULL THEN NULL ELSE $12 END, $15, $16, $17, $11, CASE WHEN $14 IS NULL THEN NULL ELSE 1 END, $18) RETURNING ",
             agent_cols!()
         ))
         .bind(&new.name)
@@ -51,6 +52,8 @@ impl AgentStore for SqlStore {
         .bind(&new.approved_by)
         .bind(new.generation_id)
         .bind(i64::from(new.settings.concurrency.unwrap_or(1)))
+        .bind(to_json(&new.allow_hosts))
+        .bind(new.approved_by.as_ref().map(|_| to_json(&Covered::of_new(&new))))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(db_err(e), &new.name))?;
@@ -157,15 +160,22 @@ impl AgentStore for SqlStore {
             ));
         }
         let code_changed = change.code.as_ref().is_some_and(|c| *c != a.code);
+        let approving = matches!(change.approved_by, Some(Some(_)));
         apply(&mut a, change);
         // `version` counts code versions: a task records which code it ran,
         // and agent_versions keeps each one.
         if code_changed {
             a.version += 1;
         }
+        // An approval records what it approved; a withdrawn one keeps it,
+        // so the next approver sees what changed since.
+        if approving {
+            a.approved_version = Some(a.version);
+            a.approved_snapshot = Some(Covered::of(&a));
+        }
         a.updated_at = now();
         let row = sqlx::query(concat!(
-            "UPDATE agents SET name = $2, description = $3, code = $4, status = $5, schedule = $6, config = $7, secrets = $8, tools = $9, network = $10, settings = $11, version = $12, updated_at = $13, next_fire_at = $14, approved_by = $15, approved_at = $16, max_concurrency = $17 WHERE id = $1 RETURNING ",
+            "UPDATE agents SET name = $2, description = $3, code = $4, status = $5, schedule = $6, config = $7, secrets = $8, tools = $9, network = $10, settings = $11, version = $12, updated_at = $13, next_fire_at = $14, approved_by = $15, approved_at = $16, max_concurrency = $17, allow_hosts = $18, changed_by = $19, rejected_reason = $20, approved_version = $21, approved_snapshot = $22 WHERE id = $1 RETURNING ",
             agent_cols!()
         ))
         .bind(id)
@@ -185,6 +195,11 @@ impl AgentStore for SqlStore {
         .bind(&a.approved_by)
         .bind(a.approved_at.map(to_millis))
         .bind(i64::from(a.settings.concurrency.unwrap_or(1)))
+        .bind(to_json(&a.allow_hosts))
+        .bind(&a.changed_by)
+        .bind(&a.rejected_reason)
+        .bind(a.approved_version)
+        .bind(a.approved_snapshot.as_ref().map(to_json))
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| name_conflict(db_err(e), &a.name))?;
@@ -278,6 +293,15 @@ fn apply(a: &mut Agent, c: AgentChange) {
     }
     if let Some(v) = c.settings {
         a.settings = v;
+    }
+    if let Some(v) = c.allow_hosts {
+        a.allow_hosts = v;
+    }
+    if let Some(v) = c.changed_by {
+        a.changed_by = v;
+    }
+    if let Some(v) = c.rejected_reason {
+        a.rejected_reason = v;
     }
     if let Some(v) = c.next_fire_at {
         a.next_fire_at = v;

@@ -18,7 +18,7 @@ use crate::db_err;
 /// can build static SQL from it).
 macro_rules! agent_cols {
     () => {
-        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id"
+        "id, name, description, code, status, schedule, config, secrets, tools, network, settings, version, created_by, created_at, updated_at, next_fire_at, approved_by, approved_at, generation_id, allow_hosts, changed_by, rejected_reason, approved_version, approved_snapshot"
     };
 }
 pub(crate) use agent_cols;
@@ -81,6 +81,16 @@ pub(crate) fn agent(row: &AnyRow) -> Result<Agent> {
         approved_by: get(row, "approved_by")?,
         approved_at: get::<Option<i64>>(row, "approved_at")?.map(from_millis),
         generation_id: get(row, "generation_id")?,
+        allow_hosts: json(&get::<String>(row, "allow_hosts")?, "allow_hosts")?,
+        changed_by: match get::<Option<String>>(row, "changed_by")? {
+            Some(who) => who,
+            None => get(row, "created_by")?,
+        },
+        rejected_reason: get(row, "rejected_reason")?,
+        approved_version: get(row, "approved_version")?,
+        approved_snapshot: get::<Option<String>>(row, "approved_snapshot")?
+            .map(|t| json(&t, "approved_snapshot"))
+            .transpose()?,
     })
 }
 
@@ -177,6 +187,8 @@ pub(crate) fn token(row: &AnyRow) -> Result<ApiToken> {
         prefix: get(row, "prefix")?,
         created_at: from_millis(get(row, "created_at")?),
         revoked_at: get::<Option<i64>>(row, "revoked_at")?.map(from_millis),
+        expires_at: get::<Option<i64>>(row, "expires_at")?.map(from_millis),
+        last_used_at: get::<Option<i64>>(row, "last_used_at")?.map(from_millis),
     })
 }
 

@@ -102,6 +102,7 @@ fn new_agent(name: &str) -> NewAgent {
         secrets: vec!["API_KEY".into()],
         tools: vec!["telegram".into()],
         network: true,
+        allow_hosts: vec!["api.example.com".into()],
         settings: AgentSettings {
             timeout_seconds: Some(10),
             ..Default::default()
@@ -423,16 +424,18 @@ async fn tokens_hash_lookup_and_revocation() {
                 Scope::Operator,
                 "h1",
                 "p38_abc",
+                None,
                 Some(audit("token.create")),
             )
             .await
             .unwrap();
         assert_eq!(t.scope, Scope::Operator);
         let p = s.principal_for_hash("h1").await.unwrap().unwrap();
-        assert_eq!(p.scope, Scope::Operator);
+        assert_eq!(p.principal.scope, Scope::Operator);
+        assert_eq!(p.expires_at, None);
         assert!(s.principal_for_hash("nope").await.unwrap().is_none());
         assert_eq!(s.count_active_admin_tokens().await.unwrap(), 0);
-        s.create_token("root", Scope::Admin, "h2", "p38_def", None)
+        s.create_token("root", Scope::Admin, "h2", "p38_def", None, None)
             .await
             .unwrap();
         assert_eq!(s.count_active_admin_tokens().await.unwrap(), 1);
@@ -449,6 +452,154 @@ async fn tokens_hash_lookup_and_revocation() {
         ));
         assert_eq!(s.list_tokens().await.unwrap().len(), 2);
         s.ping().await.unwrap();
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn tokens_expire_record_last_use_and_the_last_admin_stays() {
+    for b in backends("token_expiry").await {
+        let s = &b.store;
+        let soon = now() + chrono::Duration::days(30);
+        let root = s
+            .create_token("root", Scope::Admin, "a1", "p38_a", None, None)
+            .await
+            .unwrap();
+        let temp = s
+            .create_token("temp", Scope::Admin, "a2", "p38_b", Some(soon), None)
+            .await
+            .unwrap();
+        assert_eq!(
+            temp.expires_at.map(p38_core::time::to_millis),
+            Some(p38_core::time::to_millis(soon)),
+            "{}",
+            b.name
+        );
+        let found = s.principal_for_hash("a2").await.unwrap().unwrap();
+        assert_eq!(found.expires_at, temp.expires_at);
+        assert_eq!(found.last_used_at, None);
+        // A use is recorded, then not again within the minute.
+        let t0 = now();
+        s.touch_token(temp.id, t0).await.unwrap();
+        s.touch_token(temp.id, t0 + chrono::Duration::seconds(30))
+            .await
+            .unwrap();
+        let listed = s.list_tokens().await.unwrap();
+        let used = listed.iter().find(|t| t.id == temp.id).unwrap();
+        assert_eq!(
+            used.last_used_at.map(p38_core::time::to_millis),
+            Some(p38_core::time::to_millis(t0)),
+            "{}",
+            b.name
+        );
+        s.touch_token(temp.id, t0 + chrono::Duration::seconds(61))
+            .await
+            .unwrap();
+        let used = s.principal_for_hash("a2").await.unwrap().unwrap();
+        assert_eq!(
+            used.last_used_at.map(p38_core::time::to_millis),
+            Some(p38_core::time::to_millis(
+                t0 + chrono::Duration::seconds(61)
+            ))
+        );
+        // An expired admin token is not an active one.
+        s.create_token(
+            "old",
+            Scope::Admin,
+            "a3",
+            "p38_c",
+            Some(now() - chrono::Duration::days(1)),
+            None,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            s.count_active_admin_tokens().await.unwrap(),
+            2,
+            "{}",
+            b.name
+        );
+        s.revoke_token(temp.id, audit("token.revoke"))
+            .await
+            .unwrap();
+        // The last active admin token is never revoked, not even by itself.
+        let e = s
+            .revoke_token(root.id, audit("token.revoke"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::Conflict { message, .. } if message.contains("last active admin")),
+            "{}: {e:?}",
+            b.name
+        );
+        assert_eq!(s.count_active_admin_tokens().await.unwrap(), 1);
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn an_approval_records_what_it_approved_and_survives_withdrawal() {
+    for b in backends("approval_snapshot").await {
+        let s = &b.store;
+        let mut new = new_agent("snap");
+        new.settings.tool_limits = Some(serde_json::Map::from_iter([(
+            "browser".to_string(),
+            serde_json::json!({"calls": 5}),
+        )]));
+        let a = s.create_agent(new, audit("agent.create")).await.unwrap();
+        assert_eq!(a.allow_hosts, ["api.example.com"], "{}", b.name);
+        assert_eq!(a.changed_by, "test");
+        assert_eq!(a.approved_version, Some(1));
+        let snap = a.approved_snapshot.clone().expect("snapshot at creation");
+        assert_eq!(snap, p38_core::approval::Covered::of(&a));
+        // A change of config by someone else withdraws the approval; the
+        // snapshot stays, so the change shows.
+        let change = AgentChange {
+            config: Some(serde_json::json!({"symbol": "NVDA"})),
+            changed_by: Some("token:bob#2".into()),
+            approved_by: Some(None),
+            status: Some(AgentStatus::PendingApproval),
+            ..Default::default()
+        };
+        let u = s
+            .update_agent(a.id, change, "token:bob#2", audit("agent.update"))
+            .await
+            .unwrap();
+        assert_eq!(u.changed_by, "token:bob#2");
+        assert_eq!(u.approved_by, None);
+        assert_eq!(u.approved_snapshot.as_ref(), Some(&snap), "{}", b.name);
+        let approval = p38_core::approval::Approval::of(&u);
+        assert_eq!(approval.approved_version, Some(1));
+        assert_eq!(approval.changes.len(), 1);
+        assert_eq!(approval.changes[0].field, "config");
+        // A rejection keeps its reason; an approval records the new state.
+        let reject = AgentChange {
+            status: Some(AgentStatus::Rejected),
+            rejected_reason: Some(Some("no NVDA".into())),
+            ..Default::default()
+        };
+        let r = s
+            .update_agent(a.id, reject, "token:carol#3", audit("agent.reject"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, AgentStatus::Rejected);
+        assert_eq!(r.rejected_reason.as_deref(), Some("no NVDA"));
+        let approve = AgentChange {
+            code: Some("def run(ctx):\n    return 2\n".into()),
+            status: Some(AgentStatus::Active),
+            rejected_reason: Some(None),
+            approved_by: Some(Some("token:carol#3".into())),
+            ..Default::default()
+        };
+        let ok = s
+            .update_agent(a.id, approve, "token:carol#3", audit("agent.approve"))
+            .await
+            .unwrap();
+        assert_eq!(ok.rejected_reason, None);
+        assert_eq!(ok.approved_version, Some(2), "{}", b.name);
+        assert!(p38_core::approval::Approval::of(&ok).changes.is_empty());
+        let again = s.get_agent(a.id).await.unwrap().unwrap();
+        assert_eq!(again.approved_snapshot, ok.approved_snapshot);
         cleanup(b).await;
     }
 }

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use p38_app::dto::{AgentView, CreateAgent, DeletedAgent, UpdateAgent};
+use p38_app::dto::{AgentView, CreateAgent, DeletedAgent, RejectAgent, UpdateAgent};
 use p38_core::agent::{AgentState, AgentStatus, AgentVersion};
 use p38_core::generation::Generation;
 use p38_core::page::{Page, PageRequest};
@@ -26,6 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_state))
         .routes(routes!(execute_agent))
         .routes(routes!(approve_agent))
+        .routes(routes!(reject_agent))
         .routes(routes!(list_agent_tasks))
 }
 
@@ -200,4 +201,19 @@ pub(crate) struct Approve {
     /// The code version that was reviewed; a newer one is a conflict.
     #[serde(default)]
     version: Option<i64>,
+}
+
+/// Rejects an agent waiting for approval (operator): it becomes `rejected`
+/// and never runs until a change of what the approval covers sends it back
+/// to approval. The reason is audited.
+#[utoipa::path(post, path = "/api/agents/{id}/reject", tag = "agents", request_body = RejectAgent, params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "Agent not waiting for approval", body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn reject_agent(
+    State(s): State<AppState>,
+    Auth(who): Auth,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<RejectAgent>,
+) -> ApiResult<Json<AgentView>> {
+    Ok(Json(s.app.reject_agent(&who, &id, req).await?))
 }
