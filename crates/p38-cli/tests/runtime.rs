@@ -836,6 +836,70 @@ def run(ctx):
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_so_far_is_masked_and_holds_no_part_of_a_secret() {
+    if !have_bwrap() {
+        return;
+    }
+    let canary = "sk-livecanary-42f00d";
+    set_env("P38_SECRET_LIVE_KEY", canary);
+    let rig = Rig::new().await;
+    // Half of the value is written, then the run waits for `go`.
+    let code = r#"
+import os, sys, time
+def run(ctx):
+    key = ctx.secrets["LIVE_KEY"]
+    print("before " * 8)
+    ctx.log.info("log %s", key)
+    sys.stdout.write("split " + key[:7]); sys.stdout.flush()
+    for _ in range(600):
+        if os.path.exists("/workspace/go"):
+            break
+        time.sleep(0.05)
+    sys.stdout.write(key[7:] + " end\n")
+    return 1
+"#;
+    let a = rig
+        .agent("live-leaky", code, |a| a.secrets = vec!["LIVE_KEY".into()])
+        .await;
+    let id = rig.enqueue(a).await;
+    let running = wait_for(&rig, id, "the masked output so far", |t| {
+        t.status == TaskStatus::Running
+            && t.logs
+                .as_ref()
+                .is_some_and(|l| l[0]["message"] == "log ***")
+    })
+    .await;
+    let so_far = running.stdout.unwrap();
+    assert!(so_far.starts_with("before before"), "{so_far:?}");
+    assert!(
+        !so_far.contains(&canary[..7]),
+        "half a secret shown: {so_far:?}"
+    );
+    std::fs::write(
+        rig.dir
+            .path()
+            .join("workspaces")
+            .join(a.to_string())
+            .join("go"),
+        "",
+    )
+    .unwrap();
+    let done = rig.wait(id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    assert!(done.stdout.unwrap().ends_with("split *** end\n"));
+    rig.store.close().await;
+    for f in ["p38.db", "p38.db-wal"] {
+        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "canary found in {f}"
+            );
+        }
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_but_unset_secret_fails_the_run_by_name() {
     if !have_bwrap() {
         return;
