@@ -645,49 +645,55 @@ fn cli_follow_prints_output_as_it_comes_then_the_outcome() {
 
 #[test]
 fn cli_a_closed_stdout_ends_quietly() {
-    use std::io::Read;
-    use std::os::unix::process::ExitStatusExt;
     let s = Server::start();
-    s.create_agent(
-        "loud",
-        "def run(ctx):\n    print('x' * 300000)\n    return 1\n",
-        json!({}),
-    );
-    let id = s.execute("loud")["id"].as_i64().unwrap();
-    assert_eq!(s.wait_task(id)["status"], "succeeded");
-    // As `p38 task show ID | head -c 10`: the reader goes after a few bytes
-    // of an output larger than the pipe holds.
-    for args in [
-        vec!["task".to_string(), "show".into(), id.to_string()],
-        vec![
-            "task".to_string(),
-            "show".into(),
-            id.to_string(),
-            "--follow".into(),
-        ],
-    ] {
+    let loud = "def run(ctx):\n    print('x' * 300000)\n    return 1\n";
+    s.create_agent("loud", loud, json!({}));
+    let id = s.execute("loud")["id"].as_i64().unwrap().to_string();
+    assert_eq!(s.wait_task(id.parse().unwrap())["status"], "succeeded");
+    let file = s.write_file("loud.py", loud);
+    let client = |args: &[&str]| {
         let mut cmd = p38_command();
-        cmd.args(&args)
+        cmd.args(args)
             .current_dir(&s.root)
             .env("P38_URL", &s.url)
-            .env("P38_DATA_DIR", &s.data_dir)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let mut head = [0u8; 10];
-        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
-        let o = child.wait_with_output().unwrap();
-        let err = stderr(&o);
-        assert!(!err.contains("panicked"), "{args:?}: {err}");
-        assert_eq!(err, "", "{args:?}: quiet");
-        assert_eq!(
-            o.status.signal(),
-            Some(libc_sigpipe()),
-            "{args:?}: ended by SIGPIPE as `cat` is: {:?}",
-            o.status
-        );
+            .env("P38_DATA_DIR", &s.data_dir);
+        cmd
+    };
+    let mut local = p38_command();
+    local
+        .args(["run", file.to_str().unwrap()])
+        .current_dir(&s.root);
+    for mut cmd in [
+        client(&["task", "show", &id]),
+        client(&["task", "show", &id, "--follow"]),
+        local,
+    ] {
+        closed_after_ten_bytes(&mut cmd);
     }
+}
+
+/// As `CMD | head -c 10`: the reader goes after a few bytes of an output
+/// larger than the pipe holds; the command ends quietly, by SIGPIPE.
+fn closed_after_ten_bytes(cmd: &mut std::process::Command) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    let args: Vec<_> = cmd.get_args().collect();
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(!err.contains("error"), "{args:?}: quiet: {err}");
+    assert_eq!(
+        o.status.signal(),
+        Some(libc_sigpipe()),
+        "{args:?}: ended by SIGPIPE as `cat` is: {:?}",
+        o.status
+    );
 }
 
 fn libc_sigpipe() -> i32 {
