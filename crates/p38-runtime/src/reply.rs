@@ -138,6 +138,7 @@ impl LiveLogs {
             start,
             end: Utc::now(),
         };
+        let mut times = g.line_times.iter().peekable();
         for piece in g.bytes.split_inclusive(|b| *b == b'\n') {
             self.offset += piece.len();
             let complete = piece.ends_with(b"\n");
@@ -153,11 +154,12 @@ impl LiveLogs {
                 continue;
             }
             if !self.skipping {
-                let at = g
-                    .line_times
-                    .iter()
-                    .find(|(off, _)| *off == self.offset)
-                    .map_or(window.end, |(_, elapsed)| window.at(*elapsed));
+                // Both in order: one pass over the times.
+                while times.next_if(|(off, _)| *off < self.offset).is_some() {}
+                let at = match times.peek() {
+                    Some((off, elapsed)) if *off == self.offset => window.at(*elapsed),
+                    _ => window.end,
+                };
                 if let Ok(v) = serde_json::from_slice::<Value>(&self.partial)
                     && let Some(entry) = v.get("log")
                 {
