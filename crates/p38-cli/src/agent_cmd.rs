@@ -195,12 +195,21 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             client,
             agent,
             wait,
+            follow,
             wait_timeout,
         } => {
             let c = Client::new(&client)?;
             let task = c
                 .post(&format!("/api/agents/{}/execute", seg(&agent)), &json!({}))
                 .await?;
+            if follow {
+                let id = task["id"].as_i64().unwrap_or_default();
+                if !c.json {
+                    println!("following task {id} of agent {}", safe_text::line(&agent));
+                }
+                return crate::follow::follow(&c, id, Some(Duration::from_secs(wait_timeout)))
+                    .await;
+            }
             if !wait {
                 if c.json {
                     output::json(&task);

@@ -362,6 +362,10 @@ pub enum AgentCmd {
         /// Wait for the run to end and print its result and output.
         #[arg(long)]
         wait: bool,
+        /// Print the run's output as it comes, then its outcome; exits 0
+        /// only when it succeeded.
+        #[arg(long, short)]
+        follow: bool,
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 600)]
         wait_timeout: u64,
@@ -484,6 +488,10 @@ pub enum TaskCmd {
         client: ClientArgs,
         /// Task id.
         id: i64,
+        /// Print the task's output as it comes until it ends, then its
+        /// outcome; exits 0 only when it succeeded.
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Queue a new attempt of a finished task.
     Retry {

@@ -34,13 +34,14 @@ impl Client {
                     })?
             }
         };
+        let base = server_url(&args.url)?;
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .context("building the HTTP client")?;
         Ok(Client {
             http,
-            base: args.url.trim_end_matches('/').to_string(),
+            base,
             token,
             json: args.json,
         })
@@ -123,6 +124,28 @@ impl Client {
     pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         self.call(Method::POST, path, Some(body)).await
     }
+}
+
+/// The server's address from `--url` / `P38_URL`, without a trailing
+/// slash; an address that is not an http(s) URL with a host is refused,
+/// saying what is expected.
+pub fn server_url(url: &str) -> anyhow::Result<String> {
+    let url = url.trim();
+    let shown = crate::safe_text::line(url);
+    let ok = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if ok.is_none() {
+        let hint = if url.contains("://") {
+            String::new()
+        } else {
+            format!(" (did you mean http://{shown}?)")
+        };
+        bail!(
+            "the server URL (P38_URL or --url) `{shown}` is not an http:// or https:// URL: expected http://host:port, e.g. http://127.0.0.1:3838{hint}"
+        );
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// Percent-encodes a path segment (agent names are plain, but be safe).

@@ -7,6 +7,7 @@ mod args;
 mod client;
 mod confirm;
 mod dry_run;
+mod follow;
 mod generate_cmd;
 mod output;
 mod run_cmd;
@@ -35,6 +36,17 @@ fn main() -> ExitCode {
         p38_sandbox::init::main(&raw[2..]);
     }
     let cli = Cli::parse();
+    // The commands that only talk to a server end quietly on a closed
+    // stdout (`p38 task list x | head`), killed by SIGPIPE like `cat`
+    // (the shell's status 141). The platform's own processes keep it
+    // ignored: the sandbox writes pipes whose reader may be gone, and
+    // `p38 run` restores it once its run is over.
+    if !matches!(
+        cli.command,
+        Command::Up(_) | Command::Serve(_) | Command::Worker(_) | Command::Run(_)
+    ) {
+        default_sigpipe();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +67,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Lets a write to a closed pipe end the process quietly, as it does for
+/// conventional tools, instead of failing the write (and `println!`
+/// panicking).
+#[allow(unsafe_code)] // one libc call, installing no handler
+pub fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restoring the default disposition installs no handler code.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {

@@ -71,6 +71,9 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
         cancel: CancelFlag::new(),
     };
     let o = exec.run(&agent, job).await;
+    // The run is over: from here on a closed stdout ends the process
+    // quietly, as for the other commands.
+    crate::default_sigpipe();
     let ok = o.status == Some(TaskStatus::Succeeded);
     if a.json {
         let v = serde_json::json!({

@@ -36,8 +36,11 @@ pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             )
             .await?;
         }
-        TaskCmd::Show { client, id } => {
+        TaskCmd::Show { client, id, follow } => {
             let c = Client::new(&client)?;
+            if follow {
+                return crate::follow::follow(&c, id, None).await;
+            }
             let t = c.get(&format!("/api/tasks/{id}")).await?;
             show_task(&c, &t);
         }

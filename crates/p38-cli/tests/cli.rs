@@ -653,3 +653,218 @@ fn cli_token_create_admin_on_the_server_host_needs_no_api_token() {
         "{audit}"
     );
 }
+
+/// Waits (up to 30 s) for the agent's workspace to exist, then writes
+/// `name` in it: the agents below wait for such a file.
+fn release_agent(s: &Server, agent_id: i64, name: &str) {
+    let ws = s.data_dir.join("workspaces").join(agent_id.to_string());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ws.is_dir() {
+        assert!(std::time::Instant::now() < deadline, "no workspace {ws:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::fs::write(ws.join(name), "go").unwrap();
+}
+
+/// An agent that prints, then waits for the file `go` in its workspace.
+const WAITING_CODE: &str = r#"
+import os, time
+def run(ctx):
+    print("one")
+    ctx.log.info("two")
+    print("\x1b[2Kthree")
+    for _ in range(600):
+        if os.path.exists("/workspace/go"):
+            break
+        time.sleep(0.05)
+    print("after")
+    return {"n": 1}
+"#;
+
+#[test]
+fn cli_a_running_task_shows_its_output_so_far() {
+    let s = Server::start();
+    let a = s.create_agent("partial", WAITING_CODE, json!({}));
+    let id = s.execute("partial")["id"].as_i64().unwrap();
+    // Running, and still waiting for `go`: what it printed is there already.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut t = s.get(&format!("/api/tasks/{id}")).expect(200).clone();
+    while !(t["status"] == "running" && t["stdout"] == "one\n\u{1b}[2Kthree\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no output so far: {t}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        t = s.get(&format!("/api/tasks/{id}")).expect(200).clone();
+    }
+    assert_eq!(t["logs"][0]["message"], "two");
+    assert_eq!(t["completed_at"], Value::Null);
+    release_agent(&s, a["id"].as_i64().unwrap(), "go");
+    let done = s.wait_task(id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["stdout"], "one\n\u{1b}[2Kthree\nafter\n");
+
+    // The API's schema says so.
+    let doc = s
+        .req(reqwest::Method::GET, "/openapi.json", None, None)
+        .expect(200)
+        .clone();
+    let task = &doc["components"]["schemas"]["Task"]["properties"];
+    for field in ["stdout", "stderr", "logs"] {
+        let about = task[field]["description"].as_str().unwrap_or_default();
+        assert!(about.contains("so far"), "{field}: {about}");
+    }
+}
+
+#[test]
+fn cli_follow_prints_output_as_it_comes_then_the_outcome() {
+    use std::io::BufRead;
+    let s = Server::start();
+    let a = s.create_agent("follower", WAITING_CODE, json!({}));
+    let mut cmd = p38_command();
+    cmd.args(["agent", "run", "follower", "--follow"])
+        .current_dir(&s.root)
+        .env("P38_URL", &s.url)
+        .env("P38_DATA_DIR", &s.data_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    // The lines come while the run waits for `go`, which is written only
+    // once they were read.
+    while !seen.iter().any(|l: &String| l.contains("three")) {
+        match lines.next() {
+            Some(l) => seen.push(l.unwrap()),
+            None => panic!("follow ended early: {seen:?}"),
+        }
+    }
+    release_agent(&s, a["id"].as_i64().unwrap(), "go");
+    seen.extend(lines.map(Result::unwrap));
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}: {seen:?}");
+    let at = |want: &str| {
+        seen.iter()
+            .position(|l| l == want)
+            .unwrap_or_else(|| panic!("no line {want:?} in {seen:?}"))
+    };
+    assert!(seen[0].starts_with("following task "), "{seen:?}");
+    let (one, two, three, after) = (
+        at("[stdout] one"),
+        at("[info] two"),
+        at("[stdout] \\x1b[2Kthree"),
+        at("[stdout] after"),
+    );
+    assert!(one < three && three < after && two < after, "{seen:?}");
+    let status_line = seen.iter().position(|l| l.starts_with("status:")).unwrap();
+    assert!(status_line > after, "{seen:?}");
+    assert_eq!(
+        seen[status_line].split_whitespace().nth(1),
+        Some("succeeded")
+    );
+    assert!(seen.iter().any(|l| l.contains(r#"{"n":1}"#)), "{seen:?}");
+    assert!(!seen.concat().contains('\u{1b}'), "no raw escape: {seen:?}");
+
+    // A failed run: its error, and a non-zero exit; `task show --follow`
+    // of an ended task prints it all at once.
+    s.create_agent(
+        "failing",
+        "def run(ctx):\n    print('before')\n    raise ValueError('boom from agent')\n",
+        json!({"settings": {"max_retries": 0}}),
+    );
+    let o = s.cli(&["agent", "run", "failing", "--follow"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("[stdout] before\n"), "{out}");
+    assert!(out.contains("boom from agent"), "{out}");
+    let id = out
+        .split_whitespace()
+        .nth(2)
+        .and_then(|w| w.parse::<i64>().ok())
+        .unwrap();
+    let o = s.cli(&["task", "show", &id.to_string(), "--follow"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let again = stdout(&o);
+    assert!(again.contains("[stdout] before\n"), "{again}");
+    assert!(
+        again
+            .lines()
+            .any(|l| l.starts_with("status:") && l.ends_with("failed")),
+        "{again}"
+    );
+}
+
+#[test]
+fn cli_a_closed_stdout_ends_quietly() {
+    let s = Server::start();
+    let loud = "def run(ctx):\n    print('x' * 300000)\n    return 1\n";
+    s.create_agent("loud", loud, json!({}));
+    let id = s.execute("loud")["id"].as_i64().unwrap().to_string();
+    assert_eq!(s.wait_task(id.parse().unwrap())["status"], "succeeded");
+    let file = s.write_file("loud.py", loud);
+    let client = |args: &[&str]| {
+        let mut cmd = p38_command();
+        cmd.args(args)
+            .current_dir(&s.root)
+            .env("P38_URL", &s.url)
+            .env("P38_DATA_DIR", &s.data_dir);
+        cmd
+    };
+    let mut local = p38_command();
+    local
+        .args(["run", file.to_str().unwrap()])
+        .current_dir(&s.root);
+    for mut cmd in [
+        client(&["task", "show", &id]),
+        client(&["task", "show", &id, "--follow"]),
+        local,
+    ] {
+        closed_after_ten_bytes(&mut cmd);
+    }
+}
+
+/// As `CMD | head -c 10`: the reader goes after a few bytes of an output
+/// larger than the pipe holds; the command ends quietly, by SIGPIPE.
+fn closed_after_ten_bytes(cmd: &mut std::process::Command) {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    let args: Vec<_> = cmd.get_args().collect();
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(!err.contains("error"), "{args:?}: quiet: {err}");
+    assert_eq!(
+        o.status.signal(),
+        Some(libc_sigpipe()),
+        "{args:?}: ended by SIGPIPE as `cat` is: {:?}",
+        o.status
+    );
+}
+
+fn libc_sigpipe() -> i32 {
+    nix::sys::signal::Signal::SIGPIPE as i32
+}
+
+#[test]
+fn cli_a_url_without_a_scheme_is_explained() {
+    let mut cmd = p38_command();
+    cmd.args(["agent", "list"])
+        .env("P38_URL", "localhost:8080")
+        .env("P38_TOKEN", "t")
+        .stdin(std::process::Stdio::null());
+    let o = run_with_timeout(cmd, std::time::Duration::from_secs(30));
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("localhost:8080"), "{err}");
+    assert!(err.contains("http://host:port"), "{err}");
+    assert!(err.contains("http://localhost:8080"), "{err}");
+    assert!(!err.contains("p38 up"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

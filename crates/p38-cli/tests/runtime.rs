@@ -837,6 +837,70 @@ def run(ctx):
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_output_so_far_is_masked_and_holds_no_part_of_a_secret() {
+    if !have_bwrap() {
+        return;
+    }
+    let canary = "sk-livecanary-42f00d";
+    set_env("P38_SECRET_LIVE_KEY", canary);
+    let rig = Rig::new().await;
+    // Half of the value is written, then the run waits for `go`.
+    let code = r#"
+import os, sys, time
+def run(ctx):
+    key = ctx.secrets["LIVE_KEY"]
+    print("before " * 8)
+    ctx.log.info("log %s", key)
+    sys.stdout.write("split " + key[:7]); sys.stdout.flush()
+    for _ in range(600):
+        if os.path.exists("/workspace/go"):
+            break
+        time.sleep(0.05)
+    sys.stdout.write(key[7:] + " end\n")
+    return 1
+"#;
+    let a = rig
+        .agent("live-leaky", code, |a| a.secrets = vec!["LIVE_KEY".into()])
+        .await;
+    let id = rig.enqueue(a).await;
+    let running = wait_for(&rig, id, "the masked output so far", |t| {
+        t.status == TaskStatus::Running
+            && t.logs
+                .as_ref()
+                .is_some_and(|l| l[0]["message"] == "log ***")
+    })
+    .await;
+    let so_far = running.stdout.unwrap();
+    assert!(so_far.starts_with("before before"), "{so_far:?}");
+    assert!(
+        !so_far.contains(&canary[..7]),
+        "half a secret shown: {so_far:?}"
+    );
+    std::fs::write(
+        rig.dir
+            .path()
+            .join("workspaces")
+            .join(a.to_string())
+            .join("go"),
+        "",
+    )
+    .unwrap();
+    let done = rig.wait(id, Duration::from_secs(30)).await;
+    assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
+    assert!(done.stdout.unwrap().ends_with("split *** end\n"));
+    rig.store.close().await;
+    for f in ["p38.db", "p38.db-wal"] {
+        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
+            assert!(
+                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
+                "canary found in {f}"
+            );
+        }
+    }
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_but_unset_secret_fails_the_run_by_name() {
     if !have_bwrap() {
         return;
@@ -897,6 +961,92 @@ async fn a_cancelled_running_task_is_stopped() {
         rig.store.get_task(id).await.unwrap().unwrap().status,
         TaskStatus::Cancelled
     );
+    rig.stop().await;
+}
+
+/// Polls task `id` until `ok` holds for it, up to 30 s.
+async fn wait_for(rig: &Rig, id: i64, what: &str, ok: impl Fn(&Task) -> bool) -> Task {
+    let start = Instant::now();
+    loop {
+        let t = rig.store.get_task(id).await.unwrap().unwrap();
+        if ok(&t) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: task {id} is {:?}, stdout {:?}, stderr {:?}, logs {:?}",
+            t.status,
+            t.stdout,
+            t.stderr,
+            t.logs
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_shows_its_output_so_far_and_a_cancel_keeps_it() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    // Prints, logs, then waits to be stopped; told to stop (SIGTERM, which
+    // the sandbox's init passes on), it says so and leaves at once.
+    let code = r#"
+import os, signal, sys, time
+def run(ctx):
+    def stopping(*_):
+        print("stopping")
+        ctx.log.warning("stopping")
+        os._exit(3)
+    signal.signal(signal.SIGTERM, stopping)
+    for i in range(3):
+        print("line %d" % i)
+    print("to stderr", file=sys.stderr)
+    ctx.log.info("logged")
+    time.sleep(60)
+"#;
+    let a = rig.agent("talker", code, |_| {}).await;
+    let id = rig.enqueue(a).await;
+    let shown = |t: &Task| {
+        t.status == TaskStatus::Running
+            && t.stdout.as_deref() == Some("line 0\nline 1\nline 2\n")
+            && t.stderr.as_deref() == Some("to stderr\n")
+            && t.logs.as_ref().and_then(|l| l.as_array()).map(Vec::len) == Some(1)
+    };
+    let running = wait_for(&rig, id, "the output so far", shown).await;
+    assert_eq!(running.logs.unwrap()[0]["message"], "logged");
+    assert_eq!(running.completed_at, None);
+
+    let audit = NewAudit {
+        actor: "test".into(),
+        action: "task.cancel".into(),
+        target: String::new(),
+        detail: None,
+    };
+    rig.store.cancel_task(id, audit).await.unwrap();
+    // What the run wrote up to the cancel, and while it was being stopped.
+    let kept = wait_for(&rig, id, "the output up to the cancel", |t| {
+        t.stdout
+            .as_deref()
+            .is_some_and(|s| s.ends_with("stopping\n"))
+    })
+    .await;
+    assert_eq!(kept.status, TaskStatus::Cancelled);
+    assert_eq!(kept.error.as_deref(), Some("cancelled by user"));
+    assert_eq!(
+        kept.stdout.as_deref(),
+        Some("line 0\nline 1\nline 2\nstopping\n")
+    );
+    assert_eq!(kept.stderr.as_deref(), Some("to stderr\n"));
+    let logs = kept.logs.unwrap();
+    let messages: Vec<&str> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages, ["logged", "stopping"]);
     rig.stop().await;
 }
 

@@ -10,7 +10,7 @@ use crate::agent::{Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVe
 use crate::audit::{AuditEntry, NewAudit};
 use crate::auth::{ApiToken, Scope, TokenLookup};
 use crate::page::{Page, PageRequest};
-use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, TaskSummary};
+use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskOutput, TaskStatus, TaskSummary};
 
 use crate::time::Timestamp;
 
@@ -77,6 +77,11 @@ pub trait TaskStore: Send + Sync {
     /// Records a final outcome (and the new agent state, for a success) if
     /// `worker` still holds the task; returns false when it does not.
     async fn complete(&self, id: TaskId, worker: &str, outcome: TaskOutcome) -> Result<bool>;
+    /// Stores what a run of `worker` wrote so far: while the task runs, or
+    /// once a user cancelled it (what the run wrote up to the cancel).
+    /// Returns false, storing nothing, when the task is neither (it ended
+    /// otherwise, or went back to the queue, or another worker holds it).
+    async fn save_output(&self, id: TaskId, worker: &str, output: TaskOutput) -> Result<bool>;
     /// Records many tasks of `worker` as succeeded with no output in one
     /// statement (no-op tasks); returns how many it still held.
     async fn complete_noops(&self, worker: &str, ids: &[TaskId]) -> Result<u64>;

@@ -170,11 +170,19 @@ pub struct Task {
     /// The value `run(ctx)` returned.
     #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
-    /// Captured standard output (capped, secrets masked).
+    /// Captured standard output (capped, secrets masked). While the task
+    /// runs, the output so far: the worker stores it about every second
+    /// while it grows (less often once it is large), so it lags the run by
+    /// about that much and may end short of a secret's length, held back
+    /// until the run ends. A cancelled run keeps what it wrote up to the
+    /// cancel.
     pub stdout: Option<String>,
-    /// Captured standard error (capped, secrets masked).
+    /// Captured standard error (capped, secrets masked); while the task
+    /// runs, the output so far, like `stdout`.
     pub stderr: Option<String>,
-    /// Log lines the agent wrote through `ctx.log`.
+    /// Log lines the agent wrote through `ctx.log`, each
+    /// `{"level", "message", "at"}`; while the task runs, the lines so far,
+    /// like `stdout`.
     #[schema(value_type = Option<Vec<Object>>)]
     pub logs: Option<serde_json::Value>,
     /// What went wrong, if anything.
@@ -293,6 +301,20 @@ pub struct NewTask {
     pub retry_of: Option<TaskId>,
     /// Earliest start.
     pub scheduled_at: DateTime<Utc>,
+}
+
+/// What a run has written so far: stored while it runs, so that the task
+/// shows its output before it ends, and once more when it was cancelled,
+/// so that it keeps what it wrote up to the cancel. Masked and capped like
+/// the final output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskOutput {
+    /// Standard output so far.
+    pub stdout: String,
+    /// Standard error so far.
+    pub stderr: String,
+    /// Log lines so far (a JSON array).
+    pub logs: serde_json::Value,
 }
 
 /// How a run ended, as the worker records it.

@@ -8,10 +8,11 @@ use std::sync::Arc;
 
 use p38_core::agent::{Agent, DEFAULT_RESULT_KB};
 use p38_core::task::{TaskOutcome, TaskStatus};
-use p38_sandbox::{CancelFlag, RunOutcome, RunRequest, Sandbox};
+use p38_sandbox::{CancelFlag, LiveOutput, RunOutcome, RunRequest, Sandbox};
 use p38_secrets::{Masker, SecretResolver};
 
 use crate::config::RuntimeConfig;
+use crate::live::{Follower, LiveSink, SAVE_EVERY};
 use crate::python::RUNNER_SOURCE;
 use crate::reply::{self, Caps, Reported, Window};
 
@@ -123,6 +124,17 @@ impl Executor {
     /// Runs `agent` once in `workspace`. Never fails: every problem becomes
     /// a failed outcome with a message for the user.
     pub async fn run(&self, agent: &Agent, job: Job) -> TaskOutcome {
+        self.run_saving(agent, job, None).await
+    }
+
+    /// [`Executor::run`], storing the output so far on the task of `sink`
+    /// while the run goes on (see `live.rs`).
+    pub(crate) async fn run_saving(
+        &self,
+        agent: &Agent,
+        job: Job,
+        sink: Option<LiveSink>,
+    ) -> TaskOutcome {
         let secrets = match self.secrets.resolve(&agent.secrets).await {
             Ok(s) => s,
             Err(e) => return failed(format!("secrets: {e}"), !self.sandboxed()),
@@ -172,7 +184,27 @@ impl Executor {
             run_as: Some(self.cfg.agent_ids(agent.id)),
         };
         let start = chrono::Utc::now();
-        let ran = self.sandbox.run(req).await;
+        let live = LiveOutput::new();
+        let run = self.sandbox.run_live(req, live.clone());
+        let ran = match sink {
+            None => run.await,
+            Some(sink) => {
+                tokio::pin!(run);
+                let mut follower = Follower::new(live, start);
+                let mut pause = SAVE_EVERY;
+                loop {
+                    tokio::select! {
+                        ran = &mut run => break ran,
+                        _ = tokio::time::sleep(pause) => {
+                            pause = match follower.look(&masker, self.cfg.output_cap) {
+                                Some(out) => sink.save(out).await,
+                                None => SAVE_EVERY,
+                            };
+                        }
+                    }
+                }
+            }
+        };
         let window = Window {
             start,
             end: chrono::Utc::now(),
@@ -386,7 +418,7 @@ fn died_without_reply(out: &RunOutcome, memory_mb: u64) -> String {
 }
 
 /// Cuts text to `cap` bytes at a character boundary and marks truncation.
-fn capped(s: &str, cap: usize, was_truncated: bool) -> String {
+pub(crate) fn capped(s: &str, cap: usize, was_truncated: bool) -> String {
     if s.len() <= cap && !was_truncated {
         return s.to_string();
     }

@@ -7,6 +7,7 @@
 mod config;
 mod executor;
 mod history;
+mod live;
 mod python;
 mod reply;
 mod scheduler;

@@ -109,6 +109,86 @@ pub(crate) fn read(reply: &Captured, caps: Caps, window: Window) -> (Vec<Value>,
     (logs, last.map(|v| reported(&v, caps)))
 }
 
+/// Longest reply line read while the run goes on: a longer one is no log
+/// line the runner writes (those are cut to [`MAX_LOG_CHARS`]) but the
+/// reply, which only the end of the run reads.
+const MAX_LIVE_LINE: usize = 256 * 1024;
+
+/// The log lines of a run that is still going, read from its reply as it
+/// grows: each byte is looked at once, and what is kept is bounded like
+/// the final logs ([`MAX_LOG_LINES`] lines, a partial line of at most
+/// [`MAX_LIVE_LINE`] bytes).
+#[derive(Debug, Default)]
+pub(crate) struct LiveLogs {
+    logs: Vec<Value>,
+    dropped: u64,
+    /// The start of a line whose newline has not arrived.
+    partial: Vec<u8>,
+    /// The current line is too long to be a log line: skip to its end.
+    skipping: bool,
+    /// Bytes of the reply read so far.
+    offset: usize,
+}
+
+impl LiveLogs {
+    /// Reads what the reply gained; lines are timed as they arrived,
+    /// counted from `start`.
+    pub(crate) fn feed(&mut self, g: &p38_sandbox::Gained, start: DateTime<Utc>) {
+        let window = Window {
+            start,
+            end: Utc::now(),
+        };
+        let mut times = g.line_times.iter().peekable();
+        for piece in g.bytes.split_inclusive(|b| *b == b'\n') {
+            self.offset += piece.len();
+            let complete = piece.ends_with(b"\n");
+            if !self.skipping {
+                if self.partial.len() + piece.len() > MAX_LIVE_LINE {
+                    self.skipping = true;
+                    self.partial.clear();
+                } else {
+                    self.partial.extend_from_slice(piece);
+                }
+            }
+            if !complete {
+                continue;
+            }
+            if !self.skipping {
+                // Both in order: one pass over the times.
+                while times.next_if(|(off, _)| *off < self.offset).is_some() {}
+                let at = match times.peek() {
+                    Some((off, elapsed)) if *off == self.offset => window.at(*elapsed),
+                    _ => window.end,
+                };
+                if let Ok(v) = serde_json::from_slice::<Value>(&self.partial)
+                    && let Some(entry) = v.get("log")
+                {
+                    if self.logs.len() < MAX_LOG_LINES {
+                        self.logs.push(log_line(entry, at));
+                    } else {
+                        self.dropped += 1;
+                    }
+                }
+            }
+            self.partial.clear();
+            self.skipping = false;
+        }
+    }
+
+    /// The lines so far, with the note of those dropped.
+    pub(crate) fn lines(&self) -> Value {
+        let mut logs = self.logs.clone();
+        if self.dropped > 0 {
+            logs.push(json!({
+                "level": "warning",
+                "message": format!("{} more log lines were dropped (at most {MAX_LOG_LINES} are kept per run)", self.dropped),
+                "at": stamp(Utc::now()),
+            }));
+        }
+        Value::Array(logs)
+    }
+}
+
 fn reported(v: &Value, caps: Caps) -> Reported {
     let refused = |why: &str| Reported::Refused(format!("the agent's reply was refused: {why}"));
     let Some(obj) = v.as_object() else {
@@ -312,6 +392,36 @@ mod tests {
                 .unwrap()
                 .starts_with("50 more log lines were dropped")
         );
+    }
+
+    #[test]
+    fn live_logs_are_read_piece_by_piece_like_the_final_ones() {
+        let w = window();
+        let mut lines: Vec<Value> = (0..3)
+            .map(|i| json!({"log": {"level": "warning", "message": format!("m{i}")}}))
+            .collect();
+        lines.push(json!({"ok": true, "result": "x".repeat(MAX_LIVE_LINE), "state": {}}));
+        lines.push(json!({"log": {"level": "info", "message": "after"}}));
+        let c = captured(&lines);
+        let mut live = LiveLogs::default();
+        // In pieces cut anywhere, a line split across them.
+        for piece in c.bytes.chunks(7) {
+            let start = live.offset;
+            let g = p38_sandbox::Gained {
+                bytes: piece.to_vec(),
+                truncated: false,
+                line_times: c
+                    .line_times
+                    .iter()
+                    .filter(|(off, _)| *off > start && *off <= start + piece.len())
+                    .copied()
+                    .collect(),
+            };
+            live.feed(&g, w.start);
+        }
+        let (final_logs, _) = read(&c, CAPS, w);
+        assert_eq!(live.lines(), Value::Array(final_logs));
+        assert!(live.partial.is_empty());
     }
 
     #[test]

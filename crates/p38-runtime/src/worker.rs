@@ -12,11 +12,12 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use p38_core::store::Store;
-use p38_core::task::{Task, TaskKind, TaskOutcome, TaskStatus};
+use p38_core::task::{Task, TaskKind, TaskOutcome, TaskOutput, TaskStatus};
 use p38_sandbox::CancelFlag;
 
 use crate::executor::{Executor, Job, RunFacts};
 use crate::history::summarise;
+use crate::live::LiveSink;
 
 /// A worker bound to a store and an executor.
 pub struct Worker {
@@ -196,11 +197,27 @@ impl Worker {
         set.spawn(async move {
             let id = task.id;
             let worker = exec.config().worker_id.clone();
-            let outcome = run_task(&*store, &exec, &task, flag).await;
+            let outcome = run_task(&store, &exec, &task, flag).await;
             let status = outcome.status;
+            // A run a user cancelled keeps what it wrote up to the cancel.
+            let output = (status == Some(TaskStatus::Cancelled)).then(|| TaskOutput {
+                stdout: outcome.stdout.clone().unwrap_or_default(),
+                stderr: outcome.stderr.clone().unwrap_or_default(),
+                logs: outcome.logs.clone().unwrap_or_else(|| serde_json::json!([])),
+            });
             match store.complete(id, &worker, outcome).await {
                 Ok(true) => tracing::info!(task = id, status = ?status, "task finished"),
-                Ok(false) => tracing::info!(task = id, "task was cancelled or taken over; its outcome is discarded"),
+                Ok(false) => {
+                    let kept = match output {
+                        Some(out) => store.save_output(id, &worker, out).await,
+                        None => Ok(false),
+                    };
+                    match kept {
+                        Ok(true) => tracing::info!(task = id, "task was cancelled; its output up to the cancel is kept"),
+                        Ok(false) => tracing::info!(task = id, "task was cancelled or taken over; its outcome is discarded"),
+                        Err(e) => tracing::warn!(task = id, error = %e, "storing the output of a cancelled task failed"),
+                    }
+                }
                 // The database is away: the lease expires and the task runs
                 // again, which is what at-least-once promises.
                 Err(e @ p38_core::Error::Unavailable(_)) => tracing::error!(task = id, error = %e, "recording the outcome failed; the lease will expire and the task will run again"),
@@ -270,7 +287,7 @@ impl Worker {
 /// failed or timed-out run within the agent's retry budget carries the time
 /// of its retry, which the store queues with the outcome.
 async fn run_task(
-    store: &dyn Store,
+    store: &Arc<dyn Store>,
     exec: &Executor,
     task: &Task,
     cancel: CancelFlag,
@@ -352,8 +369,13 @@ async fn run_task(
         scheduled_at: task.scheduled_at.to_rfc3339(),
     };
     let workspace = exec.config().workspace(agent.id);
+    let sink = LiveSink {
+        store: store.clone(),
+        task: task.id,
+        worker: exec.config().worker_id.clone(),
+    };
     let mut outcome = exec
-        .run(
+        .run_saving(
             &agent,
             Job {
                 code,
@@ -363,6 +385,7 @@ async fn run_task(
                 workspace,
                 cancel,
             },
+            Some(sink),
         )
         .await;
     if matches!(

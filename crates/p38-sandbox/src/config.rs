@@ -3,8 +3,8 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Host-wide sandbox configuration, fixed when the [`crate::Sandbox`] is built.
@@ -192,6 +192,82 @@ pub struct Captured {
     /// started), for at most [`MAX_TIMED_LINES`] lines. What a line says
     /// about its own time is the program's claim; this is the host's.
     pub line_times: Vec<(usize, Duration)>,
+}
+
+/// What a run has written so far, readable while it runs (see
+/// [`crate::Sandbox::run_live`]): the I/O thread keeps the captured
+/// streams here as it reads them, under the same caps, so looking costs
+/// one lock and a copy of what is new. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct LiveOutput(Arc<LiveShared>);
+
+#[derive(Debug, Default)]
+struct LiveShared {
+    /// Bumped each time a stream grows (or is found cut).
+    changes: AtomicU64,
+    /// stdout, stderr, reply.
+    streams: Mutex<[Captured; 3]>,
+}
+
+/// What one stream gained since an earlier look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Gained {
+    /// The new bytes.
+    pub bytes: Vec<u8>,
+    /// Whether the stream went past its cap (the rest is discarded).
+    pub truncated: bool,
+    /// For the reply: arrival times of the new lines, offsets counted from
+    /// the start of the stream (see [`Captured::line_times`]).
+    pub line_times: Vec<(usize, Duration)>,
+}
+
+impl LiveOutput {
+    /// A new, empty view.
+    pub fn new() -> LiveOutput {
+        LiveOutput::default()
+    }
+
+    /// How many times the output changed so far: when it is what it was
+    /// at the last look, there is nothing new to read.
+    pub fn changes(&self) -> u64 {
+        self.0.changes.load(Ordering::SeqCst)
+    }
+
+    /// What stdout, stderr and the reply gained past the `seen` bytes of
+    /// each; `seen` moves past them. Once the run ended (its outcome holds
+    /// the streams), nothing more.
+    pub fn read(&self, seen: &mut [usize; 3]) -> [Gained; 3] {
+        let streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
+        std::array::from_fn(|i| {
+            let c = &streams[i];
+            let from = seen[i].min(c.bytes.len());
+            seen[i] = seen[i].max(c.bytes.len());
+            Gained {
+                bytes: c.bytes[from..].to_vec(),
+                truncated: c.truncated,
+                line_times: c
+                    .line_times
+                    .iter()
+                    .filter(|(off, _)| *off > from)
+                    .copied()
+                    .collect(),
+            }
+        })
+    }
+
+    /// Runs `f` on one stream (0 stdout, 1 stderr, 2 reply) and counts a
+    /// change.
+    pub(crate) fn update(&self, stream: usize, f: impl FnOnce(&mut Captured)) {
+        let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut streams[stream]);
+        self.0.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The captured streams, taken out when the run ended.
+    pub(crate) fn take(&self) -> [Captured; 3] {
+        let mut streams = self.0.streams.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *streams)
+    }
 }
 
 /// Lines of the reply stream whose arrival is timed (the rest are not:

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::config::{Captured, MAX_TIMED_LINES};
+use crate::config::{Captured, LiveOutput, MAX_TIMED_LINES};
 
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(500);
 
@@ -32,23 +32,29 @@ pub(crate) type Collected = (Captured, Captured, Captured);
 struct Reader {
     fd: Option<OwnedFd>,
     cap: usize,
-    out: Captured,
+    /// Bytes kept so far (the bytes themselves are in the live view).
+    kept: usize,
+    truncated: bool,
+    /// Which stream of the live view (0 stdout, 1 stderr, 2 reply).
+    stream: usize,
     /// Record when each line arrives (the reply stream).
     timed: bool,
 }
 
 /// Starts the pump; `started` is when the run started (line times count
-/// from it).
+/// from it). What it reads is kept in `live`, readable while the run goes
+/// on, and taken out of it at the end.
 pub(crate) fn spawn(
     s: Streams,
     output_cap: usize,
     reply_cap: usize,
     exited: Arc<AtomicBool>,
     started: Instant,
+    live: LiveOutput,
 ) -> std::io::Result<JoinHandle<Collected>> {
     std::thread::Builder::new()
         .name("p38-sandbox-io".into())
-        .spawn(move || pump(s, output_cap, reply_cap, &exited, started))
+        .spawn(move || pump(s, output_cap, reply_cap, &exited, started, &live))
 }
 
 fn set_nonblocking(fd: &OwnedFd) {
@@ -65,17 +71,20 @@ fn pump(
     reply_cap: usize,
     exited: &AtomicBool,
     started: Instant,
+    live: &LiveOutput,
 ) -> Collected {
-    let reader = |fd, cap, timed| Reader {
+    let reader = |fd, cap, stream, timed| Reader {
         fd: Some(fd),
         cap,
-        out: Captured::default(),
+        kept: 0,
+        truncated: false,
+        stream,
         timed,
     };
     let mut readers = [
-        reader(s.stdout, output_cap, false),
-        reader(s.stderr, output_cap, false),
-        reader(s.reply, reply_cap, true),
+        reader(s.stdout, output_cap, 0, false),
+        reader(s.stderr, output_cap, 1, false),
+        reader(s.reply, reply_cap, 2, true),
     ];
     let mut input = if s.input_bytes.is_empty() {
         None
@@ -125,7 +134,7 @@ fn pump(
         // SAFETY: pfds is a valid array of pollfd for the given length.
         unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, 50) };
         for r in readers.iter_mut() {
-            drain_some(r, &mut buf, started);
+            drain_some(r, &mut buf, started, live);
         }
         if let Some(fd) = &input {
             match write_some(fd, &data[written..]) {
@@ -139,12 +148,12 @@ fn pump(
             }
         }
     }
-    let [a, b, c] = readers;
-    (a.out, b.out, c.out)
+    let [a, b, c] = live.take();
+    (a, b, c)
 }
 
 /// Reads what is available now; closes the reader at EOF or on error.
-fn drain_some(r: &mut Reader, buf: &mut [u8], started: Instant) {
+fn drain_some(r: &mut Reader, buf: &mut [u8], started: Instant, live: &LiveOutput) {
     let Some(fd) = &r.fd else { return };
     // Bound the work per wake-up so one busy stream cannot starve the others.
     for _ in 0..16 {
@@ -152,15 +161,22 @@ fn drain_some(r: &mut Reader, buf: &mut [u8], started: Instant) {
         let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         if n > 0 {
             let n = n as usize;
-            let room = r.cap.saturating_sub(r.out.bytes.len());
-            if n > room {
-                r.out.truncated = true;
-            }
+            let room = r.cap.saturating_sub(r.kept);
+            let cut = n > room && !r.truncated;
             let kept = &buf[..n.min(room)];
-            if r.timed {
-                time_lines(&mut r.out, kept, started.elapsed());
+            // Past the cap (and once it was noted) nothing changes.
+            if !kept.is_empty() || cut {
+                let at = started.elapsed();
+                live.update(r.stream, |out| {
+                    if r.timed {
+                        time_lines(out, kept, at);
+                    }
+                    out.bytes.extend_from_slice(kept);
+                    out.truncated |= cut;
+                });
+                r.kept += kept.len();
+                r.truncated |= cut;
             }
-            r.out.bytes.extend_from_slice(kept);
             continue;
         }
         if n == 0 {

@@ -63,7 +63,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use config::{
-    CancelFlag, Captured, Limits, MAX_TIMED_LINES, RunOutcome, RunRequest, SandboxConfig,
+    CancelFlag, Captured, Gained, Limits, LiveOutput, MAX_TIMED_LINES, RunOutcome, RunRequest,
+    SandboxConfig,
 };
 pub use error::SandboxError;
 pub use layers::{Layers, MemoryCgroup};
@@ -191,14 +192,33 @@ impl Sandbox {
     /// cancellation); `Err` when it could not be started or sandbox setup
     /// failed for this run.
     pub async fn run(&self, req: RunRequest) -> Result<RunOutcome, SandboxError> {
+        self.run_live(req, LiveOutput::new()).await
+    }
+
+    /// [`Sandbox::run`], with what the program writes readable in `live`
+    /// while it runs.
+    pub async fn run_live(
+        &self,
+        req: RunRequest,
+        live: LiveOutput,
+    ) -> Result<RunOutcome, SandboxError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.run_blocking(req))
+        tokio::task::spawn_blocking(move || this.run_blocking_live(req, live))
             .await
             .map_err(|e| SandboxError::Spawn(format!("the run's thread failed: {e}")))?
     }
 
     /// The synchronous form of [`Sandbox::run`] (blocks the calling thread).
     pub fn run_blocking(&self, req: RunRequest) -> Result<RunOutcome, SandboxError> {
+        self.run_blocking_live(req, LiveOutput::new())
+    }
+
+    /// The synchronous form of [`Sandbox::run_live`].
+    pub fn run_blocking_live(
+        &self,
+        req: RunRequest,
+        live: LiveOutput,
+    ) -> Result<RunOutcome, SandboxError> {
         let script = std::path::absolute(&req.script)?;
         if !script.is_file() {
             return Err(SandboxError::Spawn(format!(
@@ -229,6 +249,7 @@ impl Sandbox {
             &req.limits,
             req.input,
             &req.cancel,
+            live,
         )
     }
 
@@ -244,6 +265,7 @@ impl Sandbox {
         limits: &Limits,
         input: Vec<u8>,
         cancel: &CancelFlag,
+        live: LiveOutput,
     ) -> Result<RunOutcome, SandboxError> {
         let cfg = &self.inner.config;
         // Before the process exists, so it can enter the group before it
@@ -326,7 +348,7 @@ impl Sandbox {
                 limits.workspace_entries,
             )
         });
-        process::run(launch, pipes, input, limits, cancel, quota, group)
+        process::run(launch, pipes, input, limits, cancel, quota, group, live)
     }
 }
 

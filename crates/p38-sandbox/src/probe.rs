@@ -94,6 +94,7 @@ pub(crate) fn run_probe(sandbox: &Sandbox) -> Result<(), SandboxError> {
             &limits,
             Vec::new(),
             &CancelFlag::new(),
+            crate::config::LiveOutput::new(),
         )
         .map_err(|e| SandboxError::Unavailable(explain(&e.to_string())))?;
     if outcome.exit_code == Some(0) {

@@ -18,7 +18,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{self, RunGroup};
-use crate::config::{CancelFlag, Captured, Limits, RunOutcome};
+use crate::config::{CancelFlag, Captured, Limits, LiveOutput, RunOutcome};
 use crate::error::SandboxError;
 use crate::iopump;
 
@@ -99,6 +99,7 @@ use crate::watchdog::{self, END_CANCEL, END_MEMORY, END_NONE, END_TIMEOUT, END_W
 
 /// Runs to completion. Returns `Err` only when the process could not be
 /// started or the init shim / bubblewrap reported a setup failure.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run(
     launch: Launch,
     pipes: Pipes,
@@ -107,6 +108,7 @@ pub(crate) fn run(
     cancel: &CancelFlag,
     quota: Option<Quota>,
     group: Option<RunGroup>,
+    live: LiveOutput,
 ) -> Result<RunOutcome, SandboxError> {
     // A run cancelled before it started (its task was cancelled, or its
     // agent deleted, while the worker was loading it) never starts. A
@@ -183,6 +185,7 @@ pub(crate) fn run(
         limits.reply_bytes,
         exited.clone(),
         start,
+        live,
     );
     let io_thread = match io_thread {
         Ok(t) => t,

@@ -12,7 +12,9 @@ use p38_core::agent::AgentId;
 use p38_core::audit::NewAudit;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::TaskStore;
-use p38_core::task::{NewTask, Task, TaskId, TaskOutcome, TaskStatus, TaskSummary, Trigger};
+use p38_core::task::{
+    NewTask, Task, TaskId, TaskOutcome, TaskOutput, TaskStatus, TaskSummary, Trigger,
+};
 use p38_core::time::{Timestamp, from_millis, now, to_millis};
 use p38_core::{Error, Result};
 
@@ -173,14 +175,14 @@ impl TaskStore for SqlStore {
         }
         let sql = match self.backend {
             Backend::Postgres => concat!(
-                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
+                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3, stdout = NULL, stderr = NULL, logs = NULL ",
                 "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
                 per_agent_limit!(),
                 "ORDER BY t.scheduled_at, t.id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
                 task_cols!()
             ),
             Backend::Sqlite => concat!(
-                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3 ",
+                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3, stdout = NULL, stderr = NULL, logs = NULL ",
                 "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
                 per_agent_limit!(),
                 "ORDER BY t.scheduled_at, t.id LIMIT $4) RETURNING ",
@@ -308,6 +310,23 @@ impl TaskStore for SqlStore {
         Ok(true)
     }
 
+    async fn save_output(&self, id: TaskId, worker: &str, o: TaskOutput) -> Result<bool> {
+        // One statement, whose size is bounded by the caps the output
+        // already has; a task that ended otherwise is left as it is.
+        let done = sqlx::query(
+            "UPDATE tasks SET stdout = $3, stderr = $4, logs = $5 WHERE id = $1 AND worker = $2 AND status IN ('running', 'cancelled')",
+        )
+        .bind(id)
+        .bind(worker)
+        .bind(without_nul(o.stdout))
+        .bind(without_nul(o.stderr))
+        .bind(to_json(&o.logs))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn complete_noops(&self, worker: &str, ids: &[TaskId]) -> Result<u64> {
         if ids.is_empty() {
             return Ok(0);
@@ -345,7 +364,7 @@ impl TaskStore for SqlStore {
         .await
         .map_err(db_err)?;
         let done = sqlx::query(
-            "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, attempt = attempt + 1 WHERE status = 'running' AND lease_until < $1",
+            "UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, attempt = attempt + 1, stdout = NULL, stderr = NULL, logs = NULL WHERE status = 'running' AND lease_until < $1",
         )
         .bind(t)
         .execute(&self.pool)
@@ -357,7 +376,7 @@ impl TaskStore for SqlStore {
     async fn release(&self, worker: &str, ids: &[TaskId]) -> Result<u64> {
         let mut n = 0;
         for &id in ids {
-            let done = sqlx::query("UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, started_at = NULL WHERE id = $1 AND worker = $2 AND status = 'running'")
+            let done = sqlx::query("UPDATE tasks SET status = 'queued', worker = NULL, lease_until = NULL, started_at = NULL, stdout = NULL, stderr = NULL, logs = NULL WHERE id = $1 AND worker = $2 AND status = 'running'")
                 .bind(id)
                 .bind(worker)
                 .execute(&self.pool)

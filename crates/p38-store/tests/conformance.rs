@@ -14,7 +14,7 @@ use p38_core::store::{
     AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
     TokenStore,
 };
-use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskStatus, Trigger};
+use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskOutput, TaskStatus, Trigger};
 use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
@@ -786,6 +786,71 @@ async fn a_failure_with_retry_at_queues_the_retry_atomically() {
                 .len(),
             1
         );
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn output_is_saved_while_running_and_after_a_cancel_only_by_its_worker() {
+    for b in backends("live").await {
+        let s = &b.store;
+        let a = s.create_agent(new_agent("live"), audit("c")).await.unwrap();
+        let t = s.enqueue(new_task(a.id), None).await.unwrap();
+        let out = |text: &str| TaskOutput {
+            stdout: text.into(),
+            stderr: format!("err {text}"),
+            logs: serde_json::json!([{"level": "info", "message": text}]),
+        };
+        assert!(
+            !s.save_output(t.id, "w1", out("queued")).await.unwrap(),
+            "{}: nothing runs yet",
+            b.name
+        );
+        s.claim("w1", 1, Duration::from_secs(30)).await.unwrap();
+        assert!(s.save_output(t.id, "w1", out("one\0")).await.unwrap());
+        assert!(!s.save_output(t.id, "w2", out("other")).await.unwrap());
+        let got = s.get_task(t.id).await.unwrap().unwrap();
+        assert_eq!(got.status, TaskStatus::Running);
+        assert_eq!(got.stdout.as_deref(), Some("one\u{FFFD}"), "{}", b.name);
+        assert_eq!(got.stderr.as_deref(), Some("err one\u{FFFD}"));
+        assert_eq!(got.logs.unwrap()[0]["message"], "one\u{0}");
+
+        // Cancelled by a user: the run's worker still stores what it wrote
+        // up to the cancel; the outcome itself is refused.
+        s.cancel_task(t.id, audit("task.cancel")).await.unwrap();
+        assert!(
+            s.save_output(t.id, "w1", out("until the cancel"))
+                .await
+                .unwrap()
+        );
+        let cancelled = TaskOutcome {
+            status: Some(TaskStatus::Cancelled),
+            ..Default::default()
+        };
+        assert!(!s.complete(t.id, "w1", cancelled).await.unwrap());
+        let got = s.get_task(t.id).await.unwrap().unwrap();
+        assert_eq!(got.status, TaskStatus::Cancelled);
+        assert_eq!(got.stdout.as_deref(), Some("until the cancel"));
+        assert_eq!(got.error.as_deref(), Some("cancelled by user"));
+
+        // A finished task keeps its outcome; a released one drops what its
+        // run wrote, and the next claim starts with no output.
+        let t2 = s.enqueue(new_task(a.id), None).await.unwrap();
+        s.claim("w1", 1, Duration::from_secs(30)).await.unwrap();
+        assert!(s.save_output(t2.id, "w1", out("first run")).await.unwrap());
+        s.release("w1", &[t2.id]).await.unwrap();
+        assert!(!s.save_output(t2.id, "w1", out("late")).await.unwrap());
+        let claimed = s.claim("w2", 1, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(claimed[0].stdout, None, "{}", b.name);
+        let done = TaskOutcome {
+            status: Some(TaskStatus::Succeeded),
+            stdout: Some("final".into()),
+            ..Default::default()
+        };
+        assert!(s.complete(t2.id, "w2", done).await.unwrap());
+        assert!(!s.save_output(t2.id, "w2", out("late")).await.unwrap());
+        let got = s.get_task(t2.id).await.unwrap().unwrap();
+        assert_eq!(got.stdout.as_deref(), Some("final"));
         cleanup(b).await;
     }
 }

@@ -293,6 +293,14 @@ def error_of(exc, code):
 def main():
     """Run the agent once and report."""
     main_pid = os.getpid()
+    # Each line reaches the host as it is printed (Python buffers a pipe
+    # in blocks, and -I ignores PYTHONUNBUFFERED): the task shows it while
+    # the run goes on, and a run that is stopped keeps it.
+    try:
+        sys.stdout.reconfigure(line_buffering=True)
+        sys.stderr.reconfigure(line_buffering=True)
+    except (AttributeError, ValueError):
+        pass
     reply = {"ok": False}
     ctx = None
     code = None
