@@ -7,10 +7,11 @@
 //! cargo bench -p p38-cli --bench sandbox -- api 200    # POST execute to finished task
 //! ```
 //!
-//! `overhead` interleaves four kinds of run so machine noise hits them
+//! `overhead` interleaves five kinds of run so machine noise hits them
 //! alike: bare `python3 -c pass`; bubblewrap alone (its namespaces and a
 //! minimal mount table around `python3 -c pass`); a sandbox run of an empty file (bwrap,
-//! the init shim, Python; no runner); and a full executor run of
+//! the init shim `p38-init`, Python; no runner), and the same with the whole
+//! `p38` binary as the shim; and a full executor run of
 //! `def run(ctx): return {"ok": True}` (runner, JSON in and out, masking).
 //! `api` starts a real `p38 up` on SQLite and times POST
 //! /api/agents/{id}/execute, then GET /api/tasks/{id}?wait=30, which
@@ -90,11 +91,17 @@ fn row(name: &str, s: &Stats, bare: &Stats) {
 /// bare-Python statistics, the baseline for the API measurement.
 async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
     let dir = tempfile::tempdir().unwrap();
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_p38"));
     let (py, prefix) = p38_runtime::resolve_python(Some(python)).unwrap();
+    // As `p38 up` does: the small p38-init as the shim. The same sandbox
+    // with the whole p38 binary as its shim shows what that choice saves.
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_p38-init"));
+    let mut sc = SandboxConfig::new(py.clone(), vec![init.into_os_string()]);
+    sc.python_prefix = prefix.clone();
+    let sandbox = Sandbox::new(sc).expect("sandbox available");
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_p38"));
     let mut sc = SandboxConfig::new(py, vec![exe.into_os_string(), "__sandbox-init".into()]);
     sc.python_prefix = prefix;
-    let sandbox = Sandbox::new(sc).expect("sandbox available");
+    let big_init = Sandbox::new(sc).expect("sandbox available");
     let cfg = RuntimeConfig::new(dir.path());
     let exec = Executor::new(
         sandbox.clone(),
@@ -111,6 +118,7 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
     let bwrap = p38_sandbox::find_bubblewrap(std::path::Path::new("bwrap")).unwrap();
     let (mut bare, mut sandboxed, mut full) = (Vec::new(), Vec::new(), Vec::new());
     let mut namespaces = Vec::new();
+    let mut big = Vec::new();
     // Warm-up: page caches, the first namespace set-up.
     for i in 0..(runs + 10) {
         let t = Instant::now();
@@ -162,6 +170,22 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
         assert_eq!(out.exit_code, Some(0), "{out:?}");
         let s = t.elapsed();
 
+        let t = Instant::now();
+        let out = big_init
+            .run(RunRequest {
+                script: empty.clone(),
+                input: b"{}".to_vec(),
+                workspace: ws.clone(),
+                network: false,
+                limits: Limits::default(),
+                cancel: CancelFlag::new(),
+                run_as: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.exit_code, Some(0), "{out:?}");
+        let g = t.elapsed();
+
         let job = Job {
             code: AGENT.into(),
             facts: RunFacts {
@@ -182,6 +206,7 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
         if i >= 10 {
             bare.push(ms(b));
             namespaces.push(ms(n));
+            big.push(ms(g));
             sandboxed.push(ms(s));
             full.push(ms(f));
         }
@@ -206,6 +231,7 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
             &stats(sandboxed),
             &bare,
         );
+        row("same, the whole p38 binary as the shim", &stats(big), &bare);
         row("executor: run(ctx) -> {\"ok\": True}", &stats(full), &bare);
     }
     bare

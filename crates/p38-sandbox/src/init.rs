@@ -56,6 +56,10 @@ static STATUS: AtomicI32 = AtomicI32::new(-1);
 /// The subcommand word the `p38` binary dispatches on; tolerated (skipped)
 /// as the first argument of [`main`].
 pub const SUBCOMMAND: &str = "__sandbox-init";
+/// The id of the sources this shim was built from (see build.rs).
+pub const BUILD_ID: &str = env!("P38_SANDBOX_BUILD_ID");
+/// The argument that makes [`main`] print [`BUILD_ID`] and exit.
+pub const BUILD_ID_ARG: &str = "--build-id";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -80,6 +84,10 @@ pub fn main(args: &[OsString]) -> ! {
         Some(first) if first == SUBCOMMAND => &args[1..],
         _ => args,
     };
+    if args.len() == 1 && args[0] == BUILD_ID_ARG {
+        println!("{BUILD_ID}");
+        std::process::exit(0);
+    }
     match run(args) {
         Ok(()) => std::process::exit(0),
         Err(msg) => fail(&msg),
