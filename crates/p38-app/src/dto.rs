@@ -107,6 +107,10 @@ pub struct AgentView {
     /// `GET /api/agents/{id}`; listings leave it out to stay one query).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationCost>,
+    /// Warnings of the static checks over the code just given (only in the
+    /// answer to the create or change that gave it; errors refuse the code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<p38_core::finding::CodeFinding>>,
 }
 
 /// The answer to deleting an agent.

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod finding;
 pub mod generation;
 pub mod host;
 pub mod page;

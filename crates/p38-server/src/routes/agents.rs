@@ -1,7 +1,7 @@
 //! `/api/agents`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -16,7 +16,7 @@ use p38_core::task::{Task, TaskStatus, TaskSummary};
 use super::PageQuery;
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, OptionalApiJson};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -60,7 +60,7 @@ async fn create_agent(
     ApiJson(req): ApiJson<CreateAgent>,
 ) -> ApiResult<Response> {
     if req.code.is_none() && !req.description.trim().is_empty() {
-        let g = s.app.start_generation(&who, &req.description).await?;
+        let g = s.app.start_generation(&who, req).await?;
         return Ok((StatusCode::ACCEPTED, Json(g)).into_response());
     }
     Ok((
@@ -76,7 +76,7 @@ async fn create_agent(
 async fn get_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.app.get_agent(&who, &id).await?))
 }
@@ -88,7 +88,7 @@ async fn get_agent(
 async fn update_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateAgent>,
 ) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.app.update_agent(&who, &id, req).await?))
@@ -112,7 +112,7 @@ struct DeleteAgentQuery {
 async fn delete_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteAgentQuery>,
 ) -> ApiResult<Json<DeletedAgent>> {
     Ok(Json(s.app.delete_agent(&who, &id, q.keep_workspace).await?))
@@ -124,7 +124,7 @@ async fn delete_agent(
 async fn list_versions(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<AgentVersion>>> {
     Ok(Json(s.app.agent_versions(&who, &id).await?))
 }
@@ -135,7 +135,7 @@ async fn list_versions(
 async fn get_state(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentState>> {
     Ok(Json(s.app.agent_state(&who, &id).await?))
 }
@@ -147,7 +147,7 @@ async fn get_state(
 async fn execute_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     Ok((
         StatusCode::ACCEPTED,
@@ -161,7 +161,7 @@ async fn execute_agent(
 async fn list_agent_tasks(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<TaskSummary>>> {
     let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
@@ -180,16 +180,12 @@ async fn list_agent_tasks(
 async fn approve_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath<String>,
+    OptionalApiJson(req): OptionalApiJson<Approve>,
 ) -> ApiResult<Json<AgentView>> {
     // The body is optional: `{"version": N}` approves only the version the
     // approver reviewed.
-    let req: Approve = if body.iter().all(u8::is_ascii_whitespace) {
-        Approve::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let req = req.unwrap_or_default();
     Ok(Json(s.app.approve_agent(&who, &id, req.version).await?))
 }
 

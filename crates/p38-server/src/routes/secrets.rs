@@ -1,7 +1,7 @@
 //! `/api/secrets` (admin): values go in, never come out.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,7 +12,7 @@ use p38_core::store::SecretMeta;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{ApiJson, ApiPath, Auth};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -45,7 +45,7 @@ async fn list_secrets(
 async fn put_secret(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     req: Result<ApiJson<PutSecret>, crate::error::ApiError>,
 ) -> ApiResult<Json<SecretMeta>> {
     // serde's messages quote the offending value; for a secret that value
@@ -66,7 +66,7 @@ async fn put_secret(
 async fn delete_secret(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.app.delete_secret(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,7 +1,7 @@
 //! `/api/tasks`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +17,7 @@ use p38_core::task::Task;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, Auth, parse_id};
+use crate::extract::{ApiPath, ApiQuery, Auth, parse_id};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -44,7 +44,7 @@ struct WaitQuery {
 async fn get_task(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
     let id = parse_id("task", &id)?;
@@ -69,7 +69,7 @@ async fn get_task(
 async fn retry_task(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     Ok((
         StatusCode::ACCEPTED,
@@ -84,7 +84,7 @@ async fn retry_task(
 async fn cancel_task(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Task>> {
     Ok(Json(s.app.cancel_task(&who, parse_id("task", &id)?).await?))
 }
