@@ -199,7 +199,7 @@ impl App {
                 "a written agent always waits for approval; leave status out",
             ));
         }
-        let name = match req.name.trim() {
+        let name = match req.name.as_str() {
             "" => None,
             n => {
                 validate_name(n)?;

@@ -54,11 +54,13 @@ impl App {
     /// Creates a token and returns it once.
     pub async fn create_token(&self, who: &Principal, req: CreateToken) -> Result<CreatedToken> {
         who.require(Scope::Admin)?;
+        // As the schema says: at most 64 characters as given, not only
+        // spaces; kept without the spaces around it.
         let name = req.name.trim();
-        if name.is_empty() || name.len() > 64 {
+        if name.is_empty() || req.name.chars().count() > 64 {
             return Err(Error::validation(
                 "name",
-                "token name must be 1 to 64 characters",
+                "token name must be 1 to 64 characters, not only spaces",
             ));
         }
         let token = new_token();

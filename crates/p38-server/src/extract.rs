@@ -45,7 +45,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An optional JSON request body: none, or only whitespace, is `None`.
+/// An optional JSON request body: none, only whitespace, or `null` is
+/// `None`.
 pub struct OptionalApiJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> {
@@ -56,8 +57,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> 
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalApiJson(None));
         }
-        parse_json(&bytes)
-            .map(|v| OptionalApiJson(Some(v)))
+        parse_json::<Option<T>>(&bytes)
+            .map(OptionalApiJson)
             .map_err(ApiError)
     }
 }

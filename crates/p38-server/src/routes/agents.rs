@@ -13,7 +13,7 @@ use p38_core::generation::Generation;
 use p38_core::page::{Page, PageRequest};
 use p38_core::task::{Task, TaskStatus, TaskSummary};
 
-use super::PageQuery;
+use super::{AgentPageQuery, TaskPageQuery};
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, OptionalApiJson};
@@ -30,12 +30,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Agents, newest first.
-#[utoipa::path(get, path = "/api/agents", tag = "agents", params(PageQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(AgentPageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<AgentView>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_agents(
     State(s): State<AppState>,
     Auth(who): Auth,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<AgentPageQuery>,
 ) -> ApiResult<Json<Page<AgentView>>> {
     let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
     let status = q
@@ -156,13 +156,13 @@ async fn execute_agent(
 }
 
 /// An agent's tasks, newest first, cursor-paginated: captured output is left out and the result and error are cut to 500 characters (`GET /api/tasks/{id}` has the whole task).
-#[utoipa::path(get, path = "/api/agents/{id}/tasks", tag = "tasks", params(("id" = String, Path, description = "Agent id or name"), PageQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/agents/{id}/tasks", tag = "tasks", params(("id" = String, Path, description = "Agent id or name"), TaskPageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<TaskSummary>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_agent_tasks(
     State(s): State<AppState>,
     Auth(who): Auth,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<TaskPageQuery>,
 ) -> ApiResult<Json<Page<TaskSummary>>> {
     let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
     let status = q
@@ -174,7 +174,7 @@ async fn list_agent_tasks(
 }
 
 /// Approves an agent waiting for approval (operator): it becomes active and its schedule starts.
-#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", request_body(content = Option<Approve>, description = "Optional: the version that was reviewed"), params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", request_body(content = Option<Approve>, description = "Optional (none, or null, approves what is there now): the version that was reviewed"), params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
     responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Agent not waiting for approval", body = ErrorBody)))]
 async fn approve_agent(
@@ -195,5 +195,6 @@ async fn approve_agent(
 pub(crate) struct Approve {
     /// The code version that was reviewed; a newer one is a conflict.
     #[serde(default)]
+    #[schema(minimum = 1)]
     version: Option<i64>,
 }

@@ -17,7 +17,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 
 /// A generation: stage, iteration, findings and cost so far; when done,
 /// the report of every iteration and the agent it produced.
-#[utoipa::path(get, path = "/api/generations/{id}", tag = "agents", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/generations/{id}", tag = "agents", params(("id" = i64, Path, minimum = 1, description = "A positive whole number")), security(("bearer" = [])),
     responses((status = 200, body = Generation), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_generation(
     State(s): State<AppState>,

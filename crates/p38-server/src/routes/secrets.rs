@@ -26,6 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutSecret {
     /// The value (at least 4 characters). Never returned by any route.
+    #[schema(min_length = 4)]
     value: String,
 }
 
@@ -40,7 +41,7 @@ async fn list_secrets(
 }
 
 /// Sets a secret in the local encrypted backend.
-#[utoipa::path(put, path = "/api/secrets/{name}", tag = "secrets", request_body = PutSecret, params(("name" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/secrets/{name}", tag = "secrets", request_body = PutSecret, params(("name" = String, Path, pattern = "^[A-Z][A-Z0-9_]{0,63}$", description = "Upper-case letters, digits and _, starting with a letter")), security(("bearer" = [])),
     responses((status = 200, body = SecretMeta), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn put_secret(
     State(s): State<AppState>,
@@ -61,7 +62,7 @@ async fn put_secret(
 }
 
 /// Deletes a secret from the local backend.
-#[utoipa::path(delete, path = "/api/secrets/{name}", tag = "secrets", params(("name" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/secrets/{name}", tag = "secrets", params(("name" = String, Path, pattern = "^[A-Z][A-Z0-9_]{0,63}$", description = "Upper-case letters, digits and _, starting with a letter")), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_secret(
     State(s): State<AppState>,

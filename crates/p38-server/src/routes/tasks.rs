@@ -39,7 +39,7 @@ struct WaitQuery {
 
 /// One task with its result, output, logs and resource use; with `wait`,
 /// once it has ended (or when the wait is over).
-#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path), WaitQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, minimum = 1, description = "A positive whole number"), WaitQuery), security(("bearer" = [])),
     responses((status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_task(
     State(s): State<AppState>,
@@ -63,7 +63,7 @@ async fn get_task(
 }
 
 /// Queues a new attempt of a finished task (operator).
-#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = i64, Path, minimum = 1, description = "A positive whole number")), security(("bearer" = [])),
     responses((status = 202, body = Task), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Task still queued or running", body = ErrorBody)))]
 async fn retry_task(
@@ -78,7 +78,7 @@ async fn retry_task(
 }
 
 /// Cancels a queued or running task (operator); a running one is stopped.
-#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path, minimum = 1, description = "A positive whole number")), security(("bearer" = [])),
     responses((status = 200, body = Task), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Task already ended", body = ErrorBody)))]
 async fn cancel_task(

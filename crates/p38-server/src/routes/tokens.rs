@@ -41,7 +41,7 @@ async fn create_token(
 }
 
 /// Revokes a token.
-#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens", params(("id" = i64, Path, minimum = 1, description = "A positive whole number")), security(("bearer" = [])),
     responses((status = 200, body = ApiToken), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_token(
     State(s): State<AppState>,
