@@ -29,6 +29,15 @@ else
     status=1
   fi
 fi
+# The OpenAPI document held to the server by schemathesis.
+if [ "${CI:-}" = "true" ] || command -v schemathesis >/dev/null 2>&1; then
+  echo "== schemathesis against /openapi.json =="
+  scripts/schemathesis.sh 2>&1 | tee -a "$log"
+  st_status=${PIPESTATUS[0]}
+  [ "$st_status" -eq 0 ] || status=1
+else
+  echo "SKIP schemathesis against /openapi.json: schemathesis is not installed (pip install schemathesis)" >>"$P38_SKIP_LOG"
+fi
 set -e
 skipped=$(wc -l <"$P38_SKIP_LOG")
 sed 's/^/skipped: /' "$P38_SKIP_LOG" | sort | uniq -c

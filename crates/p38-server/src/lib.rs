@@ -46,8 +46,8 @@ impl Default for HttpConfig {
     }
 }
 
-/// The whole API as one router.
-pub fn router(app: App, http: &HttpConfig) -> Router {
+/// The routes and the OpenAPI document generated from them.
+fn routes_and_document() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(routes::health::routes())
         .merge(routes::agents::routes())
@@ -57,7 +57,17 @@ pub fn router(app: App, http: &HttpConfig) -> Router {
         .merge(routes::secrets::routes())
         .merge(routes::generations::routes())
         .split_for_parts();
-    let doc = openapi::finish(doc);
+    (api, openapi::finish(doc))
+}
+
+/// The OpenAPI document `GET /openapi.json` serves, without a server.
+pub fn openapi_document() -> serde_json::Value {
+    serde_json::to_value(routes_and_document().1).unwrap_or_default()
+}
+
+/// The whole API as one router.
+pub fn router(app: App, http: &HttpConfig) -> Router {
+    let (api, doc) = routes_and_document();
     api.route(
         "/openapi.json",
         axum::routing::get(move || std::future::ready(axum::Json(doc.clone()))),
