@@ -19,7 +19,7 @@ status=${PIPESTATUS[0]}
 # The HTTP API and CLI suites once more, with the server on PostgreSQL.
 if [ -n "${P38_TEST_DATABASE_URL:-}" ]; then
   echo "== the API and CLI end-to-end suites again, on PostgreSQL =="
-  P38_E2E_BACKEND=postgres cargo test -p p38-cli --test api --test cli --no-fail-fast "$@" 2>&1 | tee -a "$log"
+  P38_E2E_BACKEND=postgres cargo test -p p38-cli --test api --test cli --test contract --no-fail-fast "$@" 2>&1 | tee -a "$log"
   pg_status=${PIPESTATUS[0]}
   [ "$status" -ne 0 ] || status=$pg_status
 else
