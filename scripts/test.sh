@@ -19,7 +19,7 @@ status=${PIPESTATUS[0]}
 # The HTTP API and CLI suites once more, with the server on PostgreSQL.
 if [ -n "${P38_TEST_DATABASE_URL:-}" ]; then
   echo "== the API and CLI end-to-end suites again, on PostgreSQL =="
-  P38_E2E_BACKEND=postgres cargo test -p p38-cli --test api --test cli --no-fail-fast "$@" 2>&1 | tee -a "$log"
+  P38_E2E_BACKEND=postgres cargo test -p p38-cli --test api --test cli --test contract --no-fail-fast "$@" 2>&1 | tee -a "$log"
   pg_status=${PIPESTATUS[0]}
   [ "$status" -ne 0 ] || status=$pg_status
 else
@@ -28,6 +28,15 @@ else
     echo "test.sh: CI=true but P38_TEST_DATABASE_URL is not set" >&2
     status=1
   fi
+fi
+# The OpenAPI document held to the server by schemathesis.
+if [ "${CI:-}" = "true" ] || command -v schemathesis >/dev/null 2>&1; then
+  echo "== schemathesis against /openapi.json =="
+  scripts/schemathesis.sh 2>&1 | tee -a "$log"
+  st_status=${PIPESTATUS[0]}
+  [ "$st_status" -eq 0 ] || status=1
+else
+  echo "SKIP schemathesis against /openapi.json: schemathesis is not installed (pip install schemathesis)" >>"$P38_SKIP_LOG"
 fi
 set -e
 skipped=$(wc -l <"$P38_SKIP_LOG")

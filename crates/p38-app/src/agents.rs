@@ -7,6 +7,7 @@ use p38_core::agent::{
 use p38_core::approval::{Approval, Covered};
 use p38_core::audit::NewAudit;
 use p38_core::auth::{Principal, Scope};
+use p38_core::finding::CodeFinding;
 use p38_core::page::{Page, PageRequest};
 use p38_core::schedule::Schedule;
 use p38_core::task::{NewTask, Task, TaskKind, Trigger};
@@ -40,6 +41,8 @@ impl App {
         validate_tools(&req.tools)?;
         validate_allow_hosts(&req.allow_hosts)?;
         req.settings.validate()?;
+        // Last, as the costliest: the factory's static stages.
+        let warnings = self.static_checks(&code, req.network).await?;
         let status = self.initial_status(who, req.status)?;
         let next_fire_at = next_fire(schedule.as_deref(), status, &req.settings);
         let new = NewAgent {
@@ -67,7 +70,20 @@ impl App {
             .create_agent(new, audit(who, "agent.create", "", Some(detail)))
             .await?;
         self.signal.schedule_changed();
-        Ok(view(agent))
+        Ok(with_warnings(view(agent), warnings))
+    }
+
+    /// Runs the static checks (when configured) over code given through
+    /// the API: errors refuse it, warnings are returned.
+    async fn static_checks(&self, code: &str, network: bool) -> Result<Vec<CodeFinding>> {
+        let Some(checker) = &self.code_checker else {
+            return Ok(Vec::new());
+        };
+        let findings = checker.check(code, network).await;
+        if findings.iter().any(CodeFinding::is_error) {
+            return Err(Error::CodeRejected { findings });
+        }
+        Ok(findings)
     }
 
     /// Finds an agent by id or by name.
@@ -178,6 +194,15 @@ impl App {
             None => None,
             Some(s) => Some(normalise_schedule(s)?),
         };
+        // New code, or a new network permission for the old code, passes
+        // the static checks again (network use is judged against it).
+        let warnings = if req.code.is_some() || req.network.is_some() {
+            let code = req.code.as_deref().unwrap_or(&agent.code);
+            self.static_checks(code, req.network.unwrap_or(agent.network))
+                .await?
+        } else {
+            Vec::new()
+        };
         // A change of what the approval covers withdraws the approval: the
         // agent waits for a human again (or is approved at once when the
         // opt-in auto-approval applies: no network, hosts, secrets or tools).
@@ -283,7 +308,7 @@ impl App {
         if timing_changed {
             self.signal.schedule_changed();
         }
-        Ok(view(updated))
+        Ok(with_warnings(view(updated), warnings))
     }
 
     /// Approves an agent waiting for approval (operator): it becomes active
@@ -551,7 +576,7 @@ impl App {
         Ok(())
     }
 
-    fn check_config(&self, c: &serde_json::Value) -> Result<()> {
+    pub(crate) fn check_config(&self, c: &serde_json::Value) -> Result<()> {
         if !c.is_object() {
             return Err(Error::validation("config", "config must be a JSON object"));
         }
@@ -582,13 +607,14 @@ fn next_fire(
     sched.next_after(now(), settings.tz())
 }
 
-/// Checks a schedule and stores it trimmed; empty strings mean "none".
-fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
+/// Checks a schedule (one that never fires is refused) and stores it
+/// trimmed; empty strings mean "none".
+pub(crate) fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
     match s.map(|s| s.trim().to_string()) {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
         Some(s) => {
-            Schedule::parse(&s)?;
+            Schedule::parse_new(&s)?;
             Ok(Some(s))
         }
     }
@@ -687,6 +713,15 @@ pub fn view(agent: Agent) -> AgentView {
         agent,
         next_runs,
         generation: None,
+        warnings: None,
+    }
+}
+
+/// The view with the warnings of the static checks of the code just given.
+fn with_warnings(v: AgentView, warnings: Vec<CodeFinding>) -> AgentView {
+    AgentView {
+        warnings: (!warnings.is_empty()).then_some(warnings),
+        ..v
     }
 }
 

@@ -12,8 +12,11 @@ use p38_core::auth::{ApiToken, Scope};
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAgent {
-    /// Unique name: letters, digits, `.`, `_`, `-` (generated agents name themselves).
+    /// Unique name: 1 to 64 letters, digits, `.`, `_`, `-`, starting with a
+    /// letter or digit, not all digits (generated agents name themselves
+    /// when it is left out or empty).
     #[serde(default)]
+    #[schema(pattern = "^$|^(?![0-9]+$)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
     /// What the agent does.
     #[serde(default)]
@@ -29,11 +32,13 @@ pub struct CreateAgent {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
-    /// Secret names the agent may read.
+    /// Secret names the agent may read (each once).
     #[serde(default)]
+    #[schema(value_type = Vec<p38_core::agent::SecretName>)]
     pub secrets: Vec<String>,
-    /// Tools the agent may call.
+    /// Tools the agent may call (each once).
     #[serde(default)]
+    #[schema(value_type = Vec<p38_core::agent::ToolName>)]
     pub tools: Vec<String>,
     /// Network permission: `true` (also spelt `"host"`) shares the host's
     /// network; `false` (`"none"`, the default) gives the agent none.
@@ -55,8 +60,9 @@ pub struct CreateAgent {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateAgent {
-    /// New name.
+    /// New name (see `CreateAgent.name`).
     #[serde(default)]
+    #[schema(pattern = "^(?![0-9]+$)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     pub name: Option<String>,
     /// New description.
     #[serde(default)]
@@ -72,11 +78,13 @@ pub struct UpdateAgent {
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
-    /// New secret names.
+    /// New secret names (each once).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<p38_core::agent::SecretName>>)]
     pub secrets: Option<Vec<String>>,
-    /// New tools.
+    /// New tools (each once).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<p38_core::agent::ToolName>>)]
     pub tools: Option<Vec<String>>,
     /// New network permission (`true` or `"host"`, `false` or `"none"`).
     #[serde(default, deserialize_with = "some_network_flag")]
@@ -141,6 +149,10 @@ pub struct AgentView {
     /// `GET /api/agents/{id}`; listings leave it out to stay one query).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub generation: Option<GenerationCost>,
+    /// Warnings of the static checks over the code just given (only in the
+    /// answer to the create or change that gave it; errors refuse the code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings: Option<Vec<p38_core::finding::CodeFinding>>,
 }
 
 /// The answer to deleting an agent.
@@ -173,7 +185,8 @@ pub struct GenerationCost {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
-    /// A label (who or what uses it).
+    /// A label (who or what uses it): 1 to 64 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 64, pattern = "\\S")]
     pub name: String,
     /// What it may do.
     pub scope: Scope,

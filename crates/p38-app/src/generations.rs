@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use p38_core::agent::{AgentSettings, AgentStatus, NewAgent};
+use p38_core::agent::{AgentSettings, AgentStatus, NewAgent, validate_name};
 use p38_core::auth::{Principal, Scope};
-use p38_core::generation::{Generation, GenerationProgress, GenerationStatus};
+use p38_core::generation::{Generation, GenerationOverrides, GenerationProgress, GenerationStatus};
 use p38_core::schedule::Schedule;
 use p38_core::{Error, Result};
 use p38_factory::{
@@ -17,6 +17,7 @@ use p38_secrets::SecretResolver;
 
 use crate::App;
 use crate::agents::audit;
+use crate::dto::CreateAgent;
 
 /// How agents are generated.
 #[derive(Clone)]
@@ -80,7 +81,7 @@ impl Generator {
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
             _ => Err(Error::Unavailable(format!(
-                "no key for the model provider: set {name} (p38 secret set {name}, or the environment variable)"
+                "no key for the model provider on the server: the server reads {name} from its secrets (p38 secret set {name}) or from its own environment (where p38 up or p38 serve runs), not from the CLI's"
             ))),
         }
     }
@@ -118,11 +119,16 @@ impl Generator {
 }
 
 impl App {
-    /// Starts generating an agent from `description` (author or admin); returns at
-    /// once with the generation to follow.
-    pub async fn start_generation(&self, who: &Principal, description: &str) -> Result<Generation> {
+    /// Starts generating an agent from `req.description` (author or admin);
+    /// returns at once with the generation to follow. Every other field is
+    /// checked first, before a model key is looked for: `name`, `schedule`,
+    /// `config` and `settings` win over what the model proposes; the
+    /// permissions (`secrets`, `tools`, `network`) and `status` are the
+    /// model's to propose and a human's to approve, so they are refused here.
+    pub async fn start_generation(&self, who: &Principal, req: CreateAgent) -> Result<Generation> {
         who.require(Scope::Author)?;
-        let description = description.trim();
+        let overrides = self.generation_overrides(&req).await?;
+        let description = req.description.trim();
         if description.is_empty() {
             return Err(Error::validation(
                 "description",
@@ -130,6 +136,16 @@ impl App {
             ));
         }
         self.check_description(description)?;
+        let chars = description.chars().count();
+        if chars > p38_factory::repair::MAX_DESCRIPTION_CHARS {
+            return Err(Error::validation(
+                "description",
+                format!(
+                    "the description has {chars} characters; the factory takes at most {}",
+                    p38_factory::repair::MAX_DESCRIPTION_CHARS
+                ),
+            ));
+        }
         let generator = self.generator.clone().ok_or_else(|| {
             Error::Unavailable(
                 "agent generation is not configured on this server (P38_LLM_PROVIDER)".into(),
@@ -141,6 +157,7 @@ impl App {
             .store
             .create_generation(
                 description,
+                &overrides,
                 &model,
                 &who.actor(),
                 // Held through a lease from the start, so that if this
@@ -153,10 +170,62 @@ impl App {
         let app = self.clone();
         let (id, desc, actor) = (g.id, description.to_string(), who.actor());
         tokio::spawn(async move {
-            app.run_generation(id, factory, desc, actor, Spent::default())
+            app.run_generation(id, factory, desc, overrides, actor, Spent::default())
                 .await
         });
         Ok(g)
+    }
+
+    /// Checks the fields given along with a description and keeps those
+    /// that override the model's proposal.
+    async fn generation_overrides(&self, req: &CreateAgent) -> Result<GenerationOverrides> {
+        let refuse = |field: &str| {
+            Err(Error::validation(
+                field,
+                format!(
+                    "{field} cannot be given with a description alone: the model proposes the permissions and a human approves them; change {field} after the agent is written (PATCH /api/agents/{{id}})"
+                ),
+            ))
+        };
+        if !req.secrets.is_empty() {
+            return refuse("secrets");
+        }
+        if !req.tools.is_empty() {
+            return refuse("tools");
+        }
+        if req.network {
+            return refuse("network");
+        }
+        if req.status.is_some() {
+            return Err(Error::validation(
+                "status",
+                "a written agent always waits for approval; leave status out",
+            ));
+        }
+        let name = match req.name.as_str() {
+            "" => None,
+            n => {
+                validate_name(n)?;
+                if self.store.get_agent_by_name(n).await?.is_some() {
+                    return Err(Error::conflict(
+                        "name",
+                        format!("an agent named {n:?} exists already"),
+                    ));
+                }
+                Some(n.to_string())
+            }
+        };
+        let schedule = crate::agents::normalise_schedule(req.schedule.clone())?;
+        if let Some(c) = &req.config {
+            self.check_config(c)?;
+        }
+        req.settings.validate()?;
+        Ok(GenerationOverrides {
+            name,
+            schedule,
+            config: req.config.clone(),
+            settings: (req.settings != AgentSettings::default()).then(|| req.settings.clone()),
+        })
     }
 
     /// Takes over the generations whose process died (their lease lapsed)
@@ -203,8 +272,15 @@ impl App {
             };
             let app = self.clone();
             tokio::spawn(async move {
-                app.run_generation(g.id, factory, g.description, g.created_by, spent)
-                    .await
+                app.run_generation(
+                    g.id,
+                    factory,
+                    g.description,
+                    g.overrides,
+                    g.created_by,
+                    spent,
+                )
+                .await
             });
             taken += 1;
         }
@@ -225,6 +301,7 @@ impl App {
         id: i64,
         factory: Factory,
         description: String,
+        overrides: GenerationOverrides,
         actor: String,
         spent: Spent,
     ) {
@@ -251,7 +328,7 @@ impl App {
             }
         }));
         tokio::select! {
-            () = self.run_generation_loop(id, factory, description, actor, spent) => {}
+            () = self.run_generation_loop(id, factory, description, overrides, actor, spent) => {}
             Ok(()) = lost_rx => tracing::warn!(generation = id, "another process took this generation over; stopping here"),
         }
         drop(renewer);
@@ -262,6 +339,7 @@ impl App {
         id: i64,
         factory: Factory,
         description: String,
+        overrides: GenerationOverrides,
         actor: String,
         spent: Spent,
     ) {
@@ -350,7 +428,7 @@ impl App {
                     Outcome::Succeeded { spec } => {
                         let clean = g.iterations.last().is_some_and(|i| i.findings.is_empty());
                         match self
-                            .save_generated(id, spec, &description, &actor, clean)
+                            .save_generated(id, spec, &overrides, &description, &actor, clean)
                             .await
                         {
                             Ok(agent_id) => {
@@ -397,11 +475,19 @@ impl App {
         &self,
         generation: i64,
         spec: &p38_factory::AgentSpec,
+        overrides: &GenerationOverrides,
         description: &str,
         actor: &str,
         clean: bool,
     ) -> Result<i64> {
-        let schedule = spec.schedule.clone().filter(|s| Schedule::parse(s).is_ok());
+        // What the user gave wins over what the model proposed.
+        let schedule = match &overrides.schedule {
+            Some(s) => Some(s.clone()),
+            None => spec
+                .schedule
+                .clone()
+                .filter(|s| Schedule::parse_new(s).is_ok()),
+        };
         let harmless = !spec.network && spec.secrets.is_empty() && spec.tools.is_empty();
         let auto = self.config.auto_approve && clean && harmless;
         let status = if auto {
@@ -409,7 +495,11 @@ impl App {
         } else {
             AgentStatus::PendingApproval
         };
-        let settings = AgentSettings::default();
+        let settings = overrides.settings.clone().unwrap_or_default();
+        let config = overrides
+            .config
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
         let next_fire_at = if auto {
             schedule
                 .as_deref()
@@ -423,12 +513,15 @@ impl App {
         } else {
             spec.description.clone()
         };
-        // A name the model picked may be taken: add a number.
-        for n in 1..100 {
+        // A name the model picked may be taken: add a number. A name the
+        // user gave is kept as it is (taken since: the generation fails).
+        let tries = if overrides.name.is_some() { 1 } else { 99 };
+        let base = overrides.name.clone().unwrap_or_else(|| spec.name.clone());
+        for n in 1..=tries {
             let name = if n == 1 {
-                spec.name.clone()
+                base.clone()
             } else {
-                format!("{}-{n}", spec.name)
+                format!("{base}-{n}")
             };
             let new = NewAgent {
                 name: name.clone(),
@@ -436,7 +529,7 @@ impl App {
                 code: spec.code.clone(),
                 status,
                 schedule: schedule.clone(),
-                config: serde_json::json!({}),
+                config: config.clone(),
                 secrets: spec.secrets.clone(),
                 tools: spec.tools.clone(),
                 network: spec.network,
@@ -460,13 +553,13 @@ impl App {
                     self.signal.schedule_changed();
                     return Ok(agent.id);
                 }
-                Err(Error::Conflict { .. }) => continue,
+                Err(Error::Conflict { .. }) if tries > 1 => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(Error::conflict(
             "name",
-            format!("no free name near {:?}", spec.name),
+            format!("no free name near {base:?}"),
         ))
     }
 }

@@ -73,6 +73,9 @@ pub struct App {
     finished: Arc<tokio::sync::Notify>,
     /// Deletes a deleted agent's workspace on this host (none: kept).
     workspaces: Option<Arc<dyn p38_core::workspace::WorkspaceRemover>>,
+    /// The static checks every code given through the API passes (none:
+    /// only the size and `def run(` checks).
+    code_checker: Option<Arc<dyn p38_core::finding::CodeChecker>>,
 }
 
 impl App {
@@ -86,7 +89,16 @@ impl App {
             generator: None,
             finished: Arc::default(),
             workspaces: None,
+            code_checker: None,
         }
+    }
+
+    /// Checks every code given through the API with the factory's static
+    /// stages: errors refuse it (422 with the findings), warnings come
+    /// back with the agent.
+    pub fn with_code_checker(mut self, checker: Arc<dyn p38_core::finding::CodeChecker>) -> App {
+        self.code_checker = Some(checker);
+        self
     }
 
     /// Removes the workspaces of deleted agents (on this host).

@@ -89,11 +89,13 @@ impl App {
     }
 
     async fn issue_token(&self, actor: &str, req: CreateToken) -> Result<CreatedToken> {
+        // As the schema says: at most 64 characters as given, not only
+        // spaces; kept without the spaces around it.
         let name = req.name.trim();
-        if name.is_empty() || name.len() > 64 {
+        if name.is_empty() || req.name.chars().count() > 64 {
             return Err(Error::validation(
                 "name",
-                "token name must be 1 to 64 characters",
+                "token name must be 1 to 64 characters, not only spaces",
             ));
         }
         let expires_at = match req.expires_in_days {

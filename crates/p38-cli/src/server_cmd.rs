@@ -81,7 +81,9 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     .with_secrets(SecretsAdmin {
         cipher: secrets.cipher.clone(),
         chain: secrets.chain.clone(),
-    });
+    })
+    // Code given through the API passes the factory's static stages.
+    .with_code_checker(Arc::new(p38_factory::StaticChecks::default()));
     let app = if api {
         app.with_generator(build_generator(&a, secrets.chain.clone())?)
             // Workspaces live in this host's data folder; a worker on

@@ -390,3 +390,47 @@ async fn an_unpriced_model_is_refused_before_a_generation_starts() {
         "no model call for an unpriced model"
     );
 }
+
+/// `p38 agent create --description ... --name X --schedule S`: what the user
+/// gave wins over what the model proposed (`tesla-watch`, `every 5m`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_and_schedule_given_with_a_description_win_over_the_model() {
+    if !p38_testkit::sandbox_available() {
+        return;
+    }
+    let (_fake, llm) = serve_fake(post(messages)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_up, url, _log) = start_up(&data, &llm, &[]);
+    let (d, u) = (data.clone(), url.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        p38(
+            &u,
+            &d,
+            &[
+                "agent",
+                "create",
+                "--description",
+                "watch tesla",
+                "--name",
+                "my-watch",
+                "--schedule",
+                "every 1h",
+                "--json",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "generation failed: {out}\n{err}");
+    let (d, u) = (data.clone(), url.clone());
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || p38(&u, &d, &["agent", "show", "my-watch", "--json"]))
+            .await
+            .unwrap();
+    assert!(ok, "the agent has the name given: {out}\n{err}");
+    let agent: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(agent["name"], "my-watch");
+    assert_eq!(agent["schedule"], "every 1h");
+    assert_eq!(agent["status"], "pending_approval");
+}

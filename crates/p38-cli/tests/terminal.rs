@@ -219,13 +219,26 @@ fn agent_views_show_control_and_hidden_characters_escaped() {
     let tok = hostile_token(&s);
     let body = json!({
         "name": "hostile",
-        "code": HOSTILE_CODE,
+        "code": OK_CODE,
         "description": format!("{HEBREW} \u{1b}[2K\rinnocent \u{202e}txt.exe \u{200b}\u{85}"),
         "config": {"target": "\u{1b}]52;c;ZXZpbA==\u{07}", "note": "\u{202e}abc"},
         "status": "pending_approval",
     });
-    s.req(Method::POST, "/api/agents", Some(&tok), Some(&body))
-        .expect(201);
+    let id = s
+        .req(Method::POST, "/api/agents", Some(&tok), Some(&body))
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    // The API refuses such code (trojan_source); one stored before that
+    // check existed is still shown safely.
+    s.req(
+        Method::PATCH,
+        "/api/agents/hostile",
+        Some(&tok),
+        Some(&json!({"code": HOSTILE_CODE})),
+    )
+    .assert_error(422, "validation", Some("code"));
+    s.store_code_past_the_api(id, HOSTILE_CODE);
 
     let o = s.cli(&["agent", "show", "hostile"]);
     assert_ok(&o);
@@ -292,9 +305,13 @@ fn agent_views_show_control_and_hidden_characters_escaped() {
 fn task_views_show_agent_output_escaped() {
     let s = Server::start();
     let tok = hostile_token(&s);
-    let body = json!({"name": "noisy", "code": HOSTILE_CODE});
-    s.req(Method::POST, "/api/agents", Some(&tok), Some(&body))
-        .expect(201);
+    let body = json!({"name": "noisy", "code": OK_CODE});
+    let id = s
+        .req(Method::POST, "/api/agents", Some(&tok), Some(&body))
+        .expect(201)["id"]
+        .as_i64()
+        .unwrap();
+    s.store_code_past_the_api(id, HOSTILE_CODE);
     let first = s.execute("noisy")["id"].as_i64().unwrap();
     assert_eq!(s.wait_task(first)["status"], "succeeded");
     let o = s.cli(&["agent", "state", "noisy"]);

@@ -92,41 +92,52 @@ pub const DEFAULT_RESULT_KB: u32 = 1024;
 pub struct AgentSettings {
     /// Wall-clock limit of one run, in seconds (default 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub timeout_seconds: Option<u32>,
     /// CPU time limit of one run, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub cpu_seconds: Option<u32>,
     /// Address-space limit of the agent process, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 16, maximum = 65536)]
     pub memory_mb: Option<u32>,
     /// Largest file the agent may write, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 65536)]
     pub max_file_mb: Option<u32>,
     /// Quota of the agent's workspace, in MiB of disk over all its files
     /// (default 1024); a run that grows it past the quota is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1048576)]
     pub workspace_mb: Option<u32>,
     /// Largest value `run(ctx)` may return, in KiB of JSON (default 1024);
     /// a larger one fails the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 16384)]
     pub max_result_kb: Option<u32>,
     /// Open file descriptors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 16, maximum = 65536)]
     pub open_files: Option<u32>,
     /// Processes and threads the agent may have at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4096)]
     pub processes: Option<u32>,
     /// IANA time zone for cron schedules (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Retries after a failed or timed-out run (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 20)]
     pub max_retries: Option<u32>,
     /// First retry delay in seconds; doubles each attempt (default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 3600)]
     pub retry_base_seconds: Option<u32>,
     /// Runs of this agent that may go at once, across all workers (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 16)]
     pub concurrency: Option<u32>,
     /// What a schedule does after downtime: run once to catch up (default) or skip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,6 +236,35 @@ impl AgentSettings {
         }
         Ok(())
     }
+}
+
+/// A secret name as the schema states it (the check is
+/// [`validate_secret_names`]).
+#[derive(ToSchema)]
+#[schema(pattern = "^[A-Z][A-Z0-9_]{0,63}$")]
+pub struct SecretName(pub String);
+
+/// A tool name as the schema states it (the check is [`validate_tools`]).
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ToolName {
+    /// A headless browser.
+    Browser,
+    /// Files in the workspace.
+    Filesystem,
+    /// Telegram messages.
+    Telegram,
+    /// Outgoing webhooks.
+    Webhook,
+}
+
+/// The pattern of agent names in the schema (the check is [`validate_name`]).
+pub const NAME_PATTERN: &str = "^(?![0-9]+$)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
+
+/// Every time zone `settings.timezone` accepts (IANA names).
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
 }
 
 /// A stored agent.

@@ -51,6 +51,13 @@ pub enum Error {
         /// Which limit was exceeded.
         message: String,
     },
+    /// Agent code that the static checks refuse; `findings` has every
+    /// finding (errors and warnings) with its line and rule.
+    #[error("{}", code_rejected_message(findings))]
+    CodeRejected {
+        /// What the checks found.
+        findings: Vec<crate::finding::CodeFinding>,
+    },
     /// A dependency (database, sandbox) is not available right now.
     #[error("{0}")]
     Unavailable(String),
@@ -93,7 +100,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Malformed(_) => "malformed",
-            Error::Validation { .. } => "validation",
+            Error::Validation { .. } | Error::CodeRejected { .. } => "validation",
             Error::NotFound { .. } => "not_found",
             Error::Conflict { .. } => "conflict",
             Error::Unauthorized(_) => "unauthorized",
@@ -110,7 +117,26 @@ impl Error {
             Error::Validation { field, .. }
             | Error::Conflict { field, .. }
             | Error::TooLarge { field, .. } => field.as_deref(),
+            Error::CodeRejected { .. } => Some("code"),
             _ => None,
         }
     }
+}
+
+/// "code has 2 errors: line 1: syntax_error: ...; line 3: F821: ...".
+fn code_rejected_message(findings: &[crate::finding::CodeFinding]) -> String {
+    let errors: Vec<String> = findings
+        .iter()
+        .filter(|f| f.is_error())
+        .map(|f| match f.line {
+            Some(l) => format!("line {l}: {}: {}", f.rule, f.message),
+            None => format!("{}: {}", f.rule, f.message),
+        })
+        .collect();
+    format!(
+        "the code does not pass the checks ({} error{}): {}; `findings` lists them",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" },
+        errors.join("; ")
+    )
 }

@@ -78,6 +78,28 @@ pub struct Generation {
     pub created_at: DateTime<Utc>,
     /// Last progress.
     pub updated_at: DateTime<Utc>,
+    /// What the user fixed in the request; it wins over what the model
+    /// proposes.
+    pub overrides: GenerationOverrides,
+}
+
+/// The fields of `POST /api/agents` given along with a description: the
+/// saved agent has them instead of what the model proposed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct GenerationOverrides {
+    /// The agent's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Its `ctx.config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub config: Option<serde_json::Value>,
+    /// Its runtime settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::agent::AgentSettings>,
 }
 
 /// Progress of a running generation.

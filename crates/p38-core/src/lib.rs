@@ -12,6 +12,7 @@ pub mod approval;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod finding;
 pub mod generation;
 pub mod host;
 pub mod page;

@@ -58,6 +58,23 @@ impl Schedule {
             })
     }
 
+    /// Parses a schedule given by a user (a new or changed agent) and
+    /// refuses one that never fires (`0 0 30 2 *`, February 30th), which
+    /// [`Schedule::parse`] alone would accept.
+    pub fn parse_new(text: &str) -> Result<Schedule> {
+        let s = Schedule::parse(text)?;
+        if s.next_after(Utc::now(), Tz::UTC).is_none() {
+            return Err(Error::validation(
+                "schedule",
+                format!(
+                    "cron expression {:?} never fires (no date matches it, e.g. February 30th); check the day and month fields",
+                    text.trim()
+                ),
+            ));
+        }
+        Ok(s)
+    }
+
     /// The first firing strictly after `after`, evaluating cron in `tz`.
     /// An interval fires at `after + period`.
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
@@ -162,6 +179,19 @@ mod tests {
             s.next_after(t0, tz).unwrap(),
             Utc.with_ymd_and_hms(2026, 1, 1, 7, 0, 0).unwrap()
         );
+    }
+
+    #[test]
+    fn a_cron_that_never_fires_is_refused() {
+        for never in ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 *"] {
+            assert!(Schedule::parse(never).is_ok(), "{never} parses");
+            let e = Schedule::parse_new(never).unwrap_err();
+            assert_eq!(e.field(), Some("schedule"), "{never}");
+            assert!(e.to_string().contains("never fires"), "{never}: {e}");
+        }
+        for fires in ["0 0 29 2 *", "every 5m", "*/10 * * * * *"] {
+            assert!(Schedule::parse_new(fires).is_ok(), "{fires}");
+        }
     }
 
     #[test]

@@ -226,9 +226,11 @@ pub trait SecretStore: Send + Sync {
 pub trait GenerationStore: Send + Sync {
     /// Records a new generation (stage `queued`), held by `owner` for
     /// `lease` from the start, audited.
+    #[allow(clippy::too_many_arguments)]
     async fn create_generation(
         &self,
         description: &str,
+        overrides: &crate::generation::GenerationOverrides,
         model: &str,
         created_by: &str,
         owner: &str,

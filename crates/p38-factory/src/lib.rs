@@ -58,5 +58,5 @@ pub use providers::{
 pub use repair::{Factory, FailureCause, Generation, Iteration, Outcome, Progress, ProgressStage};
 pub use validate::{
     DryRunOutcome, DryRunner, Finding, Report, RuffCommand, Severity, Stage, StageReport,
-    StageStatus, Validator, ValidatorConfig,
+    StageStatus, StaticChecks, Validator, ValidatorConfig,
 };

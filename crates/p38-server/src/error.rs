@@ -27,6 +27,10 @@ pub struct ErrorDetail {
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// For agent code the static checks refuse: every finding, with its
+    /// line and rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Vec<p38_core::finding::CodeFinding>>,
 }
 
 /// An [`Error`] on its way to becoming a response.
@@ -43,7 +47,7 @@ impl From<Error> for ApiError {
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::Malformed(_) => StatusCode::BAD_REQUEST,
-        Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Validation { .. } | Error::CodeRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -74,6 +78,10 @@ impl IntoResponse for ApiError {
                 code: self.0.code().into(),
                 message,
                 field: self.0.field().map(str::to_string),
+                findings: match &self.0 {
+                    Error::CodeRejected { findings } => Some(findings.clone()),
+                    _ => None,
+                },
             },
         };
         let mut resp = (status, Json(body)).into_response();

@@ -40,19 +40,77 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             )
             .into());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                Error::TooLarge {
-                    field: None,
-                    message:
-                        "request body is larger than the server accepts (see P38_MAX_BODY_BYTES)"
-                            .into(),
-                }
-            } else {
-                Error::Malformed(format!("could not read the request body: {e}"))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(ApiJson).map_err(ApiError)
+    }
+}
+
+/// An optional JSON request body: none, only whitespace, or `null` is
+/// `None`.
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for OptionalApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalApiJson(None));
+        }
+        parse_json::<Option<T>>(&bytes)
+            .map(OptionalApiJson)
+            .map_err(ApiError)
+    }
+}
+
+/// The body's bytes; one larger than the server accepts is a 413 in the
+/// API's shape.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge {
+                field: None,
+                message: "request body is larger than the server accepts (see P38_MAX_BODY_BYTES)"
+                    .into(),
+            }
+        } else {
+            Error::Malformed(format!("could not read the request body: {e}"))
+        }
+    })
+}
+
+/// Path parameters (`{id}`, `{name}`): a segment that is not UTF-8 once
+/// percent-decoded is a 422 naming the parameter, in the API's shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(ApiPath(v)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let (field, message) = match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key } => (
+                        Some(key.clone()),
+                        format!("{key} must be UTF-8 text once percent-decoded"),
+                    ),
+                    ErrorKind::ParseErrorAtKey {
+                        key,
+                        value,
+                        expected_type,
+                    } => (
+                        Some(key.clone()),
+                        api_words(&format!("{key}: {value:?}: expected {expected_type}")),
+                    ),
+                    other => (None, api_words(&other.to_string())),
+                };
+                Err(ApiError(Error::Validation { field, message }))
+            }
+            Err(e) => Err(ApiError(Error::internal(format!("path parameters: {e}")))),
+        }
     }
 }
 

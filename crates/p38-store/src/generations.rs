@@ -18,7 +18,7 @@ use crate::{SqlStore, db_err};
 /// The generation columns every generation query selects.
 macro_rules! generation_cols {
     () => {
-        "id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at"
+        "id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at, overrides"
     };
 }
 
@@ -27,6 +27,7 @@ impl GenerationStore for SqlStore {
     async fn create_generation(
         &self,
         description: &str,
+        overrides: &p38_core::generation::GenerationOverrides,
         model: &str,
         created_by: &str,
         owner: &str,
@@ -36,8 +37,8 @@ impl GenerationStore for SqlStore {
         let mut tx = self.begin().await?;
         let t = to_millis(now());
         let row = sqlx::query(concat!(
-            "INSERT INTO generations (description, status, stage, model, created_by, created_at, updated_at, owner, lease_until) \
-             VALUES ($1, 'running', 'queued', $2, $3, $4, $4, $5, $6) RETURNING ",
+            "INSERT INTO generations (description, status, stage, model, created_by, created_at, updated_at, owner, lease_until, overrides) \
+             VALUES ($1, 'running', 'queued', $2, $3, $4, $4, $5, $6, $7) RETURNING ",
             generation_cols!()
         ))
         .bind(description)
@@ -46,6 +47,7 @@ impl GenerationStore for SqlStore {
         .bind(t)
         .bind(owner)
         .bind(lease_end(lease))
+        .bind(to_json(overrides))
         .fetch_one(&mut *tx)
         .await
         .map_err(db_err)?;

@@ -227,5 +227,6 @@ pub(crate) fn generation(row: &AnyRow) -> Result<p38_core::generation::Generatio
         created_by: get(row, "created_by")?,
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),
+        overrides: json(&get::<String>(row, "overrides")?, "overrides")?,
     })
 }

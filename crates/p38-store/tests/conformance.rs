@@ -974,9 +974,16 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
     for b in backends("gen_lease").await {
         let s = &b.store;
         let lease = Duration::from_millis(300);
+        // What the user fixed along with the description goes with it.
+        let overrides = p38_core::generation::GenerationOverrides {
+            name: Some("tesla".into()),
+            schedule: Some("every 5m".into()),
+            ..Default::default()
+        };
         let g = s
             .create_generation(
                 "watch tesla",
+                &overrides,
                 "m",
                 "admin",
                 "a",
@@ -1016,6 +1023,7 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
             b.name
         );
         assert_eq!(taken[0].description, "watch tesla");
+        assert_eq!(taken[0].overrides, overrides, "{}", b.name);
         assert!(
             !s.renew_generation(g.id, "a", lease).await.unwrap(),
             "{}: the old owner lost it",

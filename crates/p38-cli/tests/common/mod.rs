@@ -208,6 +208,49 @@ impl Resp {
 }
 
 impl Server {
+    /// The database this server uses (SQLite in its data folder, or its
+    /// PostgreSQL schema).
+    pub fn database_url(&self) -> String {
+        match std::fs::read_to_string(self.root.join("e2e-database")) {
+            Ok(text) => text.split('\n').next().unwrap_or_default().to_string(),
+            Err(_) => format!("sqlite://{}", self.data_dir.join("p38.db").display()),
+        }
+    }
+
+    /// Writes `code` into agent `id` past the API and its static checks,
+    /// as an agent stored before they existed: what the CLI must still
+    /// show safely.
+    pub fn store_code_past_the_api(&self, id: i64, code: &str) {
+        use p38_core::store::AgentStore;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let store = p38_store::SqlStore::connect(
+                &self.database_url(),
+                p38_store::StoreOptions::default(),
+            )
+            .await
+            .expect("store");
+            let change = p38_core::agent::AgentChange {
+                code: Some(code.to_string()),
+                ..Default::default()
+            };
+            let audit = p38_core::audit::NewAudit {
+                actor: "test".into(),
+                action: "agent.update".into(),
+                target: format!("agent:{id}"),
+                detail: None,
+            };
+            store
+                .update_agent(id, change, "test", audit)
+                .await
+                .expect("code stored");
+            store.close().await;
+        });
+    }
+
     /// Starts `p38 up --bind 127.0.0.1:0` in a fresh temporary folder.
     pub fn start() -> Server {
         Self::start_with(&[])

@@ -9,6 +9,7 @@
 mod dry_run;
 mod lint;
 pub mod rules;
+mod static_checks;
 mod syntax;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 pub use dry_run::{DryRunOutcome, DryRunner};
 pub use lint::{DEFAULT_LINT_ERROR_CODES, RuffCommand};
+pub use static_checks::StaticChecks;
 
 /// A validation stage, in the order they run. `Answer` is not run by the
 /// [`Validator`]: the repair loop uses it for a model answer that is not the

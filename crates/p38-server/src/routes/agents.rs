@@ -1,7 +1,7 @@
 //! `/api/agents`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
@@ -13,10 +13,10 @@ use p38_core::generation::Generation;
 use p38_core::page::{Page, PageRequest};
 use p38_core::task::{Task, TaskStatus, TaskSummary};
 
-use super::PageQuery;
+use super::{AgentPageQuery, TaskPageQuery};
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth, OptionalApiJson};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,12 +31,12 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Agents, newest first.
-#[utoipa::path(get, path = "/api/agents", tag = "agents", params(PageQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/agents", tag = "agents", params(AgentPageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<AgentView>), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_agents(
     State(s): State<AppState>,
     Auth(who): Auth,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<AgentPageQuery>,
 ) -> ApiResult<Json<Page<AgentView>>> {
     let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
     let status = q
@@ -61,7 +61,7 @@ async fn create_agent(
     ApiJson(req): ApiJson<CreateAgent>,
 ) -> ApiResult<Response> {
     if req.code.is_none() && !req.description.trim().is_empty() {
-        let g = s.app.start_generation(&who, &req.description).await?;
+        let g = s.app.start_generation(&who, req).await?;
         return Ok((StatusCode::ACCEPTED, Json(g)).into_response());
     }
     Ok((
@@ -77,7 +77,7 @@ async fn create_agent(
 async fn get_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.app.get_agent(&who, &id).await?))
 }
@@ -89,7 +89,7 @@ async fn get_agent(
 async fn update_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<UpdateAgent>,
 ) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.app.update_agent(&who, &id, req).await?))
@@ -113,7 +113,7 @@ struct DeleteAgentQuery {
 async fn delete_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<DeleteAgentQuery>,
 ) -> ApiResult<Json<DeletedAgent>> {
     Ok(Json(s.app.delete_agent(&who, &id, q.keep_workspace).await?))
@@ -125,7 +125,7 @@ async fn delete_agent(
 async fn list_versions(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Vec<AgentVersion>>> {
     Ok(Json(s.app.agent_versions(&who, &id).await?))
 }
@@ -136,7 +136,7 @@ async fn list_versions(
 async fn get_state(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<AgentState>> {
     Ok(Json(s.app.agent_state(&who, &id).await?))
 }
@@ -148,7 +148,7 @@ async fn get_state(
 async fn execute_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     Ok((
         StatusCode::ACCEPTED,
@@ -157,13 +157,13 @@ async fn execute_agent(
 }
 
 /// An agent's tasks, newest first, cursor-paginated: captured output is left out and the result and error are cut to 500 characters (`GET /api/tasks/{id}` has the whole task).
-#[utoipa::path(get, path = "/api/agents/{id}/tasks", tag = "tasks", params(("id" = String, Path, description = "Agent id or name"), PageQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/agents/{id}/tasks", tag = "tasks", params(("id" = String, Path, description = "Agent id or name"), TaskPageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<TaskSummary>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn list_agent_tasks(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<TaskPageQuery>,
 ) -> ApiResult<Json<Page<TaskSummary>>> {
     let page = PageRequest::parse(q.cursor.as_deref(), q.limit)?;
     let status = q
@@ -175,22 +175,18 @@ async fn list_agent_tasks(
 }
 
 /// Approves an agent waiting for approval (operator): it becomes active and its schedule starts.
-#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", request_body(content = Option<Approve>, description = "Optional: the version that was reviewed"), params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/agents/{id}/approve", tag = "agents", request_body(content = Option<Approve>, description = "Optional (none, or null, approves what is there now): the version that was reviewed"), params(("id" = String, Path, description = "Agent id or name")), security(("bearer" = [])),
     responses((status = 200, body = AgentView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Agent not waiting for approval", body = ErrorBody)))]
 async fn approve_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
-    body: axum::body::Bytes,
+    ApiPath(id): ApiPath<String>,
+    OptionalApiJson(req): OptionalApiJson<Approve>,
 ) -> ApiResult<Json<AgentView>> {
     // The body is optional: `{"version": N}` approves only the version the
     // approver reviewed.
-    let req: Approve = if body.iter().all(u8::is_ascii_whitespace) {
-        Approve::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let req = req.unwrap_or_default();
     Ok(Json(s.app.approve_agent(&who, &id, req.version).await?))
 }
 
@@ -200,6 +196,7 @@ async fn approve_agent(
 pub(crate) struct Approve {
     /// The code version that was reviewed; a newer one is a conflict.
     #[serde(default)]
+    #[schema(minimum = 1)]
     version: Option<i64>,
 }
 
@@ -212,7 +209,7 @@ pub(crate) struct Approve {
 async fn reject_agent(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<RejectAgent>,
 ) -> ApiResult<Json<AgentView>> {
     Ok(Json(s.app.reject_agent(&who, &id, req).await?))

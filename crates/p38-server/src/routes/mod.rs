@@ -22,6 +22,34 @@ pub(crate) struct PageQuery {
     /// Page size, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// Only items with this status.
+}
+
+/// Cursor pagination of agents, with an optional status.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AgentPageQuery {
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Only agents with this status.
+    #[param(value_type = Option<p38_core::agent::AgentStatus>)]
+    pub status: Option<String>,
+}
+
+/// Cursor pagination of tasks, with an optional status.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct TaskPageQuery {
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Only tasks with this status.
+    #[param(value_type = Option<p38_core::task::TaskStatus>)]
     pub status: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! `/api/secrets` (admin): values go in, never come out.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,7 +12,7 @@ use p38_core::store::SecretMeta;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{ApiJson, ApiPath, Auth};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -26,6 +26,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PutSecret {
     /// The value (at least 4 characters). Never returned by any route.
+    #[schema(min_length = 4)]
     value: String,
 }
 
@@ -40,12 +41,12 @@ async fn list_secrets(
 }
 
 /// Sets a secret in the local encrypted backend.
-#[utoipa::path(put, path = "/api/secrets/{name}", tag = "secrets", request_body = PutSecret, params(("name" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(put, path = "/api/secrets/{name}", tag = "secrets", request_body = PutSecret, params(("name" = String, Path, pattern = "^[A-Z][A-Z0-9_]{0,63}$", description = "Upper-case letters, digits and _, starting with a letter")), security(("bearer" = [])),
     responses((status = 200, body = SecretMeta), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn put_secret(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     req: Result<ApiJson<PutSecret>, crate::error::ApiError>,
 ) -> ApiResult<Json<SecretMeta>> {
     // serde's messages quote the offending value; for a secret that value
@@ -61,12 +62,12 @@ async fn put_secret(
 }
 
 /// Deletes a secret from the local backend.
-#[utoipa::path(delete, path = "/api/secrets/{name}", tag = "secrets", params(("name" = String, Path)), security(("bearer" = [])),
+#[utoipa::path(delete, path = "/api/secrets/{name}", tag = "secrets", params(("name" = String, Path, pattern = "^[A-Z][A-Z0-9_]{0,63}$", description = "Upper-case letters, digits and _, starting with a letter")), security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete_secret(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.app.delete_secret(&who, &name).await?;
     Ok(StatusCode::NO_CONTENT)

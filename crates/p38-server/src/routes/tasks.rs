@@ -1,7 +1,7 @@
 //! `/api/tasks`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -17,7 +17,7 @@ use p38_core::task::Task;
 
 use crate::AppState;
 use crate::error::{ApiResult, ErrorBody};
-use crate::extract::{ApiQuery, Auth, parse_id};
+use crate::extract::{ApiPath, ApiQuery, Auth, parse_id};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -39,12 +39,12 @@ struct WaitQuery {
 
 /// One task with its result, output, logs and resource use; with `wait`,
 /// once it has ended (or when the wait is over).
-#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path), WaitQuery), security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/tasks/{id}", tag = "tasks", params(("id" = i64, Path, minimum = 1, description = "A positive whole number"), WaitQuery), security(("bearer" = [])),
     responses((status = 200, body = Task), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn get_task(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<WaitQuery>,
 ) -> ApiResult<Json<Task>> {
     let id = parse_id("task", &id)?;
@@ -63,13 +63,13 @@ async fn get_task(
 }
 
 /// Queues a new attempt of a finished task (operator).
-#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", tag = "tasks", params(("id" = i64, Path, minimum = 1, description = "A positive whole number")), security(("bearer" = [])),
     responses((status = 202, body = Task), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Task still queued or running", body = ErrorBody)))]
 async fn retry_task(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<(StatusCode, Json<Task>)> {
     Ok((
         StatusCode::ACCEPTED,
@@ -78,13 +78,13 @@ async fn retry_task(
 }
 
 /// Cancels a queued or running task (operator); a running one is stopped.
-#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path)), security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", tag = "tasks", params(("id" = i64, Path, minimum = 1, description = "A positive whole number")), security(("bearer" = [])),
     responses((status = 200, body = Task), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "Task already ended", body = ErrorBody)))]
 async fn cancel_task(
     State(s): State<AppState>,
     Auth(who): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Task>> {
     Ok(Json(s.app.cancel_task(&who, parse_id("task", &id)?).await?))
 }
