@@ -505,13 +505,15 @@ fn cli_agent_create_with_all_fields() {
 #[test]
 fn cli_agent_approve_shows_what_changed_since_the_last_approval_first() {
     let s = Server::start();
-    s.create_agent("diffy", OK_CODE, json!({}));
-    let code = "def run(ctx):\n    # \u{1b}[2K\r sneaky\n    return {\"ok\": True}\n";
+    let a = s.create_agent("diffy", OK_CODE, json!({}));
     s.patch(
         "/api/agents/diffy",
-        &json!({"code": code, "config": {"url": "https://x\u{1b}]52;c;aGk=\u{7}"}, "secrets": ["API_KEY"]}),
+        &json!({"config": {"url": "https://x\u{1b}]52;c;aGk=\u{7}"}, "secrets": ["API_KEY"]}),
     )
     .expect(200);
+    // The API refuses such code now; an agent stored before could hold it.
+    let code = "def run(ctx):\n    # \u{1b}[2K\r sneaky\n    return {\"ok\": True}\n";
+    s.store_code_past_the_api(a["id"].as_i64().unwrap(), code);
     let o = s.cli(&["agent", "approve", "diffy", "--yes"]);
     assert_ok(&o);
     let out = stdout(&o);

@@ -282,7 +282,7 @@ fn errors_name_the_field_the_type_and_the_range_never_rust() {
     check(
         s.patch("/api/agents/words", &json!({"network": "yes"})),
         "network",
-        "true or false",
+        "network must be true or \"host\"",
     );
 }
 

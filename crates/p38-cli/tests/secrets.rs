@@ -156,6 +156,9 @@ def run(ctx):
         None,
     );
     assert!(ok);
+    // A change of config withdraws the approval.
+    let (ok, _, err) = up.p38(&["agent", "approve", "leaky", "--yes"], None);
+    assert!(ok, "{err}");
     let (ok, out, _) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
     assert!(!ok, "the raising run fails");
     let failed: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -201,6 +204,8 @@ def run(ctx):
     assert!(ok);
     let (ok, _, _) = up.p38(&["agent", "edit", "leaky", "--config", "{}"], None);
     assert!(ok);
+    let (ok, _, err) = up.p38(&["agent", "approve", "leaky", "--yes"], None);
+    assert!(ok, "{err}");
     let (ok, out, _) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
     assert!(ok);
     let t: serde_json::Value = serde_json::from_str(&out).unwrap();
