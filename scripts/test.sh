@@ -38,6 +38,16 @@ if [ "${CI:-}" = "true" ] || command -v schemathesis >/dev/null 2>&1; then
 else
   echo "SKIP schemathesis against /openapi.json: schemathesis is not installed (pip install schemathesis)" >>"$P38_SKIP_LOG"
 fi
+# The factory's evaluation harness, against its loopback model (its
+# arithmetic checked; the live numbers need a key, see BENCHMARKS.md).
+if [ "${CI:-}" = "true" ] || command -v bwrap >/dev/null 2>&1; then
+  echo "== factory evaluation against the loopback model =="
+  P38_EVAL_FAKE=1 bench/factory_eval.sh 2>&1 | tee -a "$log"
+  fe_status=${PIPESTATUS[0]}
+  [ "$fe_status" -eq 0 ] || status=1
+else
+  echo "SKIP the factory evaluation: bubblewrap is not installed (its dry runs need the sandbox)" >>"$P38_SKIP_LOG"
+fi
 set -e
 skipped=$(wc -l <"$P38_SKIP_LOG")
 sed 's/^/skipped: /' "$P38_SKIP_LOG" | sort | uniq -c
