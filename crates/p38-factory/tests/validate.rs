@@ -248,3 +248,18 @@ async fn stages_run_in_order() {
         vec![Stage::Syntax, Stage::Lint, Stage::Rules, Stage::DryRun]
     );
 }
+
+/// The system prompt's example agent is what it teaches: it parses as an
+/// answer and passes every static stage with no finding at all, warnings
+/// included (ruff when installed).
+#[tokio::test]
+async fn the_system_prompts_example_passes_every_stage_without_a_finding() {
+    let answer = p38_factory::prompt::example_answer();
+    let spec = p38_factory::parse_answer(&answer.to_string()).expect("the example parses");
+    let r = Validator::default()
+        .validate(&spec.code, spec.network, &spec.test)
+        .await;
+    assert!(r.findings.is_empty(), "{r:#?}");
+    assert_eq!(r.stage(Stage::Syntax).unwrap().status, StageStatus::Passed);
+    assert_eq!(r.stage(Stage::Rules).unwrap().status, StageStatus::Passed);
+}
