@@ -36,24 +36,100 @@ impl SecretResolver for Placeholders {
     }
 }
 
-/// Wraps the generated module and test so that the runner calls them.
+/// Wraps the generated module and test so that the runner calls them. The
+/// runner compiles what it is given as `agent.py`; the harness is only a
+/// bootstrap there, and its own code is compiled as `<p38-dry-run>`, so a
+/// traceback's `agent.py` lines are the agent's own (and the test's are
+/// `test.py`). The agent is importable as `agent` (`from agent import
+/// run` in a test works). With a test, `test_run(ctx)` is called; without
+/// one, `run(ctx)` itself, with the empty state and config of a first run:
+/// an empty test is no proof that the code runs.
 const HARNESS: &str = r#"
+import sys
 import types
+
+
+class DryRunFailure(Exception):
+    pass
+
+
+def _located(error):
+    # The runner shows only agent.py's frames; say where in the agent or
+    # its test the error came from, with that line's source.
+    where = None
+    tb = error.__traceback__
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if name in ("agent.py", "test.py"):
+            where = (name, tb.tb_lineno)
+        tb = tb.tb_next
+    text = "%s: %s" % (type(error).__name__, error)
+    if where is None:
+        return DryRunFailure(text)
+    source = (_AGENT if where[0] == "agent.py" else _TEST).splitlines()
+    line = source[where[1] - 1].strip() if 0 < where[1] <= len(source) else ""
+    return DryRunFailure('%s, at File "%s", line %d: %s' % (text, where[0], where[1], line))
+
 
 def run(ctx):
     module = types.ModuleType("agent")
     module.__file__ = "agent.py"
+    sys.modules["agent"] = module
     exec(compile(_AGENT, "agent.py", "exec"), module.__dict__)
-    if not callable(getattr(module, "run", None)):
+    agent_run = getattr(module, "run", None)
+    if not callable(agent_run):
         raise TypeError("the agent does not define run(ctx)")
-    if _TEST.strip():
-        namespace = dict(module.__dict__)
-        exec(compile(_TEST, "test.py", "exec"), namespace)
-        test_run = namespace.get("test_run")
-        if callable(test_run):
-            test_run(ctx)
-    return "ok"
+    if not _TEST.strip():
+        try:
+            returned = agent_run(ctx)
+        except Exception as e:
+            raise _located(e) from None
+        return {"called": "run(ctx)", "returned": returned}
+    namespace = dict(module.__dict__)
+    namespace["__name__"] = "test"
+    exec(compile(_TEST, "test.py", "exec"), namespace)
+    test_run = namespace.get("test_run")
+    if not callable(test_run):
+        raise TypeError("the test does not define test_run(ctx)")
+    try:
+        test_run(ctx)
+    except Exception as e:
+        raise _located(e) from None
+    return {"called": "test_run(ctx)"}
 "#;
+
+/// The module the runner loads: the agent, its test and the harness as
+/// strings, and the harness compiled under its own name.
+fn bootstrap(code: &str, test: &str) -> String {
+    format!(
+        "_AGENT = {}\n_TEST = {}\n_HARNESS = {}\nexec(compile(_HARNESS, \"<p38-dry-run>\", \"exec\"), globals())\n",
+        py_str(code),
+        py_str(test),
+        py_str(HARNESS)
+    )
+}
+
+/// What a passing dry run did, for the stage's note: which function was
+/// called and, without a test, what `run(ctx)` returned (its start).
+fn summary(result: Option<&serde_json::Value>) -> String {
+    let Some(r) = result else {
+        return String::new();
+    };
+    match r.get("called").and_then(|c| c.as_str()) {
+        Some("run(ctx)") => {
+            let returned = r.get("returned").map(|v| v.to_string()).unwrap_or_default();
+            let mut shown: String = returned.chars().take(200).collect();
+            if shown.len() < returned.len() {
+                shown.push_str("...");
+            }
+            format!(
+                "no test: run(ctx) was called with an empty state and config and returned {shown}"
+            )
+        }
+        Some(called) => format!("{called} passed"),
+        None => String::new(),
+    }
+}
 
 /// Dry runs in the sandbox.
 pub struct SandboxDryRunner {
@@ -82,11 +158,7 @@ impl DryRunner for SandboxDryRunner {
         _network: bool,
     ) -> DryRunOutcome {
         let start = Instant::now();
-        let harness = format!(
-            "_AGENT = {}\n_TEST = {}\n{HARNESS}",
-            py_str(code),
-            py_str(test)
-        );
+        let harness = bootstrap(code, test);
         let now = chrono::Utc::now();
         let agent = Agent::unstored(
             "dry-run",
@@ -126,6 +198,11 @@ impl DryRunner for SandboxDryRunner {
             error,
             line,
             duration: start.elapsed(),
+            summary: if ok {
+                summary(o.result.as_ref())
+            } else {
+                String::new()
+            },
         }
     }
 }

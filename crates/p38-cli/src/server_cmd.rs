@@ -263,6 +263,7 @@ impl p38_factory::DryRunner for NoDryRun {
             )),
             line: None,
             duration: Duration::ZERO,
+            summary: String::new(),
         }
     }
 }

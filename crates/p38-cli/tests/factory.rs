@@ -434,3 +434,108 @@ async fn name_and_schedule_given_with_a_description_win_over_the_model() {
     assert_eq!(agent["schedule"], "every 1h");
     assert_eq!(agent["status"], "pending_approval");
 }
+
+/// Answers with a test that imports the agent and fails, then with no test.
+async fn failing_test_then_none(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value> {
+    let n = {
+        let mut r = f.requests.lock().unwrap();
+        r.push((None, body));
+        r.len()
+    };
+    let test = if n == 1 {
+        "from agent import run\n\n\ndef test_run(ctx):\n    \"\"\"A first run at the baseline does not alert.\"\"\"\n    assert run(ctx)[\"alert\"] is True\n"
+    } else {
+        ""
+    };
+    let spec = json!({
+        "name": "tesla-watch", "description": "Watch Tesla", "code": CLEAN,
+        "schedule": "every 5m", "secrets": [], "tools": [], "network": false, "test": test,
+    });
+    Json(json!({
+        "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": spec.to_string()}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 1000, "output_tokens": 300}
+    }))
+}
+
+/// The real dry-run stage: a test may `from agent import run`; its failure
+/// points at the test, never at the harness's own lines; without a test,
+/// `run(ctx)` itself is called and what it returned is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_imports_the_agent_blames_the_right_file_and_runs_run_without_a_test() {
+    if !p38_testkit::sandbox_available() {
+        return;
+    }
+    let (_fake, llm) = serve_fake(post(failing_test_then_none)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_up, url, log) = start_up(&data, &llm, &[]);
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{url}/api/agents"))
+        .bearer_auth(token.trim())
+        .json(&json!({ "description": "watch tesla" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let g = loop {
+        let g: Value = http
+            .get(format!("{url}/api/generations/{id}"))
+            .bearer_auth(token.trim())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !matches!(g["status"].as_str(), Some("queued" | "running")) {
+            break g;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{g}\n{}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(g["status"], "succeeded", "{g}");
+    let iterations = g["report"]["iterations"].as_array().unwrap();
+    assert_eq!(iterations.len(), 2, "{g}");
+    let failed: Vec<&Value> = iterations[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "dry_run_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", iterations[0]);
+    let message = failed[0]["message"].as_str().unwrap();
+    assert!(message.contains("AssertionError"), "{message}");
+    assert!(
+        message.contains(r#"at File "test.py", line 6: assert run(ctx)["alert"] is True"#),
+        "the import worked and the test failed, at its own line: {message}"
+    );
+    assert!(!message.contains("p38-dry-run"), "{message}");
+    assert!(
+        failed[0]["line"].is_null(),
+        "the failure is in the test, not at an agent line: {}",
+        failed[0]
+    );
+    let dry = iterations[1]["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stage"] == "dry_run")
+        .unwrap()
+        .clone();
+    assert_eq!(dry["status"], "passed", "{dry}");
+    let note = dry["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("no test: run(ctx) was called") && note.contains("\"alert\":false"),
+        "{note}"
+    );
+}

@@ -206,6 +206,7 @@ async fn dry_run_runs_after_clean_syntax_and_rules_and_maps_failures() {
             error: Some("KeyError: 'runs'".into()),
             line: Some(7),
             duration: Duration::from_millis(40),
+            summary: String::new(),
         },
         calls: Mutex::new(Vec::new()),
     });

@@ -18,6 +18,10 @@ pub struct DryRunOutcome {
     pub line: Option<u32>,
     /// How long the run took.
     pub duration: Duration,
+    /// What a passing run did (e.g. which function was called and what it
+    /// returned), kept as the stage's note; empty when there is nothing to
+    /// say.
+    pub summary: String,
 }
 
 /// Runs generated code once in the sandbox with stub secrets, against its

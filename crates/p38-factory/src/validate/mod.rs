@@ -314,7 +314,7 @@ impl Validator {
                 let started = Instant::now();
                 let outcome = runner.dry_run(code, test, declared_secrets, network).await;
                 let findings = dry_run::findings(&outcome);
-                report.push_stage(Stage::DryRun, started, findings, String::new());
+                report.push_stage(Stage::DryRun, started, findings, outcome.summary.clone());
             }
         }
         report
