@@ -59,6 +59,9 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     if let Some(e) = &executor {
         // What holds on this host, before any agent runs.
         eprintln!("sandbox: {}", e.sandbox_layers());
+        if let Some(hint) = e.sandbox_layers().tuning_hint() {
+            eprintln!("sandbox: hint: {hint}");
+        }
     }
     // The API wakes the scheduler and the workers of this process; workers
     // elsewhere are woken by the database's notifications.

@@ -54,6 +54,23 @@ impl fmt::Display for Layers {
     }
 }
 
+impl Layers {
+    /// A host setting that would make every run start faster, when one
+    /// applies: entering a run's cgroup (a write to `cgroup.procs`) waits
+    /// for an RCU grace period, several milliseconds per run, unless the
+    /// kernel expedites grace periods. Measured in BENCHMARKS.md.
+    pub fn tuning_hint(&self) -> Option<String> {
+        self.memory?;
+        let expedited = std::fs::read_to_string("/sys/kernel/rcu_expedited").ok()?;
+        (expedited.trim() == "0").then(|| {
+            "each run waits for an RCU grace period as it enters its cgroup (a few ms); \
+             `echo 1 > /sys/kernel/rcu_expedited` (or boot with rcupdate.rcu_expedited=1) \
+             removes that wait"
+                .to_string()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
