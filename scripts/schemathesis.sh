@@ -23,9 +23,10 @@ cleanup() {
 trap cleanup EXIT
 # A model server that is not there: a description starts a generation
 # (202) that fails in the background, instead of the 503 of a server
-# without a model key.
+# without a model key (a local model: priced at 0, or it would be refused).
 env -u P38_DATABASE_URL -u P38_URL -u P38_TOKEN P38_LOG=warn \
   P38_LLM_PROVIDER=openai_compatible P38_LLM_BASE_URL=http://127.0.0.1:9/v1 P38_LLM_TIMEOUT=2 \
+  P38_LLM_PRICE_INPUT=0 P38_LLM_PRICE_OUTPUT=0 \
   "$bin" up --bind 127.0.0.1:0 --data-dir "$dir/data" >"$dir/server.log" 2>&1 &
 server=$!
 url=""

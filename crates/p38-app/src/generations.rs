@@ -7,6 +7,7 @@ use std::sync::Arc;
 use p38_core::agent::{AgentSettings, AgentStatus, NewAgent, validate_name};
 use p38_core::auth::{Principal, Scope};
 use p38_core::generation::{Generation, GenerationOverrides, GenerationProgress, GenerationStatus};
+use p38_core::page::{Page, PageRequest};
 use p38_core::schedule::Schedule;
 use p38_core::{Error, Result};
 use p38_factory::{
@@ -30,6 +31,9 @@ pub struct GeneratorConfig {
     pub base_url: Option<String>,
     /// Time limit of one model call, seconds.
     pub timeout_secs: u64,
+    /// Time limit of a whole generation, seconds (every call, validation
+    /// and repair); 0: none.
+    pub generation_timeout_secs: u64,
     /// Repair-loop iterations (default 5).
     pub max_iterations: u32,
     /// Cost budget per agent in USD (default 1).
@@ -101,6 +105,8 @@ impl Generator {
         let mut f = Factory::new(provider, validator);
         f.max_iterations = self.config.max_iterations.max(1);
         f.budget_usd = self.config.budget_usd;
+        f.time_limit = (self.config.generation_timeout_secs > 0)
+            .then(|| std::time::Duration::from_secs(self.config.generation_timeout_secs));
         if let Some((input, output)) = self.config.price {
             let model = f.provider.model().to_string();
             f.prices.set(
@@ -296,6 +302,38 @@ impl App {
             .ok_or_else(|| Error::not_found("generation", id))
     }
 
+    /// Generations newest first, optionally of one status, each without
+    /// its report.
+    pub async fn list_generations(
+        &self,
+        who: &Principal,
+        status: Option<GenerationStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Generation>> {
+        who.require(Scope::Viewer)?;
+        self.store.list_generations(status, page).await
+    }
+
+    /// Stops a running generation (operator): it becomes `cancelled`,
+    /// audited, keeping the iterations that ended. This process stops its
+    /// loop at once; another process running it stops at its next lease
+    /// renewal, which the cancel makes fail.
+    pub async fn cancel_generation(&self, who: &Principal, id: i64) -> Result<Generation> {
+        who.require(Scope::Operator)?;
+        let g = self
+            .store
+            .cancel_generation(
+                id,
+                &format!("cancelled by {}", who.actor()),
+                audit(who, "generation.cancel", &format!("generation:{id}"), None),
+            )
+            .await?;
+        if let Some(stop) = self.running_generations.lock().unwrap().get(&id) {
+            stop.notify_one();
+        }
+        Ok(g)
+    }
+
     async fn run_generation(
         &self,
         id: i64,
@@ -327,10 +365,17 @@ impl App {
                 }
             }
         }));
+        let cancel = Arc::new(tokio::sync::Notify::new());
+        self.running_generations
+            .lock()
+            .unwrap()
+            .insert(id, cancel.clone());
         tokio::select! {
             () = self.run_generation_loop(id, factory, description, overrides, actor, spent) => {}
-            Ok(()) = lost_rx => tracing::warn!(generation = id, "another process took this generation over; stopping here"),
+            () = cancel.notified() => tracing::info!(generation = id, "generation cancelled; stopping it"),
+            Ok(()) = lost_rx => tracing::warn!(generation = id, "this generation was cancelled or taken over by another process; stopping here"),
         }
+        self.running_generations.lock().unwrap().remove(&id);
         drop(renewer);
     }
 
@@ -348,7 +393,14 @@ impl App {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<p38_factory::Progress>();
         let (store, owner) = (self.store.clone(), self.config.instance_id.clone());
         let writer = tokio::spawn(async move {
+            // The iterations that ended, as the report shows them while
+            // the loop runs (the final report replaces them).
+            let mut ended: Vec<serde_json::Value> = Vec::new();
             while let Some(p) = rx.recv().await {
+                let report = p.finished.as_ref().map(|it| {
+                    ended.push(serde_json::to_value(it).unwrap_or_default());
+                    serde_json::json!({ "iterations": ended })
+                });
                 let stage = match p.stage {
                     ProgressStage::Generating => "generating",
                     ProgressStage::Validating => "validating",
@@ -361,8 +413,9 @@ impl App {
                     iteration: i64::from(p.iteration),
                     findings: p.findings as i64,
                     cost_usd: spent.cost_usd + p.cost_so_far,
-                    input_tokens: spent.input_tokens,
-                    output_tokens: spent.output_tokens,
+                    input_tokens: spent.input_tokens + p.input_tokens as i64,
+                    output_tokens: spent.output_tokens + p.output_tokens as i64,
+                    report,
                 };
                 let _ = store.generation_progress(id, &owner, &gp).await;
             }
@@ -416,12 +469,22 @@ impl App {
                     cost_usd: spent.cost_usd + g.total_cost_usd,
                     input_tokens: spent.input_tokens + g.total_input_tokens as i64,
                     output_tokens: spent.output_tokens + g.total_output_tokens as i64,
+                    report: None,
                 };
                 let _ = self
                     .store
                     .generation_progress(id, &self.config.instance_id, &totals)
                     .await;
                 match &g.outcome {
+                    Outcome::Failed {
+                        reason,
+                        cause: p38_factory::FailureCause::TimeLimit { .. },
+                    } => (
+                        GenerationStatus::Failed,
+                        report,
+                        Some(format!("{reason} (P38_LLM_GENERATION_TIMEOUT)")),
+                        None,
+                    ),
                     Outcome::Failed { reason, .. } => {
                         (GenerationStatus::Failed, report, Some(reason.clone()), None)
                     }

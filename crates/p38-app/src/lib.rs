@@ -76,6 +76,10 @@ pub struct App {
     /// The static checks every code given through the API passes (none:
     /// only the size and `def run(` checks).
     code_checker: Option<Arc<dyn p38_core::finding::CodeChecker>>,
+    /// The generations this process runs, each with what stops its loop
+    /// when it is cancelled.
+    running_generations:
+        Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Notify>>>>,
 }
 
 impl App {
@@ -90,6 +94,7 @@ impl App {
             finished: Arc::default(),
             workspaces: None,
             code_checker: None,
+            running_generations: Arc::default(),
         }
     }
 

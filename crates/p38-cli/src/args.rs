@@ -31,6 +31,9 @@ pub enum Command {
     /// Inspect and control tasks (runs).
     #[command(subcommand)]
     Task(TaskCmd),
+    /// Follow and stop the generations that write agents from a description.
+    #[command(subcommand)]
+    Generation(GenerationCmd),
     /// Manage API tokens (admin).
     #[command(subcommand)]
     Token(TokenCmd),
@@ -160,6 +163,9 @@ pub struct LlmArgs {
     /// Seconds one model call may take.
     #[arg(long, env = "P38_LLM_TIMEOUT", default_value_t = 120)]
     pub llm_timeout: u64,
+    /// Seconds a whole generation may take, every call, validation and repair included (0: no limit).
+    #[arg(long, env = "P38_LLM_GENERATION_TIMEOUT", default_value_t = 600)]
+    pub llm_generation_timeout: u64,
     /// Generate, validate, repair: at most this many iterations.
     #[arg(long, env = "P38_LLM_MAX_ITERATIONS", default_value_t = 5)]
     pub llm_max_iterations: u32,
@@ -505,6 +511,32 @@ pub enum TaskCmd {
         #[command(flatten)]
         client: ClientArgs,
         /// Task id.
+        id: i64,
+    },
+}
+
+/// `p38 generation ...`.
+#[derive(Debug, Subcommand)]
+pub enum GenerationCmd {
+    /// List generations, newest first.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only generations with this status (running, succeeded, failed, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Page size.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Cursor of the page to show.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Stop a running generation.
+    Cancel {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Generation id.
         id: i64,
     },
 }

@@ -34,10 +34,11 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
     let done = loop {
         let g = c.get(&format!("/api/generations/{id}")).await?;
         let line = format!(
-            "{} · iteration {} · {} finding(s) · ${:.4}",
+            "{} · iteration {} · {} finding(s) · {} tokens · ${:.4}",
             output::text(&g["stage"]),
             g["iteration"],
             g["findings"],
+            g["input_tokens"].as_i64().unwrap_or(0) + g["output_tokens"].as_i64().unwrap_or(0),
             g["cost_usd"].as_f64().unwrap_or(0.0)
         );
         if tty {

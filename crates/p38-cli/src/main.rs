@@ -9,6 +9,7 @@ mod confirm;
 mod dry_run;
 mod follow;
 mod generate_cmd;
+mod generation_cmd;
 mod output;
 mod run_cmd;
 mod safe_text;
@@ -87,6 +88,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Run(a) => run_cmd::run(a).await,
         Command::Agent(c) => agent_cmd::run(c).await,
         Command::Task(c) => task_cmd::run(c).await,
+        Command::Generation(c) => generation_cmd::run(c).await,
         Command::Token(c) => token_cmd::run(c).await,
         Command::Secret(c) => secret_cmd::run(c).await,
     }

@@ -242,6 +242,7 @@ fn build_generator(
             model: a.llm.llm_model.clone(),
             base_url: a.llm.llm_base_url.clone(),
             timeout_secs: a.llm.llm_timeout,
+            generation_timeout_secs: a.llm.llm_generation_timeout,
             max_iterations: a.llm.llm_max_iterations,
             budget_usd: a.llm.llm_budget_usd,
             price: a.llm.llm_price_input.zip(a.llm.llm_price_output),

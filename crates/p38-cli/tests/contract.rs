@@ -309,3 +309,42 @@ fn an_approve_body_too_large_is_413_in_the_api_shape() {
     );
     assert_eq!(r.expect(200)["status"], "active");
 }
+
+// ------------------------------------------------- generations
+
+#[test]
+fn generation_routes_check_their_parameters_and_scopes() {
+    let s = Server::start();
+    // An empty listing, then the errors in the API's words.
+    let page = s.get("/api/generations").expect(200).clone();
+    assert_eq!(page["items"], json!([]), "{page}");
+    for status in ["running", "succeeded", "failed", "cancelled"] {
+        s.get(&format!("/api/generations?status={status}"))
+            .expect(200);
+    }
+    let err = s
+        .get("/api/generations?status=bogus")
+        .assert_error(422, "validation", Some("status"))
+        .clone();
+    assert!(
+        err["message"].as_str().unwrap().contains("cancelled"),
+        "{err}"
+    );
+    s.get("/api/generations?limit=0")
+        .assert_error(422, "validation", Some("limit"));
+    s.post("/api/generations/12345/cancel", &json!({}))
+        .assert_error(404, "not_found", None);
+    s.post("/api/generations/abc/cancel", &json!({}))
+        .assert_error(422, "validation", Some("id"));
+    // A viewer may list, not cancel.
+    let (_, viewer) = s.create_token("viewer");
+    let r = s.req(Method::GET, "/api/generations", Some(&viewer), None);
+    r.expect(200);
+    let r = s.req(
+        Method::POST,
+        "/api/generations/12345/cancel",
+        Some(&viewer),
+        Some(&json!({})),
+    );
+    r.assert_error(403, "forbidden", None);
+}

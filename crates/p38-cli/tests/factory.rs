@@ -204,6 +204,12 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
         rules.iter().any(|r| r.contains("hardcoded_secret")),
         "{rules:?}"
     );
+    // The finding is kept, the key it found is not.
+    let stored = iterations[0]["code"].as_str().unwrap();
+    assert!(
+        !stored.contains("abcdefghijklmnopqrstuvwxyz0123456789") && stored.contains("[masked]"),
+        "{stored}"
+    );
     assert!(
         iterations[1]["findings"]
             .as_array()
@@ -433,6 +439,223 @@ async fn name_and_schedule_given_with_a_description_win_over_the_model() {
     assert_eq!(agent["name"], "my-watch");
     assert_eq!(agent["schedule"], "every 1h");
     assert_eq!(agent["status"], "pending_approval");
+}
+
+/// The first call answers with broken code holding a key; every later one
+/// never answers.
+async fn broken_then_hang(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value> {
+    let n = {
+        let mut r = f.requests.lock().unwrap();
+        r.push((None, body));
+        r.len()
+    };
+    if n > 1 {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    Json(answer(BROKEN))
+}
+
+/// `GET` or `POST` with the admin token: status and body.
+async fn call(method: reqwest::Method, url: &str, token: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// While a generation runs, it shows its tokens so far and each iteration
+/// that ended (the key of the broken one masked, its finding kept); it is
+/// listed by status, cancelled once (audited, then a 409), and the CLI
+/// lists and cancels it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_generation_shows_its_progress_is_listed_and_is_cancelled() {
+    let (fake, llm) = serve_fake(post(broken_then_hang)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_up, url, _log) = start_up(&data, &llm, &[]);
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/agents"))
+        .bearer_auth(&token)
+        .json(&json!({ "description": "watch tesla" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+
+    // The second call hangs: by then the first iteration is shown.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let g = loop {
+        let (_, g) = call(
+            reqwest::Method::GET,
+            &format!("{url}/api/generations/{id}"),
+            &token,
+        )
+        .await;
+        if fake.requests.lock().unwrap().len() >= 2
+            && g["report"]["iterations"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        {
+            break g;
+        }
+        assert!(std::time::Instant::now() < deadline, "no progress: {g}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(g["status"], "running", "{g}");
+    assert_eq!(
+        (g["input_tokens"].as_i64(), g["output_tokens"].as_i64()),
+        (Some(1000), Some(300))
+    );
+    let first = &g["report"]["iterations"][0];
+    let code = first["code"].as_str().unwrap();
+    assert!(
+        !code.contains("abcdefghijklmnopqrstuvwxyz0123456789"),
+        "{code}"
+    );
+    assert!(code.contains("sk-a[masked]"), "{code}");
+    assert!(
+        first["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "hardcoded_secret"),
+        "{first}"
+    );
+
+    // Listed newest first, by status; an unknown status is a 422.
+    let (s, running) = call(
+        reqwest::Method::GET,
+        &format!("{url}/api/generations?status=running&limit=10"),
+        &token,
+    )
+    .await;
+    assert_eq!(s, 200, "{running}");
+    assert_eq!(running["items"][0]["id"], id);
+    assert!(
+        running["items"][0]["report"].is_null(),
+        "listings carry no report"
+    );
+    let (s, bad) = call(
+        reqwest::Method::GET,
+        &format!("{url}/api/generations?status=bogus"),
+        &token,
+    )
+    .await;
+    assert_eq!(s, 422, "{bad}");
+    assert_eq!(bad["error"]["field"], "status");
+    let (d, u) = (data.clone(), url.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        p38(&u, &d, &["generation", "list", "--status", "running"])
+    })
+    .await
+    .unwrap();
+    assert!(
+        ok && out.contains("running") && out.contains(&id.to_string()),
+        "{out}\n{err}"
+    );
+
+    // Cancelled through the CLI; a second cancel is a conflict.
+    let (d, u, i) = (data.clone(), url.clone(), id.to_string());
+    let (ok, out, err) =
+        tokio::task::spawn_blocking(move || p38(&u, &d, &["generation", "cancel", &i]))
+            .await
+            .unwrap();
+    assert!(
+        ok && out.contains(&format!("cancelled generation {id}")),
+        "{out}\n{err}"
+    );
+    let (_, g) = call(
+        reqwest::Method::GET,
+        &format!("{url}/api/generations/{id}"),
+        &token,
+    )
+    .await;
+    assert_eq!(g["status"], "cancelled", "{g}");
+    assert_eq!(g["report"]["iterations"].as_array().map(Vec::len), Some(1));
+    let (s, again) = call(
+        reqwest::Method::POST,
+        &format!("{url}/api/generations/{id}/cancel"),
+        &token,
+    )
+    .await;
+    assert_eq!(s, 409, "{again}");
+    let (s, _) = call(
+        reqwest::Method::POST,
+        &format!("{url}/api/generations/999999/cancel"),
+        &token,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (_, audit) = call(
+        reqwest::Method::GET,
+        &format!("{url}/api/audit?limit=100"),
+        &token,
+    )
+    .await;
+    assert!(audit.to_string().contains("generation.cancel"), "{audit}");
+    // Cancelled for good: nothing saved afterwards, no further call.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, g) = call(
+        reqwest::Method::GET,
+        &format!("{url}/api/generations/{id}"),
+        &token,
+    )
+    .await;
+    assert_eq!(g["status"], "cancelled");
+    assert_eq!(fake.requests.lock().unwrap().len(), 2);
+}
+
+/// A generation that runs past `P38_LLM_GENERATION_TIMEOUT` fails saying
+/// so, though each call is within its own limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_past_its_total_time_limit_fails_saying_so() {
+    let (_fake, llm) = serve_fake(post(hang_once)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_up, url, _log) = start_up(&data, &llm, &[("P38_LLM_GENERATION_TIMEOUT", "2")]);
+    let token = std::fs::read_to_string(data.join("admin.token"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let r = reqwest::Client::new()
+        .post(format!("{url}/api/agents"))
+        .bearer_auth(&token)
+        .json(&json!({ "description": "watch tesla" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let started = std::time::Instant::now();
+    let g = loop {
+        let (_, g) = call(
+            reqwest::Method::GET,
+            &format!("{url}/api/generations/{id}"),
+            &token,
+        )
+        .await;
+        if g["status"] != "running" {
+            break g;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{g}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(g["status"], "failed", "{g}");
+    let error = g["error"].as_str().unwrap();
+    assert!(
+        error.contains("time limit of 2s") && error.contains("P38_LLM_GENERATION_TIMEOUT"),
+        "{error}"
+    );
+    assert_eq!(g["report"]["outcome"]["cause"]["kind"], "time_limit", "{g}");
 }
 
 /// Answers with a test that imports the agent and fails, then with no test.

@@ -15,30 +15,47 @@ pub enum GenerationStatus {
     Succeeded,
     /// The loop gave up; `error` says why and `report` holds the last findings.
     Failed,
+    /// A user stopped it (`POST /api/generations/{id}/cancel`); `report`
+    /// holds the iterations that ended before.
+    Cancelled,
 }
 
 impl GenerationStatus {
+    /// Every status, in the order of a generation's life.
+    pub const ALL: [GenerationStatus; 4] = [
+        GenerationStatus::Running,
+        GenerationStatus::Succeeded,
+        GenerationStatus::Failed,
+        GenerationStatus::Cancelled,
+    ];
+
     /// The stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             GenerationStatus::Running => "running",
             GenerationStatus::Succeeded => "succeeded",
             GenerationStatus::Failed => "failed",
+            GenerationStatus::Cancelled => "cancelled",
         }
     }
 }
 
 impl std::str::FromStr for GenerationStatus {
     type Err = crate::Error;
+    /// A status as a client spells it (`?status=`); an unknown one is a
+    /// validation error naming the field and the statuses there are.
     fn from_str(s: &str) -> crate::Result<Self> {
-        match s {
-            "running" => Ok(GenerationStatus::Running),
-            "succeeded" => Ok(GenerationStatus::Succeeded),
-            "failed" => Ok(GenerationStatus::Failed),
-            _ => Err(crate::Error::internal(format!(
-                "unknown generation status {s:?}"
-            ))),
-        }
+        GenerationStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::validation(
+                    "status",
+                    format!(
+                        "unknown generation status {s:?}; expected one of running, succeeded, failed, cancelled"
+                    ),
+                )
+            })
     }
 }
 
@@ -51,7 +68,7 @@ pub struct Generation {
     pub description: String,
     /// Status.
     pub status: GenerationStatus,
-    /// Current stage: queued, generating, validating, repairing, saving, done, failed.
+    /// Current stage: queued, generating, validating, repairing, saving, done, failed, cancelled.
     pub stage: String,
     /// Current iteration of the repair loop (1-based).
     pub iteration: i64,
@@ -65,7 +82,10 @@ pub struct Generation {
     pub output_tokens: i64,
     /// The model used.
     pub model: String,
-    /// Every iteration: code, findings, tokens, cost.
+    /// Every iteration: code, findings, tokens, cost, latency; while the
+    /// generation runs, `{"iterations": [...]}` with those that ended.
+    /// Secrets detected in an iteration's code or answer are masked.
+    /// Absent in listings.
     #[schema(value_type = Option<Object>)]
     pub report: Option<serde_json::Value>,
     /// Why it failed.
@@ -117,4 +137,7 @@ pub struct GenerationProgress {
     pub input_tokens: i64,
     /// Output tokens so far.
     pub output_tokens: i64,
+    /// The iterations that ended so far (`{"iterations": [...]}`), when
+    /// they changed; `None` keeps the stored one.
+    pub report: Option<serde_json::Value>,
 }

@@ -258,6 +258,23 @@ pub trait GenerationStore: Send + Sync {
     ) -> Result<bool>;
     /// One generation.
     async fn get_generation(&self, id: i64) -> Result<Option<crate::generation::Generation>>;
+    /// Generations newest first, optionally of one status; each without
+    /// its `report` (the iterations), so a page's size is bounded.
+    async fn list_generations(
+        &self,
+        status: Option<crate::generation::GenerationStatus>,
+        page: crate::page::PageRequest,
+    ) -> Result<crate::page::Page<crate::generation::Generation>>;
+    /// Marks a running generation `cancelled` (whoever runs it), with
+    /// `error` saying who stopped it, audited; a finished one is a
+    /// [`crate::Error::Conflict`], an unknown one
+    /// [`crate::Error::NotFound`].
+    async fn cancel_generation(
+        &self,
+        id: i64,
+        error: &str,
+        audit: NewAudit,
+    ) -> Result<crate::generation::Generation>;
     /// Extends the lease of a running generation held by `owner` to `lease`
     /// from now; `false` when it is no longer `owner`'s to run (finished,
     /// or taken over after a lapsed lease).

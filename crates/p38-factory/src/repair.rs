@@ -3,6 +3,7 @@
 //! agent, or when the iterations or the budget run out.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,7 @@ use crate::parse::{AgentSpec, parse_answer};
 use crate::pricing::Prices;
 use crate::prompt::{Previous, Prompts};
 use crate::providers::{ChatMessage, ChatRequest, LlmProvider, ProviderErrorKind, StopReason};
+use crate::validate::rules::mask_secrets;
 use crate::validate::{Finding, Stage, StageReport, Validator};
 
 /// Longest description accepted, in characters.
@@ -33,7 +35,8 @@ pub struct Iteration {
     pub output_tokens: u64,
     /// Cost of this round's call in USD.
     pub cost_usd: f64,
-    /// Duration of this round's call.
+    /// Duration of this round's call, its retries and their pauses
+    /// included.
     pub latency_ms: u64,
     /// The model's answer as received, when it was not a usable agent.
     pub raw_answer_on_parse_failure: Option<String>,
@@ -59,6 +62,12 @@ pub enum FailureCause {
     Provider {
         /// What kind of provider failure.
         error: ProviderErrorKind,
+    },
+    /// The generation's total time limit ([`Factory::time_limit`]) was
+    /// reached.
+    TimeLimit {
+        /// The limit, seconds.
+        seconds: u64,
     },
     /// The model refused to answer, or the provider's safety filters
     /// blocked the answer: asking again would cost as much and end the same.
@@ -118,7 +127,7 @@ pub enum ProgressStage {
 }
 
 /// A progress report, sent at each step.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// The step.
     pub stage: ProgressStage,
@@ -128,6 +137,13 @@ pub struct Progress {
     pub findings: usize,
     /// USD spent so far.
     pub cost_so_far: f64,
+    /// Prompt tokens so far.
+    pub input_tokens: u64,
+    /// Answer tokens so far.
+    pub output_tokens: u64,
+    /// The round that has just ended (its secrets masked), in the first
+    /// report after it ended; `None` in every other report.
+    pub finished: Option<Iteration>,
 }
 
 /// The agent factory.
@@ -151,6 +167,11 @@ pub struct Factory {
     pub max_tokens_ceiling: u32,
     /// Sampling temperature (default 0.2).
     pub temperature: Option<f32>,
+    /// The most time the whole generation may take, every call,
+    /// validation and repair included (default none); when it is reached
+    /// the generation fails with [`FailureCause::TimeLimit`], keeping the
+    /// rounds that ended.
+    pub time_limit: Option<Duration>,
     prompts: Prompts,
 }
 
@@ -175,6 +196,15 @@ struct Tally {
 }
 
 impl Tally {
+    /// Keeps a round, with the secrets of its code and answer masked: the
+    /// finding stays, the key does not.
+    fn push(&mut self, mut it: Iteration) {
+        it.code = mask_secrets(&it.code);
+        it.raw_answer_on_parse_failure =
+            it.raw_answer_on_parse_failure.as_deref().map(mask_secrets);
+        self.iterations.push(it);
+    }
+
     fn finish(self, outcome: Outcome) -> Generation {
         Generation {
             outcome,
@@ -198,6 +228,7 @@ impl Factory {
             max_tokens: 8192,
             max_tokens_ceiling: 16384,
             temperature: Some(0.2),
+            time_limit: None,
             // The templates are compiled in and rendered by the unit tests,
             // so they are known to parse.
             prompts: Prompts::new().expect("built-in prompt templates parse"),
@@ -240,13 +271,40 @@ impl Factory {
         let mut max_tokens = self.max_tokens.max(1);
         let mut t = Tally::default();
         let mut last_cost = 0.0;
-        let report = |stage, iteration, findings, cost| {
+        let started = Instant::now();
+        // `ended`: a round has just been kept; the report carries it.
+        let report = |stage, iteration, findings, t: &Tally, ended: bool| {
             progress(Progress {
                 stage,
                 iteration,
                 findings,
-                cost_so_far: cost,
+                cost_so_far: t.cost,
+                input_tokens: t.input,
+                output_tokens: t.output,
+                finished: if ended {
+                    t.iterations.last().cloned()
+                } else {
+                    None
+                },
             });
+        };
+        let left = || self.time_limit.map(|l| l.saturating_sub(started.elapsed()));
+        let out_of_time = |t: Tally, n: u32, while_: &str| {
+            let limit = self.time_limit.unwrap_or_default();
+            let seconds = limit.as_secs();
+            let errors = t
+                .iterations
+                .last()
+                .map_or(0, |i| i.findings.iter().filter(|f| f.is_error()).count());
+            report(ProgressStage::Failed, n, errors, &t, false);
+            tracing::warn!(iteration = n, seconds, "generation time limit reached");
+            t.finish(Outcome::Failed {
+                reason: format!(
+                    "the generation's time limit of {limit:?} was reached in iteration {n}, {while_}; {} iteration(s) ended before it",
+                    if n > 0 { n - 1 } else { 0 }
+                ),
+                cause: FailureCause::TimeLimit { seconds },
+            })
         };
 
         for n in 1..=self.max_iterations.max(1) {
@@ -255,29 +313,38 @@ impl Factory {
                     "budget of ${:.4} exhausted: spent ${:.4}, the next call is estimated at ${last_cost:.4}",
                     self.budget_usd, t.cost
                 );
-                report(ProgressStage::Failed, n, 0, t.cost);
+                report(ProgressStage::Failed, n, 0, &t, false);
                 return Ok(t.finish(Outcome::Failed {
                     reason,
                     cause: FailureCause::BudgetExhausted,
                 }));
+            }
+            if left() == Some(Duration::ZERO) {
+                return Ok(out_of_time(t, n, "before the model was asked"));
             }
             let stage = if n == 1 {
                 ProgressStage::Generating
             } else {
                 ProgressStage::Repairing
             };
-            report(stage, n, 0, t.cost);
+            report(stage, n, 0, &t, false);
             let req = ChatRequest {
                 system: system.clone(),
                 messages: vec![ChatMessage::user(user.clone())],
                 max_tokens,
                 temperature: self.temperature,
             };
-            let resp = match self.provider.complete(&req).await {
+            // The whole call: the provider's retries and their pauses too.
+            let call_started = Instant::now();
+            let Some(answer) = within(left(), self.provider.complete(&req)).await else {
+                return Ok(out_of_time(t, n, "while waiting for the model"));
+            };
+            let latency = call_started.elapsed();
+            let resp = match answer {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(provider = self.provider.name(), iteration = n, error = %e, "factory call failed");
-                    report(ProgressStage::Failed, n, 0, t.cost);
+                    report(ProgressStage::Failed, n, 0, &t, false);
                     let reason = format!("the model provider failed: {e}");
                     return Ok(t.finish(Outcome::Failed {
                         reason,
@@ -307,13 +374,13 @@ impl Factory {
                 input_tokens: resp.input_tokens,
                 output_tokens: resp.output_tokens,
                 cost_usd: cost,
-                latency_ms: resp.latency.as_millis() as u64,
+                latency_ms: latency.as_millis() as u64,
                 raw_answer_on_parse_failure: None,
                 stop: resp.stop,
                 max_tokens,
             };
 
-            report(ProgressStage::Validating, n, 0, t.cost);
+            report(ProgressStage::Validating, n, 0, &t, false);
             match resp.stop {
                 StopReason::Complete => {}
                 StopReason::Truncated => {
@@ -347,14 +414,14 @@ impl Factory {
                     )?;
                     it.raw_answer_on_parse_failure = Some(resp.text);
                     max_tokens = next;
-                    t.iterations.push(it);
-                    report(ProgressStage::Validating, n, 1, t.cost);
+                    t.push(it);
+                    report(ProgressStage::Validating, n, 1, &t, true);
                     if t.cost >= self.budget_usd {
                         let reason = format!(
                             "budget of ${:.4} exhausted after {n} iteration(s): spent ${:.4}",
                             self.budget_usd, t.cost
                         );
-                        report(ProgressStage::Failed, n, 1, t.cost);
+                        report(ProgressStage::Failed, n, 1, &t, false);
                         return Ok(t.finish(Outcome::Failed {
                             reason,
                             cause: FailureCause::BudgetExhausted,
@@ -380,8 +447,8 @@ impl Factory {
                     );
                     it.findings = vec![Finding::error(Stage::Answer, None, rule, reason.clone())];
                     it.raw_answer_on_parse_failure = Some(resp.text);
-                    t.iterations.push(it);
-                    report(ProgressStage::Failed, n, 1, t.cost);
+                    t.push(it);
+                    report(ProgressStage::Failed, n, 1, &t, true);
                     return Ok(t.finish(Outcome::Failed {
                         reason,
                         cause: FailureCause::AnswerStopped { reason: stop },
@@ -404,10 +471,17 @@ impl Factory {
                     it.raw_answer_on_parse_failure = Some(e.raw);
                 }
                 Ok(spec) => {
-                    let r = self
-                        .validator
-                        .validate_with_secrets(&spec.code, spec.network, &spec.test, &spec.secrets)
-                        .await;
+                    let checks = self.validator.validate_with_secrets(
+                        &spec.code,
+                        spec.network,
+                        &spec.test,
+                        &spec.secrets,
+                    );
+                    let Some(r) = within(left(), checks).await else {
+                        it.code = spec.code.clone();
+                        t.push(it);
+                        return Ok(out_of_time(t, n, "while its answer was being validated"));
+                    };
                     it.code = spec.code.clone();
                     it.findings = r.findings.clone();
                     it.stages = r.stages.clone();
@@ -417,8 +491,8 @@ impl Factory {
                             cost_usd = t.cost,
                             "factory produced a clean agent"
                         );
-                        t.iterations.push(it);
-                        report(ProgressStage::Done, n, 0, t.cost);
+                        t.push(it);
+                        report(ProgressStage::Done, n, 0, &t, true);
                         return Ok(t.finish(Outcome::Succeeded { spec }));
                     }
                     user = self.prompts.repair(
@@ -435,14 +509,14 @@ impl Factory {
                 cost_usd = t.cost,
                 "factory answer needs repair"
             );
-            t.iterations.push(it);
-            report(ProgressStage::Validating, n, errors, t.cost);
+            t.push(it);
+            report(ProgressStage::Validating, n, errors, &t, true);
             if t.cost >= self.budget_usd {
                 let reason = format!(
                     "budget of ${:.4} exhausted after {n} iteration(s): spent ${:.4}",
                     self.budget_usd, t.cost
                 );
-                report(ProgressStage::Failed, n, errors, t.cost);
+                report(ProgressStage::Failed, n, errors, &t, false);
                 return Ok(t.finish(Outcome::Failed {
                     reason,
                     cause: FailureCause::BudgetExhausted,
@@ -454,7 +528,7 @@ impl Factory {
             .iterations
             .last()
             .map_or(0, |i| i.findings.iter().filter(|f| f.is_error()).count());
-        report(ProgressStage::Failed, n, errors, t.cost);
+        report(ProgressStage::Failed, n, errors, &t, false);
         let reason = format!(
             "no clean agent after the maximum of {n} iteration(s); {errors} error(s) remain"
         );
@@ -462,5 +536,13 @@ impl Factory {
             reason,
             cause: FailureCause::MaxIterations,
         }))
+    }
+}
+
+/// `fut`'s output, or `None` when `left` (none: no limit) ran out first.
+async fn within<T>(left: Option<Duration>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    match left {
+        None => Some(fut.await),
+        Some(d) => tokio::time::timeout(d, fut).await.ok(),
     }
 }

@@ -122,7 +122,12 @@ async fn hebrew_request_repaired_in_two_iterations() {
     assert_eq!(g.iterations.len(), 2);
     let (first, second) = (&g.iterations[0], &g.iterations[1]);
     assert_eq!((first.n, second.n), (1, 2));
-    assert_eq!(first.code, BAD_CODE);
+    // The iteration keeps its code with the key masked, and the finding.
+    assert!(!first.code.contains(&LEAKED[4..]), "{}", first.code);
+    assert_eq!(
+        first.code,
+        BAD_CODE.replace(LEAKED, &format!("{}[masked]", &LEAKED[..4]))
+    );
     let syntax = first
         .findings
         .iter()
@@ -180,10 +185,100 @@ async fn hebrew_request_repaired_in_two_iterations() {
     // The finding itself does not repeat the key (only the echoed code does).
     assert!(!secret.message.contains(&LEAKED[8..]));
 
-    let stages: Vec<ProgressStage> = seen.lock().unwrap().iter().map(|p| p.stage).collect();
+    let seen = seen.lock().unwrap();
+    let stages: Vec<ProgressStage> = seen.iter().map(|p| p.stage).collect();
     assert_eq!(stages.first(), Some(&ProgressStage::Generating));
     assert!(stages.contains(&ProgressStage::Repairing));
     assert_eq!(stages.last(), Some(&ProgressStage::Done));
+    // While the loop runs, the reports carry the tokens so far and each
+    // ended round once, masked, before the next call.
+    let repairing = seen
+        .iter()
+        .position(|p| p.stage == ProgressStage::Repairing)
+        .unwrap();
+    assert_eq!(
+        (seen[repairing].input_tokens, seen[repairing].output_tokens),
+        (1200, 400)
+    );
+    let ended: Vec<&p38_factory::Iteration> =
+        seen.iter().filter_map(|p| p.finished.as_ref()).collect();
+    assert_eq!(ended.len(), 2);
+    assert_eq!(ended[0], first);
+    assert!(seen[..repairing].iter().any(|p| p.finished.is_some()));
+    assert_eq!(
+        (
+            seen.last().unwrap().input_tokens,
+            seen.last().unwrap().output_tokens
+        ),
+        (3000, 900)
+    );
+}
+
+#[tokio::test]
+async fn latency_counts_the_whole_call_with_its_retries() {
+    let server = serve(vec![
+        Canned::json(
+            529,
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#,
+        )
+        .delayed(std::time::Duration::from_millis(400)),
+        Canned::json(200, anthropic_message(&answer(GOOD_CODE), 1800, 500)),
+    ])
+    .await;
+    let g = factory(&server.base_url)
+        .generate("watch Tesla", &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(server.requests().len(), 2);
+    assert!(
+        g.iterations[0].latency_ms >= 400,
+        "{}",
+        g.iterations[0].latency_ms
+    );
+}
+
+#[tokio::test]
+async fn the_time_limit_ends_a_generation_and_keeps_the_rounds_that_ended() {
+    let server = serve(vec![
+        Canned::json(200, anthropic_message(&answer(BAD_CODE), 1200, 400)),
+        Canned::json(200, anthropic_message(&answer(GOOD_CODE), 1800, 500))
+            .delayed(std::time::Duration::from_secs(30)),
+    ])
+    .await;
+    let mut f = factory(&server.base_url);
+    f.time_limit = Some(std::time::Duration::from_secs(3));
+    let started = std::time::Instant::now();
+    let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let Outcome::Failed { reason, cause } = &g.outcome else {
+        panic!("expected a failure: {g:#?}");
+    };
+    assert_eq!(*cause, FailureCause::TimeLimit { seconds: 3 });
+    assert!(reason.contains("time limit of 3s"), "{reason}");
+    assert!(reason.contains("iteration 2"), "{reason}");
+    assert_eq!(g.iterations.len(), 1);
+    assert!(!g.iterations[0].code.contains(&LEAKED[4..]));
+    assert_eq!((g.total_input_tokens, g.total_output_tokens), (1200, 400));
+}
+
+#[tokio::test]
+async fn a_raw_answer_kept_after_a_parse_failure_has_its_secrets_masked() {
+    let server = serve(vec![Canned::json(
+        200,
+        anthropic_message(&format!("here is your key: {LEAKED} and no JSON"), 100, 50),
+    )])
+    .await;
+    let mut f = factory(&server.base_url);
+    f.max_iterations = 1;
+    let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
+    let raw = g.iterations[0]
+        .raw_answer_on_parse_failure
+        .as_deref()
+        .unwrap();
+    assert!(!raw.contains(&LEAKED[4..]), "{raw}");
+    assert!(raw.contains("sk-a[masked]"), "{raw}");
+    let stored = serde_json::to_string(&g).unwrap();
+    assert!(!stored.contains(&LEAKED[4..]), "{stored}");
 }
 
 #[tokio::test]

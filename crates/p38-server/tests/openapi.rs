@@ -118,6 +118,7 @@ fn constraints_are_stated() {
         ("get", "/api/agents"),
         ("get", "/api/agents/{id}/tasks"),
         ("get", "/api/audit"),
+        ("get", "/api/generations"),
     ] {
         let limit = &param(&doc, m, p, "limit")["schema"];
         assert_eq!(limit["minimum"], 1, "{m} {p}");
@@ -133,6 +134,18 @@ fn constraints_are_stated() {
             .all(|p| p["name"] != "status"),
         "the audit log has no status filter"
     );
+    // The generation statuses a listing filters on, each of them.
+    let status = param(&doc, "get", "/api/generations", "status");
+    assert_eq!(status["in"], "query");
+    let statuses =
+        serde_json::to_string(&doc["components"]["schemas"]["GenerationStatus"]).unwrap();
+    for s in ["running", "succeeded", "failed", "cancelled"] {
+        assert!(statuses.contains(s), "{statuses}");
+    }
+    let cancel = &doc["paths"]["/api/generations/{id}/cancel"]["post"]["responses"];
+    for code in ["403", "404", "409"] {
+        assert!(cancel.get(code).is_some(), "cancel answers {code}");
+    }
     let wait = param(&doc, "get", "/api/tasks/{id}", "wait");
     assert_eq!(wait["in"], "query");
     assert_eq!(wait["required"], false);

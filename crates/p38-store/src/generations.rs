@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use p38_core::Result;
 use p38_core::audit::NewAudit;
 use p38_core::generation::{Generation, GenerationProgress, GenerationStatus};
+use p38_core::page::{Page, PageRequest};
 use p38_core::store::GenerationStore;
 use p38_core::time::{now, to_millis};
+use p38_core::{Error, Result};
 
 use crate::audit::insert_audit;
 use crate::rows::{self, to_json};
@@ -19,6 +20,13 @@ use crate::{SqlStore, db_err};
 macro_rules! generation_cols {
     () => {
         "id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, report, error, agent_id, created_by, created_at, updated_at, overrides"
+    };
+}
+
+/// The same columns without the report, for listings.
+macro_rules! generation_summary_cols {
+    () => {
+        "id, description, status, stage, iteration, findings, cost_usd, input_tokens, output_tokens, model, NULL AS report, error, agent_id, created_by, created_at, updated_at, overrides"
     };
 }
 
@@ -70,7 +78,7 @@ impl GenerationStore for SqlStore {
         owner: &str,
         p: &GenerationProgress,
     ) -> Result<bool> {
-        let done = sqlx::query("UPDATE generations SET stage = $2, iteration = $3, findings = $4, cost_usd = $5, input_tokens = $6, output_tokens = $7, updated_at = $8 WHERE id = $1 AND owner = $9 AND status = 'running'")
+        let done = sqlx::query("UPDATE generations SET stage = $2, iteration = $3, findings = $4, cost_usd = $5, input_tokens = $6, output_tokens = $7, updated_at = $8, report = COALESCE($10, report) WHERE id = $1 AND owner = $9 AND status = 'running'")
             .bind(id)
             .bind(&p.stage)
             .bind(p.iteration)
@@ -80,6 +88,7 @@ impl GenerationStore for SqlStore {
             .bind(p.output_tokens)
             .bind(to_millis(now()))
             .bind(owner)
+            .bind(p.report.as_ref().map(to_json))
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -128,6 +137,74 @@ impl GenerationStore for SqlStore {
             .map_err(db_err)?
             .map(|r| rows::generation(&r))
             .transpose()
+    }
+
+    async fn list_generations(
+        &self,
+        status: Option<GenerationStatus>,
+        page: PageRequest,
+    ) -> Result<Page<Generation>> {
+        let before = page.before.unwrap_or(i64::MAX);
+        let fetch = i64::from(page.limit) + 1;
+        let q = match status {
+            None => sqlx::query(concat!(
+                "SELECT ",
+                generation_summary_cols!(),
+                " FROM generations WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind(before)
+            .bind(fetch),
+            Some(s) => sqlx::query(concat!(
+                "SELECT ",
+                generation_summary_cols!(),
+                " FROM generations WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(s.as_str())
+            .bind(before)
+            .bind(fetch),
+        };
+        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+        let items = rows
+            .iter()
+            .map(rows::generation)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_rows(items, page.limit, |g| g.id))
+    }
+
+    async fn cancel_generation(&self, id: i64, error: &str, audit: NewAudit) -> Result<Generation> {
+        let mut tx = self.begin().await?;
+        // Whoever runs it: its lease renewal and its progress writes fail
+        // from now on (they require `running`), which stops its loop.
+        let row = sqlx::query(concat!(
+            "UPDATE generations SET status = 'cancelled', stage = 'cancelled', error = $2, updated_at = $3, lease_until = NULL \
+             WHERE id = $1 AND status = 'running' RETURNING ",
+            generation_cols!()
+        ))
+        .bind(id)
+        .bind(error)
+        .bind(to_millis(now()))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let g = match row {
+            Some(r) => rows::generation(&r)?,
+            None => {
+                drop(tx);
+                return Err(match self.get_generation(id).await? {
+                    None => Error::not_found("generation", id),
+                    Some(g) => Error::conflict(
+                        "status",
+                        format!(
+                            "generation {id} already ended ({}); nothing to cancel",
+                            g.status.as_str()
+                        ),
+                    ),
+                });
+            }
+        };
+        insert_audit(&mut tx, &audit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(g)
     }
 
     async fn renew_generation(&self, id: i64, owner: &str, lease: Duration) -> Result<bool> {

@@ -9,6 +9,7 @@ use p38_core::Error;
 use p38_core::agent::{AgentChange, AgentSettings, AgentStatus, NewAgent};
 use p38_core::audit::NewAudit;
 use p38_core::auth::Scope;
+use p38_core::generation::GenerationStatus;
 use p38_core::page::PageRequest;
 use p38_core::store::{
     AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
@@ -1064,6 +1065,113 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
             b.name,
             g.error
         );
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn generations_list_newest_first_show_progress_and_cancel_once() {
+    for b in backends("gen_list").await {
+        let s = &b.store;
+        let lease = Duration::from_secs(60);
+        let none = p38_core::generation::GenerationOverrides::default();
+        let mut ids = Vec::new();
+        for d in ["one", "two", "three"] {
+            let g = s
+                .create_generation(
+                    d,
+                    &none,
+                    "m",
+                    "admin",
+                    "a",
+                    lease,
+                    audit("generation.start"),
+                )
+                .await
+                .unwrap();
+            ids.push(g.id);
+        }
+        // Progress while running: tokens so far and the iterations that
+        // ended; a progress without a report keeps the stored one.
+        let mut p = p38_core::generation::GenerationProgress {
+            stage: "repairing".into(),
+            iteration: 2,
+            findings: 1,
+            cost_usd: 0.01,
+            input_tokens: 1200,
+            output_tokens: 400,
+            report: Some(serde_json::json!({"iterations": [{"n": 1, "findings": []}]})),
+        };
+        assert!(s.generation_progress(ids[0], "a", &p).await.unwrap());
+        p.report = None;
+        p.input_tokens = 1300;
+        assert!(s.generation_progress(ids[0], "a", &p).await.unwrap());
+        let g = s.get_generation(ids[0]).await.unwrap().unwrap();
+        assert_eq!((g.input_tokens, g.output_tokens), (1300, 400), "{}", b.name);
+        assert_eq!(
+            g.report.as_ref().unwrap()["iterations"][0]["n"],
+            1,
+            "{}",
+            b.name
+        );
+
+        // Cancelled once, audited; then a conflict; unknown: not found.
+        let c = s
+            .cancel_generation(ids[1], "cancelled by admin", audit("generation.cancel"))
+            .await
+            .unwrap();
+        assert_eq!(c.status, GenerationStatus::Cancelled, "{}", b.name);
+        assert_eq!(c.error.as_deref(), Some("cancelled by admin"));
+        assert!(
+            matches!(
+                s.cancel_generation(ids[1], "again", audit("generation.cancel"))
+                    .await,
+                Err(Error::Conflict { .. })
+            ),
+            "{}",
+            b.name
+        );
+        assert!(matches!(
+            s.cancel_generation(999_999, "x", audit("generation.cancel"))
+                .await,
+            Err(Error::NotFound { .. })
+        ));
+        // Its process loses it: no renewal, no progress.
+        assert!(!s.renew_generation(ids[1], "a", lease).await.unwrap());
+        assert!(!s.generation_progress(ids[1], "a", &p).await.unwrap());
+        let audits = s
+            .list_audit(p38_core::page::PageRequest::first(50))
+            .await
+            .unwrap();
+        assert!(
+            audits.items.iter().any(|e| e.action == "generation.cancel"),
+            "{}",
+            b.name
+        );
+
+        // Newest first, two to a page, without reports; by status.
+        let first = s
+            .list_generations(None, p38_core::page::PageRequest::first(2))
+            .await
+            .unwrap();
+        let got: Vec<i64> = first.items.iter().map(|g| g.id).collect();
+        assert_eq!(got, vec![ids[2], ids[1]], "{}", b.name);
+        assert!(first.items.iter().all(|g| g.report.is_none()));
+        let next =
+            p38_core::page::PageRequest::parse(first.next_cursor.as_deref(), Some(2)).unwrap();
+        let second = s.list_generations(None, next).await.unwrap();
+        let got: Vec<i64> = second.items.iter().map(|g| g.id).collect();
+        assert_eq!(got, vec![ids[0]], "{}", b.name);
+        assert!(second.next_cursor.is_none());
+        let cancelled = s
+            .list_generations(
+                Some(GenerationStatus::Cancelled),
+                p38_core::page::PageRequest::first(50),
+            )
+            .await
+            .unwrap();
+        let got: Vec<i64> = cancelled.items.iter().map(|g| g.id).collect();
+        assert_eq!(got, vec![ids[1]], "{}", b.name);
         cleanup(b).await;
     }
 }

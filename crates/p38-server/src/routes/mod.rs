@@ -53,3 +53,18 @@ pub(crate) struct TaskPageQuery {
     #[param(value_type = Option<p38_core::task::TaskStatus>)]
     pub status: Option<String>,
 }
+
+/// Cursor pagination of generations, with an optional status.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct GenerationPageQuery {
+    /// Opaque cursor from the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Only generations with this status.
+    #[param(value_type = Option<p38_core::generation::GenerationStatus>)]
+    pub status: Option<String>,
+}

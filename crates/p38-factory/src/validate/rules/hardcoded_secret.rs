@@ -15,6 +15,10 @@
 //!   key formats above catch the common providers regardless.
 //!
 //! The finding never repeats the secret: at most its first four characters.
+//! [`mask_secrets`] applies the same detection to any text (code, a model's
+//! raw answer) and replaces each secret found by its first four characters
+//! and `[masked]`, so the iterations a generation keeps hold the finding but
+//! not the secret.
 //!
 //! ## Why is this bad?
 //! Code is stored, versioned, shown to approvers and sent to the model for
@@ -82,6 +86,11 @@ impl Default for HardcodedSecret {
     }
 }
 
+/// Where a literal is split into the tokens checked for entropy.
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || "/?&=:;,\"'()[]{}<>@#%|\\!*^$`".contains(c)
+}
+
 /// Shannon entropy of `s` in bits per character.
 pub fn shannon_entropy(s: &str) -> f64 {
     let mut counts = std::collections::HashMap::new();
@@ -102,7 +111,94 @@ pub fn shannon_entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// The detector [`mask_secrets`] uses, compiled once: a constant set of
+/// patterns, shared by every caller.
+static MASKER: std::sync::LazyLock<HardcodedSecret> =
+    std::sync::LazyLock::new(HardcodedSecret::default);
+
+/// Replaces every secret [`HardcodedSecret`] would flag in `text` by its
+/// first four characters and `[masked]`; text without one comes back as it
+/// is.
+pub fn mask_secrets(text: &str) -> String {
+    let spans = MASKER.secret_spans(text);
+    if spans.is_empty() {
+        return text.to_string();
+    }
+    // Overlapping spans (a key format inside a random token) become one.
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
+    for (start, end) in spans {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in merged {
+        out.push_str(&text[at..start]);
+        let shown: String = text[start..end].chars().take(4).collect();
+        out.push_str(&shown);
+        out.push_str("[masked]");
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
 impl HardcodedSecret {
+    /// Byte ranges of the secrets in `text`, sorted, that [`Self::verdict`]
+    /// would flag: every match of a key format, and every high-entropy
+    /// token.
+    fn secret_spans(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut spans = Vec::new();
+        for (_, re) in &self.formats {
+            for m in re.find_iter(text) {
+                // Trim what the pattern matched around the key (the
+                // Telegram pattern's neighbouring characters).
+                let s = m.as_str();
+                let lead = s.len()
+                    - s.trim_start_matches(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                        .len();
+                let trail = s.len()
+                    - s.trim_end_matches(|c: char| {
+                        !c.is_ascii_alphanumeric() && c != '-' && c != '_'
+                    })
+                    .len();
+                spans.push((m.start() + lead, m.end() - trail));
+            }
+        }
+        let mut start = 0;
+        for (i, c) in text
+            .char_indices()
+            .chain(std::iter::once((text.len(), ' ')))
+        {
+            if is_separator(c) {
+                let token = &text[start..i];
+                if self.random_token(token) {
+                    spans.push((start, i));
+                }
+                start = i + c.len_utf8();
+            }
+        }
+        spans.sort_unstable();
+        spans
+    }
+
+    /// A token long and random enough to be a secret.
+    fn random_token(&self, token: &str) -> bool {
+        if token.chars().count() < MIN_LEN || self.uuid.is_match(token) {
+            return false;
+        }
+        let has_digit = token.chars().any(|c| c.is_ascii_digit());
+        let has_alpha = token.chars().any(|c| c.is_ascii_alphabetic());
+        if !has_digit || !has_alpha {
+            return false;
+        }
+        let hex = token.chars().all(|c| c.is_ascii_hexdigit());
+        let h = shannon_entropy(token);
+        (hex && token.len() >= 32 && h >= HEX_ENTROPY) || (!hex && h >= ENTROPY)
+    }
+
     /// Why `content` looks like a secret, if it does.
     fn verdict(&self, content: &str) -> Option<String> {
         for (what, re) in &self.formats {
@@ -114,19 +210,9 @@ impl HardcodedSecret {
                 return Some(format!("string literal holds {what} (`{shown}…`)"));
             }
         }
-        let is_sep = |c: char| c.is_whitespace() || "/?&=:;,\"'()[]{}<>@#%|\\!*^$`".contains(c);
-        for token in content.split(is_sep) {
-            if token.chars().count() < MIN_LEN || self.uuid.is_match(token) {
-                continue;
-            }
-            let has_digit = token.chars().any(|c| c.is_ascii_digit());
-            let has_alpha = token.chars().any(|c| c.is_ascii_alphabetic());
-            if !has_digit || !has_alpha {
-                continue;
-            }
-            let hex = token.chars().all(|c| c.is_ascii_hexdigit());
-            let h = shannon_entropy(token);
-            if (hex && token.len() >= 32 && h >= HEX_ENTROPY) || (!hex && h >= ENTROPY) {
+        for token in content.split(is_separator) {
+            if self.random_token(token) {
+                let h = shannon_entropy(token);
                 return Some(format!(
                     "string literal holds a random-looking token of {} characters (entropy {h:.1} bits/char), probably a secret",
                     token.chars().count()
@@ -191,6 +277,30 @@ mod tests {
                 "the finding repeats the secret"
             );
         }
+    }
+
+    #[test]
+    fn masks_every_secret_it_would_flag_and_nothing_else() {
+        let keys = [
+            "sk-ant-api03-Xy7pQ2rT9vW4zK8mN3bC6dF1gH5jL0sA",
+            "AKIAIOSFODNN7EXAMPLE",
+            "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawA",
+            "Q9x7Lm2Pz4Rt8Kw1Vb6Nc3",
+        ];
+        for key in keys {
+            let code = format!(
+                "def run(ctx):\n    url = \"https://x.example/?apikey={key}\"\n    return url\n"
+            );
+            let masked = mask_secrets(&code);
+            assert!(!masked.contains(&key[4..]), "{masked}");
+            assert!(masked.contains("[masked]"), "{masked}");
+            assert!(masked.starts_with("def run(ctx):\n    url = \"https://x.example/?apikey="));
+            // The same key inside a JSON answer (escaped quotes, \n).
+            let json = serde_json::json!({ "code": code }).to_string();
+            assert!(!mask_secrets(&json).contains(&key[4..]), "{json}");
+        }
+        let plain = "URL = \"https://query1.finance.yahoo.com/v8/finance/chart/{symbol}?interval=1d\"\nname = \"price_threshold_percent_2\"\n";
+        assert_eq!(mask_secrets(plain), plain);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tree_sitter::{Node, Tree};
 use super::Finding;
 
 pub use forbidden_call::ForbiddenCall;
-pub use hardcoded_secret::HardcodedSecret;
+pub use hardcoded_secret::{HardcodedSecret, mask_secrets};
 pub use network_without_permission::NetworkWithoutPermission;
 pub use run_signature::RunSignature;
 pub use trojan_source::{TrojanSource, control_name, hidden_name};
