@@ -676,6 +676,11 @@ async fn the_host_is_out_of_reach() {
     if !have_bwrap() {
         return;
     }
+    // A canary in the host's environment (the worker's own), which the
+    // sandbox's cleared environment must not pass on.
+    let canary = "p38-host-canary-3c9d71";
+    set_env("P38_TEST_HOST_CANARY", canary);
+    assert_eq!(std::env::var("P38_TEST_HOST_CANARY").as_deref(), Ok(canary));
     let rig = Rig::new().await;
     // Another agent's workspace with a file in it, and the database file.
     let other = rig.dir.path().join("workspaces").join("999");
@@ -698,8 +703,16 @@ def run(ctx):
     out["shadow"] = attempt(lambda: open("/etc/shadow").read())
     out["database"] = attempt(lambda: open({db:?}).read())
     out["other_workspace"] = attempt(lambda: open({other:?}).read())
-    out["proc1_environ"] = "CANARY_ENV" in open("/proc/1/environ").read() if os.path.exists("/proc/1/environ") else False
-    out["server_env"] = "P38_TEST_CANARY" in os.environ
+    # Every environment the agent can read: its own, and any process's it
+    # sees (PID 1, the init shim, refuses: it is not dumpable).
+    seen = {{"self": "\0".join(k + "=" + v for k, v in os.environ.items())}}
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            seen[pid] = open("/proc/%s/environ" % pid, "rb").read().decode(errors="replace")
+        except OSError as e:
+            seen[pid] = "refused: " + type(e).__name__
+    out["environs"] = seen
+    out["pid1_comm"] = open("/proc/1/comm").read().strip()
     out["write_usr"] = attempt(lambda: open("/usr/p38-x", "w").write("x"))
     out["write_root"] = attempt(lambda: open("/p38-x", "w").write("x"))
     out["write_tmp"] = attempt(lambda: open("/tmp/ok", "w").write("x"))
@@ -721,7 +734,9 @@ def run(ctx):
         t.error,
         t.stderr
     );
-    let r = t.result.unwrap();
+    let mut r = t.result.unwrap();
+    // Checked apart, and never printed: they may hold the host's environment.
+    let environs = r.as_object_mut().unwrap().remove("environs").unwrap();
     assert!(
         r["shadow"].as_str().unwrap().starts_with("denied"),
         "/etc/shadow: {r}"
@@ -734,8 +749,19 @@ def run(ctx):
         r["other_workspace"].as_str().unwrap().starts_with("denied"),
         "other workspace: {r}"
     );
-    assert_eq!(r["proc1_environ"], false);
-    assert_eq!(r["server_env"], false);
+    let environs = environs.as_object().unwrap();
+    assert!(
+        environs["self"].as_str().unwrap().contains("PATH="),
+        "the agent's own environment was read"
+    );
+    for (pid, env) in environs {
+        let env = env.as_str().unwrap();
+        assert!(
+            !env.contains("P38_TEST_HOST_CANARY") && !env.contains(canary),
+            "the host's environment reached the sandbox (/proc/{pid}/environ, or os.environ for self)"
+        );
+    }
+    assert_eq!(r["pid1_comm"], "p38-init", "PID 1 is the init shim: {r}");
     assert!(r["write_usr"].as_str().unwrap().starts_with("denied"));
     assert!(r["write_root"].as_str().unwrap().starts_with("denied"));
     assert_eq!(r["write_tmp"], "ALLOWED");
