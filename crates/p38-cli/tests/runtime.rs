@@ -942,25 +942,89 @@ async fn a_declared_but_unset_secret_fails_the_run_by_name() {
     rig.stop().await;
 }
 
+/// Host pids of the processes whose command line holds `token`.
+fn pids_with(token: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(token.len()).any(|w| w == token.as_bytes()))
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A process's identity on the host: its pid and start time (so a pid
+/// reused by another process does not count as the same one).
+fn process_identity(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces): state is
+    // the first, ppid the second, start time the twentieth.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    Some((pid, fields.get(19)?.to_string()))
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits (up to `limit`) until `check` holds, polling.
+async fn until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what} (after {limit:?})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_running_task_is_stopped() {
     if !have_bwrap() {
         return;
     }
     let rig = Rig::new().await;
-    let a = rig
-        .agent(
-            "sleeper",
-            "import time\ndef run(ctx):\n    time.sleep(60)\n",
-            |_| {},
-        )
-        .await;
+    // The agent starts a child whose command line carries a token the host
+    // can find, then sleeps itself: the child's parent is the agent's own
+    // process.
+    let token = format!("p38-cancel-token-{}", std::process::id());
+    let code = format!(
+        "import subprocess, sys, time\ndef run(ctx):\n    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', {token:?}])\n    time.sleep(120)\n"
+    );
+    let a = rig.agent("sleeper", &code, |_| {}).await;
     let id = rig.enqueue(a).await;
-    let start = Instant::now();
-    while rig.store.get_task(id).await.unwrap().unwrap().status != TaskStatus::Running {
-        assert!(start.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        "the agent's child is not running",
+        Duration::from_secs(30),
+        || pids_with(&token).len() == 1,
+    )
+    .await;
+    let child = pids_with(&token)[0];
+    let agent = parent_of(child).unwrap();
+    let processes: Vec<(u32, String)> = [child, agent]
+        .into_iter()
+        .map(|p| process_identity(p).unwrap())
+        .collect();
+    assert!(
+        std::fs::read(format!("/proc/{agent}/cmdline"))
+            .unwrap()
+            .windows(7)
+            .any(|w| w == b"python3"),
+        "the child's parent is the agent's Python"
+    );
+    assert_eq!(
+        rig.store.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Running
+    );
     let audit = NewAudit {
         actor: "test".into(),
         action: "task.cancel".into(),
@@ -968,25 +1032,39 @@ async fn a_cancelled_running_task_is_stopped() {
         detail: None,
     };
     rig.store.cancel_task(id, audit).await.unwrap();
-    // The worker notices at its next heartbeat and kills the run; the
-    // agent can run again right after.
-    let next = rig.enqueue(a).await;
-    let start = Instant::now();
-    loop {
-        let t = rig.store.get_task(next).await.unwrap().unwrap();
-        if t.status == TaskStatus::Running {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the cancelled run still blocks the agent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The worker notices at its next heartbeat and kills the run: the
+    // agent's process and its child are gone.
+    until(
+        "the cancelled run's processes are still alive",
+        Duration::from_secs(20),
+        || {
+            processes
+                .iter()
+                .all(|(pid, started)| process_identity(*pid).is_none_or(|p| &p.1 != started))
+        },
+    )
+    .await;
     assert_eq!(
         rig.store.get_task(id).await.unwrap().unwrap().status,
         TaskStatus::Cancelled
     );
+    // The agent can run again right after.
+    let next = rig.enqueue(a).await;
+    wait_for(
+        &rig,
+        next,
+        "the cancelled run still blocks the agent",
+        |t| t.status == TaskStatus::Running,
+    )
+    .await;
+    let audit = NewAudit {
+        actor: "test".into(),
+        action: "task.cancel".into(),
+        target: String::new(),
+        detail: None,
+    };
+    rig.store.cancel_task(next, audit).await.unwrap();
+    rig.wait(next, Duration::from_secs(20)).await;
     rig.stop().await;
 }
 
