@@ -234,6 +234,19 @@ async fn three_workers_drain_1000_runs_each_exactly_once() {
             .await
             .unwrap();
     }
+    // Every claim of every task, as the database sees it: a no-op task
+    // claimed twice still ends succeeded once, so the row alone cannot
+    // tell. Each statement that sets a row running (a claim) adds a line,
+    // also when the row was running already.
+    for sql in [
+        "CREATE TABLE test_claims (task_id BIGINT NOT NULL, worker TEXT)",
+        "CREATE FUNCTION test_record_claim() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN INSERT INTO test_claims (task_id, worker) VALUES (NEW.id, NEW.worker); RETURN NEW; END $$",
+        "CREATE TRIGGER test_claims AFTER UPDATE OF status ON tasks FOR EACH ROW \
+         WHEN (NEW.status = 'running') EXECUTE FUNCTION test_record_claim()",
+    ] {
+        sqlx::query(sql).execute(db.store.pool()).await.unwrap();
+    }
     let workers: Vec<Proc> = (0..3)
         .map(|i| {
             Proc::spawn(
@@ -279,6 +292,34 @@ async fn three_workers_drain_1000_runs_each_exactly_once() {
     );
     let by: std::collections::BTreeSet<_> = tasks.iter().filter_map(|t| t.worker.clone()).collect();
     assert!(by.len() >= 2, "the work was shared: {by:?}");
+    let claims: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT task_id, worker FROM test_claims ORDER BY task_id")
+            .fetch_all(db.store.pool())
+            .await
+            .unwrap();
+    let mut per_task: std::collections::BTreeMap<i64, Vec<String>> = Default::default();
+    for (id, worker) in claims {
+        per_task
+            .entry(id)
+            .or_default()
+            .push(worker.unwrap_or_default());
+    }
+    let twice: Vec<_> = per_task.iter().filter(|(_, w)| w.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} tasks claimed more than once, e.g. {:?}",
+        twice.len(),
+        twice.iter().take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(per_task.len(), 1000, "every task's claim was recorded");
+    for t in &tasks {
+        assert_eq!(
+            per_task[&t.id].first(),
+            t.worker.as_ref(),
+            "task {} was claimed by the worker that ran it",
+            t.id
+        );
+    }
     db.done().await;
 }
 
