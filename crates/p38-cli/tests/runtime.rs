@@ -141,6 +141,33 @@ impl Rig {
         let _ = self.stop.send(true);
         let _ = self.worker.await;
     }
+
+    /// Stops the worker and closes the database, then scans its files for
+    /// `secret`. The database file must be there and hold `stored`, text
+    /// the runs are known to have stored, so a scan of a missing or wrong
+    /// file fails instead of passing; the WAL is scanned too when it is
+    /// left (closing the last connection checkpoints and removes it).
+    async fn stop_and_scan(self, secret: &str, stored: &str) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        self.store.close().await;
+        let mut files = Vec::new();
+        for f in ["p38.db", "p38.db-wal"] {
+            match std::fs::read(self.dir.path().join(f)) {
+                Ok(bytes) => files.push((f, bytes)),
+                Err(e) if f != "p38.db" && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("cannot read {f}: {e}"),
+            }
+        }
+        let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(
+            files.iter().any(|(_, b)| has(b, stored)),
+            "the scanned files do not hold {stored:?}: not the run's database"
+        );
+        for (f, bytes) in &files {
+            assert!(!has(bytes, secret), "canary found in {f}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -849,17 +876,8 @@ def run(ctx):
     );
     let state = rig.store.get_state(t.agent_id - 1).await.unwrap().unwrap();
     assert_eq!(state.state["k"], "***");
-    rig.store.close().await;
     // Nothing in the database file (or its WAL) holds the canary.
-    for f in ["p38.db", "p38.db-wal"] {
-        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
-            assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "canary found in {f}"
-            );
-        }
-    }
-    rig.stop().await;
+    rig.stop_and_scan(canary, "split *** end").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -914,16 +932,7 @@ def run(ctx):
     let done = rig.wait(id, Duration::from_secs(30)).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
     assert!(done.stdout.unwrap().ends_with("split *** end\n"));
-    rig.store.close().await;
-    for f in ["p38.db", "p38.db-wal"] {
-        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
-            assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "canary found in {f}"
-            );
-        }
-    }
-    rig.stop().await;
+    rig.stop_and_scan(canary, "split *** end").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
