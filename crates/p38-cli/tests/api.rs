@@ -1990,7 +1990,19 @@ fn paused_agent_schedule_does_not_fire() {
         OK_CODE,
         json!({"schedule": "every 1s", "status": "paused"}),
     );
-    std::thread::sleep(Duration::from_secs(3));
+    // An active agent on the same schedule, created after it, fires: the
+    // scheduler is alive and has had its chances to fire the paused one.
+    s.create_agent("a", OK_CODE, json!({"schedule": "every 1s"}));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tasks_of(&s, "a").len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the active agent did not fire twice in 30 s: {:?}\n{}",
+            tasks_of(&s, "a"),
+            s.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(tasks_of(&s, "p"), Vec::<Value>::new());
 }
 

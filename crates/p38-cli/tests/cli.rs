@@ -213,8 +213,21 @@ fn cli_agent_versions_edit_delete() {
     let o = s.cli(&["agent", "versions", "v"]);
     assert_ok(&o);
     let out = stdout(&o);
-    assert!(out.contains("VERSION"), "versions: {out}");
-    assert!(out.contains('2') && out.contains('1'), "versions: {out}");
+    // The table's cells, row by row (inside its box-drawing borders).
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix('│')?.strip_suffix('│'))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.first(), Some(&vec!["VERSION", "BY", "AT"]), "{out}");
+    let versions: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
+    assert_eq!(versions, ["2", "1"], "newest first, one row each: {out}");
+    for r in &rows[1..] {
+        assert_eq!(r.len(), 3, "{out}");
+        assert_eq!(r[1], "token:admin#1", "{out}");
+        assert!(chrono::DateTime::parse_from_rfc3339(r[2]).is_ok(), "{out}");
+    }
+    assert!(rows[2][2] <= rows[1][2], "version 1 is the older: {out}");
     let o = s.cli(&["agent", "versions", "v", "--json"]);
     assert_ok(&o);
     let vs: Value = serde_json::from_str(&stdout(&o)).unwrap();

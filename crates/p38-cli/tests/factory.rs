@@ -273,6 +273,103 @@ async fn a_hebrew_description_becomes_an_approved_running_agent() {
     );
 }
 
+/// Clean to every static stage, but its test fails when it runs: only a
+/// real dry run finds it, and only the sandbox's names its host
+/// `p38-sandbox`.
+const FAILS_WHEN_RUN: &str = "\"\"\"Report where it runs.\"\"\"\nimport os\n\n\ndef run(ctx):\n    \"\"\"Fail, naming the host it ran on.\"\"\"\n    raise RuntimeError(\"ran on \" + os.uname().nodename)\n";
+
+async fn messages_failing_first(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value> {
+    let n = {
+        let mut r = f.requests.lock().unwrap();
+        r.push((None, body));
+        r.len()
+    };
+    Json(answer(if n == 1 { FAILS_WHEN_RUN } else { CLEAN }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_runs_the_generated_test_in_the_sandbox_and_its_failure_is_repaired() {
+    if !p38_testkit::sandbox_available() {
+        return;
+    }
+    let (fake, llm) = serve_fake(post(messages_failing_first)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_up, url, _log) = start_up(&data, &llm, &[]);
+    let (d, u) = (data.clone(), url.clone());
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        p38(
+            &u,
+            &d,
+            &["agent", "create", "--description", "watch Tesla", "--json"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "generation failed: {out}\n{err}");
+
+    // The repair request carries what the run in the sandbox raised.
+    let reqs = fake.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2, "one generation and one repair");
+    assert!(
+        reqs[1].1.to_string().contains("ran on p38-sandbox"),
+        "the repair request names the dry run's error: {}",
+        reqs[1].1
+    );
+
+    let token = std::fs::read_to_string(data.join("admin.token")).unwrap();
+    let get = |path: String| {
+        let (url, token) = (url.clone(), token.trim().to_string());
+        async move {
+            reqwest::Client::new()
+                .get(format!("{url}{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let agents = get("/api/agents".into()).await;
+    let g = get(format!(
+        "/api/generations/{}",
+        agents["items"][0]["generation_id"]
+    ))
+    .await;
+    assert_eq!(g["status"], "succeeded", "{g}");
+    let iterations = g["report"]["iterations"].as_array().unwrap();
+    assert_eq!(iterations.len(), 2, "{g}");
+    let dry_run = |i: usize| {
+        iterations[i]["stages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no stages: {g}"))
+            .iter()
+            .find(|s| s["stage"] == "dry_run")
+            .unwrap_or_else(|| panic!("no dry_run stage in iteration {i}: {g}"))
+            .clone()
+    };
+    // The first answer passed every static stage and failed only there.
+    for s in iterations[0]["stages"].as_array().unwrap() {
+        let expected = if s["stage"] == "dry_run" {
+            "failed"
+        } else {
+            "passed"
+        };
+        assert_eq!(s["status"], expected, "iteration 0: {g}");
+    }
+    let finding = iterations[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["severity"] == "error")
+        .unwrap_or_else(|| panic!("no error finding: {g}"))
+        .to_string();
+    assert!(finding.contains("ran on p38-sandbox"), "{finding}");
+    assert_eq!(dry_run(1)["status"], "passed", "{g}");
+}
+
 /// The first call never answers; every later one answers with clean code.
 async fn hang_once(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value> {
     let n = {

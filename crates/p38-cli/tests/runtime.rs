@@ -141,6 +141,33 @@ impl Rig {
         let _ = self.stop.send(true);
         let _ = self.worker.await;
     }
+
+    /// Stops the worker and closes the database, then scans its files for
+    /// `secret`. The database file must be there and hold `stored`, text
+    /// the runs are known to have stored, so a scan of a missing or wrong
+    /// file fails instead of passing; the WAL is scanned too when it is
+    /// left (closing the last connection checkpoints and removes it).
+    async fn stop_and_scan(self, secret: &str, stored: &str) {
+        let _ = self.stop.send(true);
+        let _ = self.worker.await;
+        self.store.close().await;
+        let mut files = Vec::new();
+        for f in ["p38.db", "p38.db-wal"] {
+            match std::fs::read(self.dir.path().join(f)) {
+                Ok(bytes) => files.push((f, bytes)),
+                Err(e) if f != "p38.db" && e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("cannot read {f}: {e}"),
+            }
+        }
+        let has = |b: &[u8], s: &str| b.windows(s.len()).any(|w| w == s.as_bytes());
+        assert!(
+            files.iter().any(|(_, b)| has(b, stored)),
+            "the scanned files do not hold {stored:?}: not the run's database"
+        );
+        for (f, bytes) in &files {
+            assert!(!has(bytes, secret), "canary found in {f}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -676,6 +703,11 @@ async fn the_host_is_out_of_reach() {
     if !have_bwrap() {
         return;
     }
+    // A canary in the host's environment (the worker's own), which the
+    // sandbox's cleared environment must not pass on.
+    let canary = "p38-host-canary-3c9d71";
+    set_env("P38_TEST_HOST_CANARY", canary);
+    assert_eq!(std::env::var("P38_TEST_HOST_CANARY").as_deref(), Ok(canary));
     let rig = Rig::new().await;
     // Another agent's workspace with a file in it, and the database file.
     let other = rig.dir.path().join("workspaces").join("999");
@@ -698,12 +730,16 @@ def run(ctx):
     out["shadow"] = attempt(lambda: open("/etc/shadow").read())
     out["database"] = attempt(lambda: open({db:?}).read())
     out["other_workspace"] = attempt(lambda: open({other:?}).read())
-    try:
-        # PID 1 (the init shim) is not dumpable: reading it is refused.
-        out["proc1_environ"] = "CANARY_ENV" in open("/proc/1/environ").read()
-    except OSError:
-        out["proc1_environ"] = False
-    out["server_env"] = "P38_TEST_CANARY" in os.environ
+    # Every environment the agent can read: its own, and any process's it
+    # sees (PID 1, the init shim, refuses: it is not dumpable).
+    seen = {{"self": "\0".join(k + "=" + v for k, v in os.environ.items())}}
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:
+        try:
+            seen[pid] = open("/proc/%s/environ" % pid, "rb").read().decode(errors="replace")
+        except OSError as e:
+            seen[pid] = "refused: " + type(e).__name__
+    out["environs"] = seen
+    out["pid1_comm"] = open("/proc/1/comm").read().strip()
     out["write_usr"] = attempt(lambda: open("/usr/p38-x", "w").write("x"))
     out["write_root"] = attempt(lambda: open("/p38-x", "w").write("x"))
     out["write_tmp"] = attempt(lambda: open("/tmp/ok", "w").write("x"))
@@ -725,7 +761,9 @@ def run(ctx):
         t.error,
         t.stderr
     );
-    let r = t.result.unwrap();
+    let mut r = t.result.unwrap();
+    // Checked apart, and never printed: they may hold the host's environment.
+    let environs = r.as_object_mut().unwrap().remove("environs").unwrap();
     assert!(
         r["shadow"].as_str().unwrap().starts_with("denied"),
         "/etc/shadow: {r}"
@@ -738,8 +776,19 @@ def run(ctx):
         r["other_workspace"].as_str().unwrap().starts_with("denied"),
         "other workspace: {r}"
     );
-    assert_eq!(r["proc1_environ"], false);
-    assert_eq!(r["server_env"], false);
+    let environs = environs.as_object().unwrap();
+    assert!(
+        environs["self"].as_str().unwrap().contains("PATH="),
+        "the agent's own environment was read"
+    );
+    for (pid, env) in environs {
+        let env = env.as_str().unwrap();
+        assert!(
+            !env.contains("P38_TEST_HOST_CANARY") && !env.contains(canary),
+            "the host's environment reached the sandbox (/proc/{pid}/environ, or os.environ for self)"
+        );
+    }
+    assert_eq!(r["pid1_comm"], "p38-init", "PID 1 is the init shim: {r}");
     assert!(r["write_usr"].as_str().unwrap().starts_with("denied"));
     assert!(r["write_root"].as_str().unwrap().starts_with("denied"));
     assert_eq!(r["write_tmp"], "ALLOWED");
@@ -827,17 +876,8 @@ def run(ctx):
     );
     let state = rig.store.get_state(t.agent_id - 1).await.unwrap().unwrap();
     assert_eq!(state.state["k"], "***");
-    rig.store.close().await;
     // Nothing in the database file (or its WAL) holds the canary.
-    for f in ["p38.db", "p38.db-wal"] {
-        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
-            assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "canary found in {f}"
-            );
-        }
-    }
-    rig.stop().await;
+    rig.stop_and_scan(canary, "split *** end").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -892,16 +932,7 @@ def run(ctx):
     let done = rig.wait(id, Duration::from_secs(30)).await;
     assert_eq!(done.status, TaskStatus::Succeeded, "{:?}", done.error);
     assert!(done.stdout.unwrap().ends_with("split *** end\n"));
-    rig.store.close().await;
-    for f in ["p38.db", "p38.db-wal"] {
-        if let Ok(bytes) = std::fs::read(rig.dir.path().join(f)) {
-            assert!(
-                !bytes.windows(canary.len()).any(|w| w == canary.as_bytes()),
-                "canary found in {f}"
-            );
-        }
-    }
-    rig.stop().await;
+    rig.stop_and_scan(canary, "split *** end").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,25 +951,89 @@ async fn a_declared_but_unset_secret_fails_the_run_by_name() {
     rig.stop().await;
 }
 
+/// Host pids of the processes whose command line holds `token`.
+fn pids_with(token: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        if std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(token.len()).any(|w| w == token.as_bytes()))
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// A process's identity on the host: its pid and start time (so a pid
+/// reused by another process does not count as the same one).
+fn process_identity(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name (which may hold spaces): state is
+    // the first, ppid the second, start time the twentieth.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    Some((pid, fields.get(19)?.to_string()))
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits (up to `limit`) until `check` holds, polling.
+async fn until(what: &str, limit: Duration, check: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what} (after {limit:?})");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_running_task_is_stopped() {
     if !have_bwrap() {
         return;
     }
     let rig = Rig::new().await;
-    let a = rig
-        .agent(
-            "sleeper",
-            "import time\ndef run(ctx):\n    time.sleep(60)\n",
-            |_| {},
-        )
-        .await;
+    // The agent starts a child whose command line carries a token the host
+    // can find, then sleeps itself: the child's parent is the agent's own
+    // process.
+    let token = format!("p38-cancel-token-{}", std::process::id());
+    let code = format!(
+        "import subprocess, sys, time\ndef run(ctx):\n    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', {token:?}])\n    time.sleep(120)\n"
+    );
+    let a = rig.agent("sleeper", &code, |_| {}).await;
     let id = rig.enqueue(a).await;
-    let start = Instant::now();
-    while rig.store.get_task(id).await.unwrap().unwrap().status != TaskStatus::Running {
-        assert!(start.elapsed() < Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(
+        "the agent's child is not running",
+        Duration::from_secs(30),
+        || pids_with(&token).len() == 1,
+    )
+    .await;
+    let child = pids_with(&token)[0];
+    let agent = parent_of(child).unwrap();
+    let processes: Vec<(u32, String)> = [child, agent]
+        .into_iter()
+        .map(|p| process_identity(p).unwrap())
+        .collect();
+    assert!(
+        std::fs::read(format!("/proc/{agent}/cmdline"))
+            .unwrap()
+            .windows(7)
+            .any(|w| w == b"python3"),
+        "the child's parent is the agent's Python"
+    );
+    assert_eq!(
+        rig.store.get_task(id).await.unwrap().unwrap().status,
+        TaskStatus::Running
+    );
     let audit = NewAudit {
         actor: "test".into(),
         action: "task.cancel".into(),
@@ -946,25 +1041,39 @@ async fn a_cancelled_running_task_is_stopped() {
         detail: None,
     };
     rig.store.cancel_task(id, audit).await.unwrap();
-    // The worker notices at its next heartbeat and kills the run; the
-    // agent can run again right after.
-    let next = rig.enqueue(a).await;
-    let start = Instant::now();
-    loop {
-        let t = rig.store.get_task(next).await.unwrap().unwrap();
-        if t.status == TaskStatus::Running {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "the cancelled run still blocks the agent"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The worker notices at its next heartbeat and kills the run: the
+    // agent's process and its child are gone.
+    until(
+        "the cancelled run's processes are still alive",
+        Duration::from_secs(20),
+        || {
+            processes
+                .iter()
+                .all(|(pid, started)| process_identity(*pid).is_none_or(|p| &p.1 != started))
+        },
+    )
+    .await;
     assert_eq!(
         rig.store.get_task(id).await.unwrap().unwrap().status,
         TaskStatus::Cancelled
     );
+    // The agent can run again right after.
+    let next = rig.enqueue(a).await;
+    wait_for(
+        &rig,
+        next,
+        "the cancelled run still blocks the agent",
+        |t| t.status == TaskStatus::Running,
+    )
+    .await;
+    let audit = NewAudit {
+        actor: "test".into(),
+        action: "task.cancel".into(),
+        target: String::new(),
+        detail: None,
+    };
+    rig.store.cancel_task(next, audit).await.unwrap();
+    rig.wait(next, Duration::from_secs(20)).await;
     rig.stop().await;
 }
 

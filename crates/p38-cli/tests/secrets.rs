@@ -13,6 +13,7 @@ struct Up {
     url: String,
     dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Up {
@@ -33,7 +34,7 @@ impl Up {
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(u) = line.split("listening on ").nth(1) {
                     let _ = tx.send(u.trim().to_string());
@@ -50,7 +51,33 @@ impl Up {
             url,
             dir,
             log,
+            reader: Some(reader),
         }
+    }
+
+    /// Stops the server (SIGTERM, as a user would) and waits for it to exit
+    /// and for the last of its log to be read; returns the whole log.
+    fn stop(&mut self) -> String {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let exit = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "p38 up did not stop in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "p38 up exited with {exit:?}");
+        // The server's stderr is closed: the reader sees its end.
+        self.reader.take().unwrap().join().unwrap();
+        self.log.lock().unwrap().clone()
     }
 
     fn p38(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -106,7 +133,7 @@ fn a_canary_secret_never_leaves_the_sandbox_unmasked() {
         return;
     }
     let canary = "p38-canary-51f0c2e9d8a7";
-    let up = Up::start();
+    let mut up = Up::start();
     let (ok, _, err) = up.p38(
         &["secret", "set", "CANARY_TOKEN"],
         Some(&format!("{canary}\n")),
@@ -156,12 +183,13 @@ def run(ctx):
         None,
     );
     assert!(ok);
-    // A change of config withdraws the approval.
+    // A changed config is approved again before it runs.
     let (ok, _, err) = up.p38(&["agent", "approve", "leaky", "--yes"], None);
     assert!(ok, "{err}");
-    let (ok, out, _) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
+    let (ok, out, err) = up.p38(&["agent", "run", "leaky", "--wait", "--json"], None);
     assert!(!ok, "the raising run fails");
-    let failed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let failed: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {err}"));
     assert!(
         failed["error"]
             .as_str()
@@ -224,22 +252,39 @@ def run(ctx):
         "the next run saw the rotated value"
     );
 
-    // Stop the server, then scan its log and every database file.
-    std::thread::sleep(Duration::from_millis(300));
-    let log = up.log.lock().unwrap().clone();
+    // Stop the server, then scan its whole log and every database file.
+    let log = up.stop();
     assert!(log.len() > 1000, "debug logging produced output");
+    let shutdown = log
+        .find("Shutting down: no new work is taken")
+        .expect("the log was read past the start of the shutdown");
+    assert!(
+        log[shutdown..].contains("worker stopped"),
+        "the log was read to the server's end"
+    );
     assert!(
         !log.contains(canary) && !log.contains(rotated),
         "a server log line holds the secret"
     );
     let data = up.dir.path().join("data");
+    let mut files = Vec::new();
     for f in ["p38.db", "p38.db-wal"] {
-        if let Ok(bytes) = std::fs::read(data.join(f)) {
-            assert!(
-                !contains(&bytes, canary) && !contains(&bytes, rotated),
-                "{f} holds a plaintext secret"
-            );
+        match std::fs::read(data.join(f)) {
+            Ok(bytes) => files.push((f, bytes)),
+            // Closing the last connection checkpoints the WAL and removes it.
+            Err(e) if f == "p38.db-wal" && e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("cannot read {f}: {e}"),
         }
+    }
+    assert!(
+        files.iter().any(|(_, b)| contains(b, "stdout: ***")),
+        "the scanned files hold the runs' masked output: the right database"
+    );
+    for (f, bytes) in &files {
+        assert!(
+            !contains(bytes, canary) && !contains(bytes, rotated),
+            "{f} holds a plaintext secret"
+        );
     }
     let key = std::fs::metadata(data.join("master.key")).unwrap();
     use std::os::unix::fs::PermissionsExt;

@@ -196,10 +196,25 @@ fn interpreter_outside_usr_is_refused() {
     if !bwrap_available() {
         return;
     }
+    // A real interpreter (a copy of the host's, which runs) in a folder
+    // the sandbox does not mount: the /usr rule, not a missing file, must
+    // be what refuses it.
+    let dir = tempfile::tempdir().unwrap();
+    let python = dir.path().join("python3");
+    std::fs::copy(std::fs::canonicalize(PYTHON).unwrap(), &python).unwrap();
+    let runs = std::process::Command::new(&python)
+        .args(["-c", "pass"])
+        .status()
+        .unwrap();
+    assert!(runs.success(), "the copied interpreter runs on the host");
     let mut c = config(fresh_uid());
-    c.python = "/nonexistent/python3".into();
+    c.python = python.clone();
     let err = Sandbox::new(c).expect_err("must fail");
-    assert!(err.to_string().contains("python"), "{err}");
+    assert!(err.to_string().contains("is outside /usr"), "{err}");
+    assert!(
+        err.to_string().contains(python.to_str().unwrap()),
+        "names the interpreter: {err}"
+    );
 }
 
 #[test]

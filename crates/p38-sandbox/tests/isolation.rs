@@ -28,7 +28,11 @@ fn etc_shadow_is_not_readable() {
         return;
     }
     let env = Env::new();
-    assert_ne!(verdict(&env, &try_read("/etc/shadow")), "read");
+    // Not "permission denied", which plain file permissions give any
+    // unprivileged process: the sandbox does not mount /etc at all, so
+    // even the world-readable /etc/passwd is not there.
+    assert_eq!(verdict(&env, &try_read("/etc/shadow")), "ENOENT");
+    assert_eq!(verdict(&env, &try_read("/etc/passwd")), "ENOENT");
 }
 
 /// A world-readable secret next to the workspace, so only the sandbox (not
@@ -103,10 +107,13 @@ fn proc_1_environ_holds_no_canary() {
     }
     set_canary();
     let env = Env::new();
+    // PID 1 is the sandbox's init shim (not the host's init), and it is
+    // not dumpable, so its environment cannot be read at all; whatever of
+    // it could be read would not hold the canary.
     let script = format!(
-        "try:\n    data = open('/proc/1/environ', 'rb').read()\nexcept OSError:\n    data = b''\nprint({CANARY:?}.encode() in data)\n"
+        "import errno\nprint(open('/proc/1/comm').read().strip())\ntry:\n    data = open('/proc/1/environ', 'rb').read()\n    print('read', {CANARY:?}.encode() in data)\nexcept OSError as e:\n    print(errno.errorcode[e.errno])\n"
     );
-    assert_eq!(verdict(&env, &script), "False");
+    assert_eq!(verdict(&env, &script), "p38-init\nEACCES");
 }
 
 #[test]
@@ -115,12 +122,25 @@ fn writing_outside_workspace_and_tmp_fails() {
         return;
     }
     let env = Env::new();
-    for path in ["/usr/x", "/p38/x", "/x", "/etc/x", "/proc/x"] {
-        assert_ne!(verdict(&env, &try_write(path)), "wrote", "{path}");
+    // The host's system directories are read-only mounts in the sandbox:
+    // EROFS, which file permissions never give.
+    for path in ["/usr/x", "/usr/bin/x", "/bin/x", "/lib/x"] {
+        assert_eq!(verdict(&env, &try_write(path)), "EROFS", "{path}");
     }
+    // Directories the sandbox does not mount are not there.
+    for path in ["/etc/passwd", "/proc/x", "/home"] {
+        assert_eq!(verdict(&env, &try_read(path)), "ENOENT", "{path}");
+    }
+    // Anything else outside the workspace and /tmp: landlock refuses.
+    for path in ["/p38/x", "/x", "/etc/x"] {
+        assert_eq!(verdict(&env, &try_write(path)), "EACCES", "{path}");
+    }
+    let name = format!("p38-isolation-{}", env.uid);
     assert_eq!(verdict(&env, &try_write("/workspace/ok")), "wrote");
-    assert_eq!(verdict(&env, &try_write("/tmp/ok")), "wrote");
+    assert_eq!(verdict(&env, &try_write(&format!("/tmp/{name}"))), "wrote");
     assert!(env.workspace().join("ok").exists());
+    // /tmp is the sandbox's own: the file is not in the host's /tmp.
+    assert!(!std::path::Path::new("/tmp").join(&name).exists());
 }
 
 fn connect_script(port: u16) -> String {
