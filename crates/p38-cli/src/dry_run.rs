@@ -61,14 +61,28 @@ def _located(error):
     while tb is not None:
         name = tb.tb_frame.f_code.co_filename
         if name in ("agent.py", "test.py"):
-            where = (name, tb.tb_lineno)
+            where = (name, tb.tb_lineno, tb.tb_frame)
         tb = tb.tb_next
     text = "%s: %s" % (type(error).__name__, error)
     if where is None:
         return DryRunFailure(text)
     source = (_AGENT if where[0] == "agent.py" else _TEST).splitlines()
     line = source[where[1] - 1].strip() if 0 < where[1] <= len(source) else ""
-    return DryRunFailure('%s, at File "%s", line %d: %s' % (text, where[0], where[1], line))
+    text = '%s, at File "%s", line %d: %s' % (text, where[0], where[1], line)
+    if isinstance(error, AssertionError):
+        # An assert says nothing of its values: show the frame's variables.
+        shown = []
+        for k, v in list(where[2].f_locals.items())[:8]:
+            if k.startswith("__") or callable(v) or isinstance(v, types.ModuleType):
+                continue
+            try:
+                r = repr(v)
+            except Exception:
+                r = "<unprintable>"
+            shown.append("%s=%s" % (k, r if len(r) <= 120 else r[:120] + "..."))
+        if shown:
+            text += " (values: %s)" % ", ".join(shown)
+    return DryRunFailure(text)
 
 
 def run(ctx):

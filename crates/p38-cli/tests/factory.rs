@@ -763,7 +763,7 @@ async fn failing_test_then_none(State(f): State<Fake>, Json(body): Json<Value>) 
         r.len()
     };
     let test = if n == 1 {
-        "from agent import run\n\n\ndef test_run(ctx):\n    \"\"\"A first run at the baseline does not alert.\"\"\"\n    assert run(ctx)[\"alert\"] is True\n"
+        "from agent import run\n\n\ndef test_run(ctx):\n    \"\"\"A first run at the baseline does not alert.\"\"\"\n    result = run(ctx)\n    assert result[\"alert\"] is True\n"
     } else {
         ""
     };
@@ -787,7 +787,7 @@ async fn the_dry_run_imports_the_agent_blames_the_right_file_and_runs_run_withou
     if !p38_testkit::sandbox_available() {
         return;
     }
-    let (_fake, llm) = serve_fake(post(failing_test_then_none)).await;
+    let (fake, llm) = serve_fake(post(failing_test_then_none)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (_up, url, log) = start_up(&data, &llm, &[]);
@@ -836,10 +836,26 @@ async fn the_dry_run_imports_the_agent_blames_the_right_file_and_runs_run_withou
     let message = failed[0]["message"].as_str().unwrap();
     assert!(message.contains("AssertionError"), "{message}");
     assert!(
-        message.contains(r#"at File "test.py", line 6: assert run(ctx)["alert"] is True"#),
+        message.contains(r#"at File "test.py", line 7: assert result["alert"] is True"#),
         "the import worked and the test failed, at its own line: {message}"
     );
     assert!(!message.contains("p38-dry-run"), "{message}");
+    assert!(
+        message.contains("(values: ") && message.contains("'alert': False"),
+        "the failing assertion comes with its values: {message}"
+    );
+    let repair = fake.requests.lock().unwrap()[1].1.to_string();
+    for part in [
+        "previous_answer_json",
+        "It failed at: dry_run",
+        "'alert': False",
+        "result = run(ctx)",
+    ] {
+        assert!(
+            repair.contains(part),
+            "the repair request shows {part}: {repair}"
+        );
+    }
     assert!(
         failed[0]["line"].is_null(),
         "the failure is in the test, not at an agent line: {}",

@@ -495,11 +495,9 @@ impl Factory {
                         report(ProgressStage::Done, n, 0, &t, true);
                         return Ok(t.finish(Outcome::Succeeded { spec }));
                     }
-                    user = self.prompts.repair(
-                        description,
-                        Previous::Code(&spec.code),
-                        &r.findings,
-                    )?;
+                    user =
+                        self.prompts
+                            .repair(description, Previous::Answer(&spec), &r.findings)?;
                 }
             }
             let errors = it.findings.iter().filter(|f| f.is_error()).count();

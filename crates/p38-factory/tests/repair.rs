@@ -176,7 +176,7 @@ async fn hebrew_request_repaired_in_two_iterations() {
         .unwrap()
         .to_string();
     assert!(repair.contains(HEBREW));
-    assert!(repair.contains("<previous_code>"));
+    assert!(repair.contains("<previous_answer_json>"));
     assert!(repair.contains("[error] syntax, line 8"), "{repair}");
     assert!(
         repair.contains("[error] rules, line 3, hardcoded_secret"),
