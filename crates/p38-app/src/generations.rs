@@ -488,7 +488,7 @@ impl App {
                     Outcome::Failed { reason, .. } => {
                         (GenerationStatus::Failed, report, Some(reason.clone()), None)
                     }
-                    Outcome::Succeeded { spec } => {
+                    Outcome::Succeeded { spec, .. } => {
                         let clean = g.iterations.last().is_some_and(|i| i.findings.is_empty());
                         match self
                             .save_generated(id, spec, &overrides, &description, &actor, clean)

@@ -85,6 +85,10 @@ pub enum Outcome {
     Succeeded {
         /// The agent.
         spec: AgentSpec,
+        /// The warnings it still has (the model was shown them once, when
+        /// iterations and budget allowed).
+        #[serde(default)]
+        warnings: Vec<Finding>,
     },
     /// No clean agent.
     Failed {
@@ -193,6 +197,9 @@ struct Tally {
     cost: f64,
     input: u64,
     output: u64,
+    /// A clean answer whose warnings went back to the model: what the
+    /// generation ends with if the model's next answer is not clean.
+    clean: Option<(AgentSpec, Vec<Finding>)>,
 }
 
 impl Tally {
@@ -206,6 +213,13 @@ impl Tally {
     }
 
     fn finish(self, outcome: Outcome) -> Generation {
+        // A clean answer in hand outlives a failed attempt to improve it.
+        let outcome = match (outcome, self.clean) {
+            (Outcome::Failed { .. }, Some((spec, warnings))) => {
+                Outcome::Succeeded { spec, warnings }
+            }
+            (outcome, _) => outcome,
+        };
         Generation {
             outcome,
             iterations: self.iterations,
@@ -486,14 +500,50 @@ impl Factory {
                     it.findings = r.findings.clone();
                     it.stages = r.stages.clone();
                     if !r.has_errors() {
+                        let warnings = r.findings.clone();
+                        // Warnings go back to the model once, when another
+                        // round fits the iterations, the budget and the time.
+                        let another_fits = n < self.max_iterations
+                            && t.cost + last_cost <= self.budget_usd
+                            && left() != Some(Duration::ZERO);
+                        if warnings.is_empty() || t.clean.is_some() || !another_fits {
+                            tracing::info!(
+                                iteration = n,
+                                cost_usd = t.cost,
+                                warnings = warnings.len(),
+                                "factory produced a clean agent"
+                            );
+                            t.push(it);
+                            t.clean = None;
+                            report(ProgressStage::Done, n, 0, &t, true);
+                            return Ok(t.finish(Outcome::Succeeded { spec, warnings }));
+                        }
                         tracing::info!(
                             iteration = n,
-                            cost_usd = t.cost,
-                            "factory produced a clean agent"
+                            warnings = warnings.len(),
+                            "clean agent; its warnings go back to the model once"
+                        );
+                        user = self.prompts.repair(
+                            description,
+                            Previous::Answer(&spec),
+                            &r.findings,
+                        )?;
+                        t.clean = Some((spec, warnings));
+                        t.push(it);
+                        report(ProgressStage::Validating, n, 0, &t, true);
+                        continue;
+                    }
+                    if t.clean.is_some() {
+                        // The answer to the warnings broke something: keep
+                        // the clean one rather than spend more on repairs.
+                        tracing::info!(
+                            iteration = n,
+                            "the answer to the warnings has errors; the earlier clean agent stands"
                         );
                         t.push(it);
                         report(ProgressStage::Done, n, 0, &t, true);
-                        return Ok(t.finish(Outcome::Succeeded { spec }));
+                        let (spec, warnings) = t.clean.take().expect("checked above");
+                        return Ok(t.finish(Outcome::Succeeded { spec, warnings }));
                     }
                     user =
                         self.prompts

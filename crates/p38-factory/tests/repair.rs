@@ -50,7 +50,8 @@ def notify(ctx, text):
     """Send text to the user's Telegram chat."""
     token = ctx.secrets["TELEGRAM_BOT_TOKEN"]
     url = "https://api.telegram.org/bot" + token + "/sendMessage"
-    body = urllib.parse.urlencode({"chat_id": ctx.config["chat_id"], "text": text}).encode()
+    query = {"chat_id": ctx.config["chat_id"], "text": text}
+    body = urllib.parse.urlencode(query).encode()
     with urllib.request.urlopen(url, data=body, timeout=10) as resp:
         return resp.status == 200
 
@@ -110,7 +111,7 @@ async fn hebrew_request_repaired_in_two_iterations() {
         .await
         .unwrap();
 
-    let Outcome::Succeeded { spec } = &g.outcome else {
+    let Outcome::Succeeded { spec, .. } = &g.outcome else {
         panic!("expected success: {g:#?}");
     };
     assert_eq!(spec.name, "tesla-watch");
@@ -530,4 +531,104 @@ async fn unpriced_model_is_refused_before_any_call() {
     f.prices.set("claude-sonnet-9", Price::new(1.0, 1.0));
     let g = f.generate("watch Tesla", &|_| {}).await.unwrap();
     assert!(matches!(g.outcome, Outcome::Succeeded { .. }), "{g:#?}");
+}
+
+/// GOOD_CODE with one warning only (E501, a line over 88 characters).
+fn with_long_line() -> String {
+    GOOD_CODE.replace(
+        "    query = {\"chat_id\": ctx.config[\"chat_id\"], \"text\": text}\n    body = urllib.parse.urlencode(query).encode()\n",
+        "    body = urllib.parse.urlencode({\"chat_id\": ctx.config[\"chat_id\"], \"text\": text}).encode()\n",
+    )
+}
+
+#[tokio::test]
+async fn warnings_go_back_to_the_model_once_it_is_otherwise_clean() {
+    if !ruff_installed() {
+        return p38_testkit::missing("ruff is not installed (scripts/setup.sh installs it)");
+    }
+    let server = serve(vec![
+        Canned::json(
+            200,
+            anthropic_message(&answer(&with_long_line()), 1000, 300),
+        ),
+        Canned::json(200, anthropic_message(&answer(GOOD_CODE), 1000, 300)),
+    ])
+    .await;
+    let (_, progress) = recorder();
+    let g = factory(&server.base_url)
+        .generate("watch tesla", &progress)
+        .await
+        .unwrap();
+    let Outcome::Succeeded { spec, warnings } = &g.outcome else {
+        panic!("expected success: {g:#?}");
+    };
+    assert_eq!(g.iterations.len(), 2, "{g:#?}");
+    assert_eq!(spec.code, GOOD_CODE);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let repair = server.requests()[1].json()["messages"][0]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        repair.contains("[warning] lint") && repair.contains("E501"),
+        "{repair}"
+    );
+}
+
+#[tokio::test]
+async fn a_clean_agent_stands_when_the_answer_to_its_warnings_breaks_it() {
+    if !ruff_installed() {
+        return p38_testkit::missing("ruff is not installed (scripts/setup.sh installs it)");
+    }
+    let server = serve(vec![
+        Canned::json(
+            200,
+            anthropic_message(&answer(&with_long_line()), 1000, 300),
+        ),
+        Canned::json(200, anthropic_message(&answer(BAD_CODE), 1000, 300)),
+    ])
+    .await;
+    let (_, progress) = recorder();
+    let g = factory(&server.base_url)
+        .generate("watch tesla", &progress)
+        .await
+        .unwrap();
+    let Outcome::Succeeded { spec, warnings } = &g.outcome else {
+        panic!("expected the first, clean agent: {g:#?}");
+    };
+    assert_eq!(spec.code, with_long_line());
+    assert_eq!(g.iterations.len(), 2, "both rounds are kept");
+    assert!(
+        warnings.iter().any(|w| w.rule == "E501"),
+        "the report says which warnings remain: {warnings:?}"
+    );
+    assert_eq!(server.requests().len(), 2, "no repair of the repair");
+}
+
+#[tokio::test]
+async fn warnings_do_not_cost_a_round_past_the_iteration_limit() {
+    if !ruff_installed() {
+        return p38_testkit::missing("ruff is not installed (scripts/setup.sh installs it)");
+    }
+    let server = serve(vec![Canned::json(
+        200,
+        anthropic_message(&answer(&with_long_line()), 1000, 300),
+    )])
+    .await;
+    let (_, progress) = recorder();
+    let mut f = factory(&server.base_url);
+    f.max_iterations = 1;
+    let g = f.generate("watch tesla", &progress).await.unwrap();
+    let Outcome::Succeeded { warnings, .. } = &g.outcome else {
+        panic!("{g:#?}");
+    };
+    assert_eq!(server.requests().len(), 1);
+    assert!(warnings.iter().any(|w| w.rule == "E501"), "{warnings:?}");
+}
+
+fn ruff_installed() -> bool {
+    std::process::Command::new("ruff")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
