@@ -137,9 +137,9 @@ pub struct ServerArgs {
     /// Log filter (tracing syntax), e.g. info or p38=debug.
     #[arg(long, env = "P38_LOG", default_value = "info")]
     pub log: String,
-    /// Log format: text or json.
-    #[arg(long, env = "P38_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format.
+    #[arg(long, env = "P38_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Where secrets come from.
     #[command(flatten)]
     pub secrets: SecretArgs,
@@ -151,9 +151,10 @@ pub struct ServerArgs {
 /// The language model that writes agents.
 #[derive(Debug, Args, Clone)]
 pub struct LlmArgs {
-    /// anthropic, openai, gemini or openai_compatible (Ollama, llama.cpp, vLLM).
-    #[arg(long, env = "P38_LLM_PROVIDER", default_value = "anthropic")]
-    pub llm_provider: String,
+    /// The model provider's wire format (openai_compatible: Ollama,
+    /// llama.cpp, vLLM).
+    #[arg(long, env = "P38_LLM_PROVIDER", value_enum, default_value_t = LlmProvider::Anthropic)]
+    pub llm_provider: LlmProvider,
     /// Model (default: the provider's current default, e.g. claude-sonnet-4-5).
     #[arg(long, env = "P38_LLM_MODEL")]
     pub llm_model: Option<String>,
@@ -192,9 +193,10 @@ pub struct LlmArgs {
 /// Secret backends, asked in order.
 #[derive(Debug, Args, Clone)]
 pub struct SecretArgs {
-    /// Backends to ask, in order: local, env, gcp, vault.
-    #[arg(long, env = "P38_SECRET_BACKENDS", default_value = "local,env")]
-    pub secret_backends: String,
+    /// Backends to ask, in order (comma-separated).
+    #[arg(long, env = "P38_SECRET_BACKENDS", value_enum, value_delimiter = ',',
+          default_values_t = [SecretBackend::Local, SecretBackend::Env])]
+    pub secret_backends: Vec<SecretBackend>,
     /// Master key of the local backend (base64 of 32 bytes); default: DATA_DIR/master.key, created on first start.
     #[arg(long, env = "P38_MASTER_KEY", hide_env_values = true)]
     pub master_key: Option<String>,
@@ -579,6 +581,43 @@ pub enum TokenCmd {
         /// Token id.
         id: i64,
     },
+}
+
+/// How the server logs (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for a collector.
+    Json,
+}
+
+/// The model provider (`--llm-provider`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LlmProvider {
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// OpenAI's Chat Completions API.
+    #[value(name = "openai")]
+    OpenAi,
+    /// Google's Gemini API.
+    Gemini,
+    /// A server speaking OpenAI's format (Ollama, llama.cpp, vLLM).
+    #[value(name = "openai_compatible")]
+    OpenAiCompatible,
+}
+
+/// A secret backend (`--secret-backends`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretBackend {
+    /// Encrypted in Project38's own database.
+    Local,
+    /// `P38_SECRET_<NAME>` and plain environment variables.
+    Env,
+    /// Google Cloud Secret Manager.
+    Gcp,
+    /// HashiCorp Vault (KV).
+    Vault,
 }
 
 /// How workspace quotas are kept (`--workspace-quota`).

@@ -12,7 +12,7 @@ use p38_secrets::{
     SecretBackend, SeenSecrets, VaultAuth, VaultBackend, VaultConfig,
 };
 
-use crate::args::SecretArgs;
+use crate::args::{SecretArgs, SecretBackend as Backend};
 
 /// The cipher of the local backend and the chain every run resolves through.
 pub struct Secrets {
@@ -33,16 +33,11 @@ pub fn build(
     let key = MasterKey::load_or_create(a.master_key.as_deref(), &data_dir.join("master.key"))?;
     let cipher = Arc::new(LocalCipher::new(key));
     let mut backends: Vec<Arc<dyn SecretBackend>> = Vec::new();
-    for name in a
-        .secret_backends
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let b: Arc<dyn SecretBackend> = match name {
-            "local" => Arc::new(LocalBackend::new(store.clone(), cipher.clone())),
-            "env" => Arc::new(EnvResolver),
-            "gcp" => {
+    for backend in &a.secret_backends {
+        let b: Arc<dyn SecretBackend> = match backend {
+            Backend::Local => Arc::new(LocalBackend::new(store.clone(), cipher.clone())),
+            Backend::Env => Arc::new(EnvResolver),
+            Backend::Gcp => {
                 let project = a
                     .gcp_project
                     .clone()
@@ -57,7 +52,7 @@ pub fn build(
                 cfg.secretmanager_base = a.gcp_secretmanager_url.clone();
                 Arc::new(GcpBackend::new(cfg)?)
             }
-            "vault" => {
+            Backend::Vault => {
                 let addr = a
                     .vault_addr
                     .clone()
@@ -77,9 +72,6 @@ pub fn build(
                 cfg.approle_mount = a.vault_approle_mount.clone();
                 Arc::new(VaultBackend::new(cfg)?)
             }
-            other => bail!(
-                "unknown secret backend {other:?} in P38_SECRET_BACKENDS: use local, env, gcp, vault"
-            ),
         };
         backends.push(b);
     }

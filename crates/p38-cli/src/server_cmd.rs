@@ -18,12 +18,12 @@ use p38_runtime::{Executor, LocalSignal, RuntimeConfig, Scheduler, Worker};
 use p38_server::HttpConfig;
 use p38_store::{SqlStore, StoreOptions, redact_url};
 
-use crate::args::ServerArgs;
+use crate::args::{LlmProvider, LogFormat, ServerArgs};
 
 /// Runs the API and/or a worker until SIGINT or SIGTERM.
 pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCode> {
     let seen = p38_secrets::SeenSecrets::default();
-    init_logging(&a.log, &a.log_format, seen.clone())?;
+    init_logging(&a.log, a.log_format, seen.clone())?;
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("creating the data folder {}", a.data_dir.display()))?;
     let url = a
@@ -213,14 +213,11 @@ fn build_generator(
     a: &ServerArgs,
     keys: Arc<dyn p38_secrets::SecretResolver>,
 ) -> anyhow::Result<Generator> {
-    let kind = match a.llm.llm_provider.as_str() {
-        "anthropic" => ProviderKind::Anthropic,
-        "openai" => ProviderKind::OpenAi,
-        "gemini" => ProviderKind::Gemini,
-        "openai_compatible" => ProviderKind::OpenAiCompatible,
-        other => bail!(
-            "unknown model provider {other:?} (P38_LLM_PROVIDER): use anthropic, openai, gemini or openai_compatible"
-        ),
+    let kind = match a.llm.llm_provider {
+        LlmProvider::Anthropic => ProviderKind::Anthropic,
+        LlmProvider::OpenAi => ProviderKind::OpenAi,
+        LlmProvider::Gemini => ProviderKind::Gemini,
+        LlmProvider::OpenAiCompatible => ProviderKind::OpenAiCompatible,
     };
     let dry_runner: Arc<dyn p38_factory::DryRunner> = match build_sandbox(
         a.python.as_deref(),
@@ -362,7 +359,11 @@ pub fn build_sandbox(
 
 /// Logs go to stderr through a writer that masks every secret value this
 /// process has resolved.
-fn init_logging(filter: &str, format: &str, seen: p38_secrets::SeenSecrets) -> anyhow::Result<()> {
+fn init_logging(
+    filter: &str,
+    format: LogFormat,
+    seen: p38_secrets::SeenSecrets,
+) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .with_context(|| format!("invalid log filter {filter:?} (P38_LOG)"))?;
     let writer = move || seen.writer(std::io::stderr());
@@ -373,9 +374,8 @@ fn init_logging(filter: &str, format: &str, seen: p38_secrets::SeenSecrets) -> a
         .with_ansi(ansi)
         .with_writer(writer);
     let r = match format {
-        "json" => builder.json().try_init(),
-        "text" => builder.try_init(),
-        other => bail!("unknown log format {other:?} (P38_LOG_FORMAT): use text or json"),
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
     };
     r.map_err(|e| anyhow::anyhow!("logging: {e}"))
 }
