@@ -1,8 +1,8 @@
 //! Agent services: create, read, change, delete, run.
 
 use p38_core::agent::{
-    Agent, AgentChange, AgentState, AgentStatus, AgentVersion, NewAgent, validate_allow_hosts,
-    validate_name, validate_secret_names, validate_tools,
+    Agent, AgentChange, AgentState, AgentStatus, AgentVersion, ApprovalChange, NewAgent,
+    validate_allow_hosts, validate_name, validate_secret_names, validate_tools,
 };
 use p38_core::approval::{Approval, Covered};
 use p38_core::audit::NewAudit;
@@ -210,7 +210,7 @@ impl App {
         let covered_changed = Covered::of(&after) != Covered::of(&agent);
         let approved = agent.approved_by.is_some() && !covered_changed;
         let mut status = req.status;
-        let mut approved_by = None;
+        let mut approval = ApprovalChange::Keep;
         let mut rejected_reason = None;
         let mut changed_by = None;
         if covered_changed {
@@ -220,9 +220,9 @@ impl App {
                 && after.tools.is_empty()
                 && after.allow_hosts.is_empty();
             if self.config.auto_approve && harmless && agent.status != AgentStatus::Rejected {
-                approved_by = Some(Some("auto-approval".to_string()));
+                approval = ApprovalChange::GrantAutomatically;
             } else {
-                approved_by = Some(None);
+                approval = ApprovalChange::Withdraw;
                 if agent.status.can_run()
                     || agent.status == AgentStatus::Rejected
                     || status.is_some_and(AgentStatus::can_run)
@@ -247,7 +247,7 @@ impl App {
         }
         if status.is_some_and(AgentStatus::can_run)
             && !approved
-            && approved_by != Some(Some("auto-approval".into()))
+            && approval != ApprovalChange::GrantAutomatically
         {
             return Err(Error::conflict(
                 "status",
@@ -273,7 +273,7 @@ impl App {
             expect_updated_at: Some(agent.updated_at),
             expect_version: None,
             next_fire_at,
-            approved_by,
+            approval,
             changed_by,
             rejected_reason,
             allow_hosts: req.allow_hosts,
@@ -348,7 +348,7 @@ impl App {
             expect_updated_at: Some(agent.updated_at),
             expect_version: Some(version.unwrap_or(agent.version)),
             status: Some(AgentStatus::Active),
-            approved_by: Some(Some(who.actor())),
+            approval: ApprovalChange::GrantBy(who.actor()),
             next_fire_at: Some(next_fire(
                 agent.schedule.as_deref(),
                 AgentStatus::Active,
@@ -393,7 +393,7 @@ impl App {
         let change = AgentChange {
             expect_updated_at: Some(agent.updated_at),
             status: Some(AgentStatus::Rejected),
-            approved_by: Some(None),
+            approval: ApprovalChange::Withdraw,
             rejected_reason: Some(Some(reason.to_string())),
             next_fire_at: Some(None),
             ..Default::default()

@@ -600,7 +600,8 @@ impl App {
                 settings: settings.clone(),
                 created_by: actor.to_string(),
                 next_fire_at,
-                approved_by: auto.then(|| "auto-approval".to_string()),
+                approved_by: auto
+                    .then(|| p38_core::agent::ApprovalChange::AUTO_APPROVER.to_string()),
                 generation_id: Some(generation),
             };
             let detail =

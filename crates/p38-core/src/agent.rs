@@ -433,8 +433,8 @@ pub struct AgentChange {
     pub settings: Option<AgentSettings>,
     /// New next firing; `Some(None)` stops the schedule.
     pub next_fire_at: Option<Option<DateTime<Utc>>>,
-    /// New approval: `Some(Some(who))` approves now, `Some(None)` withdraws it.
-    pub approved_by: Option<Option<String>>,
+    /// What the change does to the approval.
+    pub approval: ApprovalChange,
     /// Apply only if the agent is still as it was when the change was
     /// decided (its `updated_at`): a change or an approval decided on a
     /// stale read is a conflict, never applied to what someone else wrote.
@@ -459,7 +459,46 @@ impl AgentChange {
             && self.rejected_reason.is_none()
             && self.settings.is_none()
             && self.next_fire_at.is_none()
-            && self.approved_by.is_none()
+            && self.approval == ApprovalChange::Keep
+    }
+}
+
+/// What a change does to an agent's approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ApprovalChange {
+    /// The approval stays as it is.
+    #[default]
+    Keep,
+    /// The approval is withdrawn: the agent waits for a human.
+    Withdraw,
+    /// A person approves now (the token's actor).
+    GrantBy(String),
+    /// The opt-in auto-approval approves now; recorded as
+    /// [`ApprovalChange::AUTO_APPROVER`].
+    GrantAutomatically,
+}
+
+impl ApprovalChange {
+    /// Who `approved_by` names when the auto-approval approved.
+    pub const AUTO_APPROVER: &'static str = "auto-approval";
+
+    /// Whether the change approves now.
+    pub fn grants(&self) -> bool {
+        matches!(
+            self,
+            ApprovalChange::GrantBy(_) | ApprovalChange::GrantAutomatically
+        )
+    }
+
+    /// The `approved_by` the change leaves: `None` keeps the stored one,
+    /// `Some(None)` clears it, `Some(Some(who))` sets it.
+    pub fn approved_by(&self) -> Option<Option<String>> {
+        match self {
+            ApprovalChange::Keep => None,
+            ApprovalChange::Withdraw => Some(None),
+            ApprovalChange::GrantBy(who) => Some(Some(who.clone())),
+            ApprovalChange::GrantAutomatically => Some(Some(Self::AUTO_APPROVER.to_string())),
+        }
     }
 }
 

@@ -160,7 +160,7 @@ impl AgentStore for SqlStore {
             ));
         }
         let code_changed = change.code.as_ref().is_some_and(|c| *c != a.code);
-        let approving = matches!(change.approved_by, Some(Some(_)));
+        let approving = change.approval.grants();
         apply(&mut a, change);
         // `version` counts code versions: a task records which code it ran,
         // and agent_versions keeps each one.
@@ -306,7 +306,7 @@ fn apply(a: &mut Agent, c: AgentChange) {
     if let Some(v) = c.next_fire_at {
         a.next_fire_at = v;
     }
-    if let Some(v) = c.approved_by {
+    if let Some(v) = c.approval.approved_by() {
         a.approved_at = v.as_ref().map(|_| now());
         a.approved_by = v;
     }

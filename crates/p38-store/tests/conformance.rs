@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p38_core::Error;
-use p38_core::agent::{AgentChange, AgentSettings, AgentStatus, NewAgent};
+use p38_core::agent::{AgentChange, AgentSettings, AgentStatus, ApprovalChange, NewAgent};
 use p38_core::audit::NewAudit;
 use p38_core::auth::Scope;
 use p38_core::generation::GenerationStatus;
@@ -558,7 +558,7 @@ async fn an_approval_records_what_it_approved_and_survives_withdrawal() {
         let change = AgentChange {
             config: Some(serde_json::json!({"symbol": "NVDA"})),
             changed_by: Some("token:bob#2".into()),
-            approved_by: Some(None),
+            approval: ApprovalChange::Withdraw,
             status: Some(AgentStatus::PendingApproval),
             ..Default::default()
         };
@@ -589,7 +589,7 @@ async fn an_approval_records_what_it_approved_and_survives_withdrawal() {
             code: Some("def run(ctx):\n    return 2\n".into()),
             status: Some(AgentStatus::Active),
             rejected_reason: Some(None),
-            approved_by: Some(Some("token:carol#3".into())),
+            approval: ApprovalChange::GrantBy("token:carol#3".into()),
             ..Default::default()
         };
         let ok = s
