@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use p38_core::agent::{AgentSettings, AgentStatus, NewAgent, validate_name};
 use p38_core::auth::{Principal, Scope};
-use p38_core::generation::{Generation, GenerationOverrides, GenerationProgress, GenerationStatus};
+use p38_core::generation::{
+    Generation, GenerationOverrides, GenerationProgress, GenerationStage, GenerationStatus,
+};
 use p38_core::page::{Page, PageRequest};
 use p38_core::schedule::Schedule;
 use p38_core::{Error, Result};
@@ -402,14 +404,14 @@ impl App {
                     serde_json::json!({ "iterations": ended })
                 });
                 let stage = match p.stage {
-                    ProgressStage::Generating => "generating",
-                    ProgressStage::Validating => "validating",
-                    ProgressStage::Repairing => "repairing",
-                    ProgressStage::Done => "saving",
-                    ProgressStage::Failed => "failing",
+                    ProgressStage::Generating => GenerationStage::Generating,
+                    ProgressStage::Validating => GenerationStage::Validating,
+                    ProgressStage::Repairing => GenerationStage::Repairing,
+                    ProgressStage::Done => GenerationStage::Saving,
+                    ProgressStage::Failed => GenerationStage::Failing,
                 };
                 let gp = GenerationProgress {
-                    stage: stage.into(),
+                    stage,
                     iteration: i64::from(p.iteration),
                     findings: p.findings as i64,
                     cost_usd: spent.cost_usd + p.cost_so_far,
@@ -459,7 +461,7 @@ impl App {
             Ok(g) => {
                 let report = serde_json::to_value(&g).unwrap_or_default();
                 let totals = GenerationProgress {
-                    stage: "saving".into(),
+                    stage: GenerationStage::Saving,
                     iteration: g.iterations.len() as i64,
                     findings: g
                         .iterations

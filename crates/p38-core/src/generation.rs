@@ -40,6 +40,74 @@ impl GenerationStatus {
     }
 }
 
+/// What a generation is doing, within its status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GenerationStage {
+    /// Waiting for a process to run it (new, or taken over after a crash).
+    #[default]
+    Queued,
+    /// Waiting for the model's first answer.
+    Generating,
+    /// Checking an answer.
+    Validating,
+    /// Waiting for a repaired answer.
+    Repairing,
+    /// A clean agent is being saved.
+    Saving,
+    /// The loop gave up; the outcome is being recorded.
+    Failing,
+    /// An agent was saved.
+    Done,
+    /// It failed.
+    Failed,
+    /// A user stopped it.
+    Cancelled,
+}
+
+impl GenerationStage {
+    /// Every stage.
+    pub const ALL: [GenerationStage; 9] = [
+        GenerationStage::Queued,
+        GenerationStage::Generating,
+        GenerationStage::Validating,
+        GenerationStage::Repairing,
+        GenerationStage::Saving,
+        GenerationStage::Failing,
+        GenerationStage::Done,
+        GenerationStage::Failed,
+        GenerationStage::Cancelled,
+    ];
+
+    /// The stored spelling (the store's SQL writes `queued`, `failed` and
+    /// `cancelled` literally; a test holds them to this list).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GenerationStage::Queued => "queued",
+            GenerationStage::Generating => "generating",
+            GenerationStage::Validating => "validating",
+            GenerationStage::Repairing => "repairing",
+            GenerationStage::Saving => "saving",
+            GenerationStage::Failing => "failing",
+            GenerationStage::Done => "done",
+            GenerationStage::Failed => "failed",
+            GenerationStage::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::str::FromStr for GenerationStage {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        GenerationStage::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                crate::Error::internal(format!("unknown generation stage {s:?} in the store"))
+            })
+    }
+}
+
 impl std::str::FromStr for GenerationStatus {
     type Err = crate::Error;
     /// A status as a client spells it (`?status=`); an unknown one is a
@@ -68,8 +136,8 @@ pub struct Generation {
     pub description: String,
     /// Status.
     pub status: GenerationStatus,
-    /// Current stage: queued, generating, validating, repairing, saving, done, failed, cancelled.
-    pub stage: String,
+    /// What it is doing now.
+    pub stage: GenerationStage,
     /// Current iteration of the repair loop (1-based).
     pub iteration: i64,
     /// Findings of the last validation.
@@ -125,8 +193,8 @@ pub struct GenerationOverrides {
 /// Progress of a running generation.
 #[derive(Debug, Clone, Default)]
 pub struct GenerationProgress {
-    /// Stage name.
-    pub stage: String,
+    /// The stage.
+    pub stage: GenerationStage,
     /// Iteration.
     pub iteration: i64,
     /// Findings of the last validation.

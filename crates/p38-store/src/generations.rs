@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use p38_core::audit::NewAudit;
-use p38_core::generation::{Generation, GenerationProgress, GenerationStatus};
+use p38_core::generation::{Generation, GenerationProgress, GenerationStage, GenerationStatus};
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::GenerationStore;
 use p38_core::time::{now, to_millis};
@@ -80,7 +80,7 @@ impl GenerationStore for SqlStore {
     ) -> Result<bool> {
         let done = sqlx::query("UPDATE generations SET stage = $2, iteration = $3, findings = $4, cost_usd = $5, input_tokens = $6, output_tokens = $7, updated_at = $8, report = COALESCE($10, report) WHERE id = $1 AND owner = $9 AND status = 'running'")
             .bind(id)
-            .bind(&p.stage)
+            .bind(p.stage.as_str())
             .bind(p.iteration)
             .bind(p.findings)
             .bind(p.cost_usd)
@@ -104,11 +104,12 @@ impl GenerationStore for SqlStore {
         error: Option<&str>,
         agent_id: Option<i64>,
     ) -> Result<bool> {
-        let stage = if status == GenerationStatus::Succeeded {
-            "done"
-        } else {
-            "failed"
-        };
+        let stage = match status {
+            GenerationStatus::Succeeded => GenerationStage::Done,
+            GenerationStatus::Cancelled => GenerationStage::Cancelled,
+            GenerationStatus::Running | GenerationStatus::Failed => GenerationStage::Failed,
+        }
+        .as_str();
         let done = sqlx::query("UPDATE generations SET status = $2, stage = $3, report = $4, error = $5, agent_id = $6, updated_at = $7, lease_until = NULL WHERE id = $1 AND owner = $8 AND status = 'running'")
             .bind(id)
             .bind(status.as_str())
@@ -255,5 +256,27 @@ impl GenerationStore for SqlStore {
         .await
         .map_err(db_err)?;
         row.map(|r| rows::generation(&r)).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use p38_core::generation::GenerationStage;
+
+    /// The stages this file's SQL writes as literals are stages there are.
+    #[test]
+    fn the_stages_written_in_sql_are_generation_stages() {
+        let src = include_str!("generations.rs");
+        for literal in [
+            "stage = 'cancelled'",
+            "stage = 'failed'",
+            "stage = 'queued'",
+            "'running', 'queued'",
+        ] {
+            assert!(src.contains(literal), "{literal}");
+        }
+        for s in ["cancelled", "failed", "queued"] {
+            assert!(s.parse::<GenerationStage>().is_ok(), "{s}");
+        }
     }
 }

@@ -214,7 +214,7 @@ pub(crate) fn generation(row: &AnyRow) -> Result<p38_core::generation::Generatio
         id: get(row, "id")?,
         description: get(row, "description")?,
         status: get::<String>(row, "status")?.parse()?,
-        stage: get(row, "stage")?,
+        stage: get::<String>(row, "stage")?.parse()?,
         iteration: get(row, "iteration")?,
         findings: get(row, "findings")?,
         cost_usd: get(row, "cost_usd")?,

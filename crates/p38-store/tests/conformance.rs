@@ -9,7 +9,7 @@ use p38_core::Error;
 use p38_core::agent::{AgentChange, AgentSettings, AgentStatus, ApprovalChange, NewAgent};
 use p38_core::audit::NewAudit;
 use p38_core::auth::Scope;
-use p38_core::generation::GenerationStatus;
+use p38_core::generation::{GenerationStage, GenerationStatus};
 use p38_core::page::PageRequest;
 use p38_core::store::{
     AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
@@ -1031,7 +1031,7 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
             b.name
         );
         let progress = p38_core::generation::GenerationProgress {
-            stage: "generating".into(),
+            stage: GenerationStage::Generating,
             ..Default::default()
         };
         assert!(
@@ -1094,7 +1094,7 @@ async fn generations_list_newest_first_show_progress_and_cancel_once() {
         // Progress while running: tokens so far and the iterations that
         // ended; a progress without a report keeps the stored one.
         let mut p = p38_core::generation::GenerationProgress {
-            stage: "repairing".into(),
+            stage: GenerationStage::Repairing,
             iteration: 2,
             findings: 1,
             cost_usd: 0.01,
