@@ -573,7 +573,7 @@ async fn a_running_generation_shows_its_progress_is_listed_and_is_cancelled() {
     let (fake, llm) = serve_fake(post(broken_then_hang)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (_up, url, _log) = start_up(&data, &llm, &[]);
+    let (_up, url, log) = start_up(&data, &llm, &[]);
     let token = std::fs::read_to_string(data.join("admin.token"))
         .unwrap()
         .trim()
@@ -699,8 +699,21 @@ async fn a_running_generation_shows_its_progress_is_listed_and_is_cancelled() {
     )
     .await;
     assert!(audit.to_string().contains("generation.cancel"), "{audit}");
-    // Cancelled for good: nothing saved afterwards, no further call.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Cancelled for good: once the loop has stopped, nothing was saved
+    // afterwards and no further call was made.
+    let stopped = format!("generation={id}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !log.lock().unwrap().lines().any(|l| {
+        l.contains("generation cancelled; stopping it")
+            && l.split_whitespace().any(|w| w == stopped)
+    }) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the generation's loop did not stop in 30 s:\n{}",
+            log.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let (_, g) = call(
         reqwest::Method::GET,
         &format!("{url}/api/generations/{id}"),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use p38_sandbox::{Sandbox, SandboxError};
@@ -104,13 +104,24 @@ fn cancel_ends_the_run_and_is_reported() {
         return;
     }
     let env = Env::new();
-    let req = env.request("import time\nwhile True: time.sleep(0.05)\n");
+    let req = env.request(
+        "import time\nopen('/workspace/started', 'w').close()\nwhile True: time.sleep(0.05)\n",
+    );
     let cancel = req.cancel.clone();
+    // Cancelled once the run is under way, not before it starts.
+    let started = env.workspace().join("started");
     std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !started.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         cancel.cancel();
     });
     let out = env.run(req);
+    assert!(
+        env.workspace().join("started").exists(),
+        "the run did not start in 20 s: {out:?}"
+    );
     assert!(out.cancelled);
     assert!(!out.timed_out);
     assert!(out.wall < Duration::from_secs(10), "{:?}", out.wall);

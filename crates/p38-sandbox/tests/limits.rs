@@ -39,8 +39,10 @@ fn runaway_tree_is_killed_at_the_deadline() {
     let out = env.run(req);
     assert!(out.timed_out, "{out:?}");
     assert!(!out.cancelled);
+    // Killed at the deadline (2 s with the grace), not left running: the
+    // bound leaves room for a busy machine.
     assert!(
-        start.elapsed() < Duration::from_secs(5),
+        start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );
@@ -228,15 +230,17 @@ fn deadline_sends_sigterm_before_sigkill() {
     let mut req = env.request(
         "import signal, sys, time\ndef term(*_):\n    open('/workspace/got-term', 'w').write('yes')\n    sys.exit(0)\nsignal.signal(signal.SIGTERM, term)\nwhile True: time.sleep(0.05)\n",
     );
-    req.limits.wall = Duration::from_millis(700);
-    req.limits.grace = Duration::from_secs(2);
+    // The deadline leaves Python time to install its handler on a busy
+    // machine; the handler's exit comes well before the SIGKILL at 6.5 s.
+    req.limits.wall = Duration::from_millis(1500);
+    req.limits.grace = Duration::from_secs(5);
     let out = env.run(req);
     assert!(out.timed_out);
     assert!(
         env.workspace().join("got-term").exists(),
         "no SIGTERM seen: {out:?}"
     );
-    assert!(out.wall < Duration::from_secs(2), "{:?}", out.wall);
+    assert!(out.wall < Duration::from_secs(4), "{:?}", out.wall);
 }
 
 #[test]
