@@ -83,6 +83,20 @@ impl Default for Prices {
     }
 }
 
+/// The most answer tokens a model accepts as `max_tokens`, for the models
+/// whose limit is below the factory's ceiling (as published, read
+/// 2026-12-01); `None`: the ceiling applies. Matched like prices: exactly
+/// or by a dated suffix.
+pub fn max_output_tokens(model: &str) -> Option<u32> {
+    const LIMITS: &[(&str, u32)] = &[
+        ("claude-3-5-haiku", 8192),
+        ("gpt-4o", 16384),
+        ("gpt-4o-mini", 16384),
+    ];
+    let find = |m: &str| LIMITS.iter().find(|(name, _)| *name == m).map(|(_, l)| *l);
+    find(model).or_else(|| undated(model).and_then(find))
+}
+
 /// `model` without a dated snapshot suffix (`-20251001`, `-2025-04-14`) or
 /// `-latest`, when it has one.
 fn undated(model: &str) -> Option<&str> {
@@ -153,6 +167,14 @@ mod tests {
 
     fn input_price(p: &Prices, model: &str) -> Option<f64> {
         p.get(model).map(|p| p.input_per_mtok)
+    }
+
+    #[test]
+    fn output_limits_below_the_ceiling_are_known() {
+        assert_eq!(max_output_tokens("claude-3-5-haiku"), Some(8192));
+        assert_eq!(max_output_tokens("claude-3-5-haiku-20241022"), Some(8192));
+        assert_eq!(max_output_tokens("claude-3-5-haiku-x"), None);
+        assert_eq!(max_output_tokens("claude-sonnet-4-5"), None);
     }
 
     #[test]

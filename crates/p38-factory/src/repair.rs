@@ -398,9 +398,11 @@ impl Factory {
             match resp.stop {
                 StopReason::Complete => {}
                 StopReason::Truncated => {
-                    let next = max_tokens
-                        .saturating_mul(2)
-                        .min(self.max_tokens_ceiling.max(max_tokens));
+                    // Never past what the model accepts (a larger
+                    // max_tokens is a 400, not a longer answer).
+                    let ceiling = crate::pricing::max_output_tokens(self.provider.model())
+                        .map_or(self.max_tokens_ceiling, |l| l.min(self.max_tokens_ceiling));
+                    let next = max_tokens.saturating_mul(2).min(ceiling.max(max_tokens));
                     let room = if next > max_tokens {
                         format!("the next answer may be up to {next} tokens, but write it shorter")
                     } else {
