@@ -21,7 +21,7 @@ fn main() {
         h.write(&std::fs::read(&f).unwrap_or_default());
     }
     println!(
-        "cargo:rustc-env=P38_SANDBOX_BUILD_ID={}-{:016x}",
+        "cargo:rustc-env=SANDBOX_SOURCE_ID={}-{:016x}",
         env!("CARGO_PKG_VERSION"),
         h.finish()
     );

@@ -57,7 +57,7 @@ static STATUS: AtomicI32 = AtomicI32::new(-1);
 /// as the first argument of [`main`].
 pub const SUBCOMMAND: &str = "__sandbox-init";
 /// The id of the sources this shim was built from (see build.rs).
-pub const BUILD_ID: &str = env!("P38_SANDBOX_BUILD_ID");
+pub const BUILD_ID: &str = env!("SANDBOX_SOURCE_ID");
 /// The argument that makes [`main`] print [`BUILD_ID`] and exit.
 pub const BUILD_ID_ARG: &str = "--build-id";
 
