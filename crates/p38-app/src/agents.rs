@@ -356,18 +356,8 @@ impl App {
             )),
             ..Default::default()
         };
-        let a = audit(
-            who,
-            "agent.approve",
-            &format!("agent:{}", agent.id),
-            Some(detail),
-        );
-        let updated = self
-            .store
-            .update_agent(agent.id, change, &who.actor(), a)
-            .await?;
-        self.signal.schedule_changed();
-        Ok(view(updated))
+        self.decide(who, &agent, change, "agent.approve", detail)
+            .await
     }
 
     /// Rejects an agent waiting for approval (operator): it never runs
@@ -399,12 +389,22 @@ impl App {
             ..Default::default()
         };
         let detail = serde_json::json!({"version": agent.version, "reason": reason});
-        let a = audit(
-            who,
-            "agent.reject",
-            &format!("agent:{}", agent.id),
-            Some(detail),
-        );
+        self.decide(who, &agent, change, "agent.reject", detail)
+            .await
+    }
+
+    /// Records an approval decision (approve or reject): the change, its
+    /// audit entry, and the scheduler told, since the schedule starts or
+    /// stops with it.
+    async fn decide(
+        &self,
+        who: &Principal,
+        agent: &Agent,
+        change: AgentChange,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> Result<AgentView> {
+        let a = audit(who, action, &format!("agent:{}", agent.id), Some(detail));
         let updated = self
             .store
             .update_agent(agent.id, change, &who.actor(), a)

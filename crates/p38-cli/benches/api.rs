@@ -21,7 +21,7 @@ use p38_store::{SqlStore, StoreOptions};
 
 use common::Server;
 
-const AGENT: &str = "def run(ctx):\n    return {\"ok\": True}\n";
+use common::TRIVIAL_AGENT as AGENT;
 const HISTORY: i64 = 1_000_000;
 
 fn main() {

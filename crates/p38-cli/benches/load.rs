@@ -26,19 +26,13 @@ use std::time::{Duration, Instant};
 
 use common::Server;
 
-const TRIVIAL: &str = "def run(ctx):\n    return {\"ok\": True}\n";
+use common::TRIVIAL_AGENT as TRIVIAL;
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let what = args.first().map(String::as_str).unwrap_or("all");
-    let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(500);
-    if p38_sandbox::find_bubblewrap(std::path::Path::new("bwrap")).is_err() {
-        eprintln!("SKIP: bubblewrap is not installed (apt-get install bubblewrap)");
+    let Some((what, runs)) = common::sandbox_bench_args(500) else {
         return;
-    }
+    };
+    let what = what.as_str();
     if matches!(what, "all" | "throughput") {
         throughput(runs, 50);
     }

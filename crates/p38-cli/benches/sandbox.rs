@@ -31,19 +31,13 @@ use p38_sandbox::{CancelFlag, Limits, RunRequest, Sandbox, SandboxConfig};
 
 use common::Server;
 
-const AGENT: &str = "def run(ctx):\n    return {\"ok\": True}\n";
+use common::TRIVIAL_AGENT as AGENT;
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let what = args.first().map(String::as_str).unwrap_or("all");
-    let runs: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200);
-    if p38_sandbox::find_bubblewrap(std::path::Path::new("bwrap")).is_err() {
-        eprintln!("SKIP: bubblewrap is not installed (apt-get install bubblewrap)");
+    let Some((what, runs)) = common::sandbox_bench_args(200) else {
         return;
-    }
+    };
+    let what = what.as_str();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let python = python();
     let bare = if matches!(what, "all" | "overhead" | "api") {

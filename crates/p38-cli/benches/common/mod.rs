@@ -124,3 +124,23 @@ fn unmount_under(dir: &Path) {
         let _ = Command::new("umount").args(["-l", p]).status();
     }
 }
+
+/// The agent every throughput and overhead measurement runs.
+pub const TRIVIAL_AGENT: &str = "def run(ctx):\n    return {\"ok\": True}\n";
+
+/// `cargo bench ... -- WHAT [N]` (cargo's own `--bench` flag left out):
+/// the measurement to make (default `all`) and how many runs (`default`).
+/// `None`, after saying so, when bubblewrap is missing.
+pub fn sandbox_bench_args(default: usize) -> Option<(String, usize)> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let what = args.first().cloned().unwrap_or_else(|| "all".into());
+    let runs = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(default);
+    if p38_sandbox::find_bubblewrap(Path::new("bwrap")).is_err() {
+        eprintln!("SKIP: bubblewrap is not installed (apt-get install bubblewrap)");
+        return None;
+    }
+    Some((what, runs))
+}
