@@ -1,21 +1,16 @@
 //! Generation: a plain-language description becomes a validated agent that
-//! waits for approval. The repair loop runs in the background; its progress
-//! and every iteration are stored, so any interface can follow it.
+//! waits for approval. Starting one queues its task; a worker runs it
+//! (`generation_job.rs`), storing its progress and every iteration, so any
+//! interface can follow it.
 
 use std::sync::Arc;
 
-use p38_core::agent::{AgentSettings, AgentStatus, NewAgent, validate_name};
+use p38_core::agent::{AgentSettings, validate_name};
 use p38_core::auth::{Principal, Scope};
-use p38_core::generation::{
-    Generation, GenerationOverrides, GenerationProgress, GenerationStage, GenerationStatus,
-};
+use p38_core::generation::{Generation, GenerationOverrides, GenerationStatus};
 use p38_core::page::{Page, PageRequest};
-use p38_core::schedule::Schedule;
 use p38_core::{Error, Result};
-use p38_factory::{
-    DryRunner, Factory, Outcome, ProgressStage, ProviderConfig, ProviderKind, Validator,
-    ValidatorConfig,
-};
+use p38_factory::{DryRunner, Factory, ProviderConfig, ProviderKind, Validator, ValidatorConfig};
 use p38_secrets::SecretResolver;
 
 use crate::App;
@@ -87,12 +82,12 @@ impl Generator {
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
             _ => Err(Error::Unavailable(format!(
-                "no key for the model provider on the server: the server reads {name} from its secrets (p38 secret set {name}) or from its own environment (where p38 up or p38 serve runs), not from the CLI's"
+                "no key for the model provider on this node: Project38 reads {name} from its secrets (p38 secret set {name}, shared by every node on the database) or from the environment of each process that queues or runs generations (p38 up, p38 serve and every p38 worker), not from the CLI's"
             ))),
         }
     }
 
-    async fn factory(&self) -> Result<Factory> {
+    pub(crate) async fn factory(&self) -> Result<Factory> {
         let cfg = ProviderConfig {
             kind: self.config.kind,
             model: self.config.model.clone(),
@@ -168,19 +163,12 @@ impl App {
                 &overrides,
                 &model,
                 &who.actor(),
-                // Held through a lease from the start, so that if this
-                // process dies before the loop ends another one runs it.
-                &self.config.instance_id,
-                self.config.generation_lease,
                 audit(who, "generation.start", "", None),
             )
             .await?;
-        let app = self.clone();
-        let (id, desc, actor) = (g.id, description.to_string(), who.actor());
-        tokio::spawn(async move {
-            app.run_generation(id, factory, desc, overrides, actor, Spent::default())
-                .await
-        });
+        // A worker with a free generation slot runs it; its task's lease
+        // keeps it alive across a worker that stops.
+        self.signal.task_queued();
         Ok(g)
     }
 
@@ -236,65 +224,6 @@ impl App {
         })
     }
 
-    /// Takes over the generations whose process died (their lease lapsed)
-    /// and runs them again, from the start, up to 3 attempts in all. Each
-    /// API process calls this now and then; the store's compare-and-set
-    /// hands each lapsed generation to one of them.
-    pub async fn take_over_generations(&self) -> Result<usize> {
-        let Some(generator) = self.generator.clone() else {
-            return Ok(0);
-        };
-        let mut taken = 0;
-        while let Some(g) = self
-            .store
-            .take_over_generation(&self.config.instance_id, self.config.generation_lease, 3)
-            .await?
-        {
-            tracing::warn!(
-                generation = g.id,
-                "taking over a generation whose process stopped; running it again"
-            );
-            let mut factory = match generator.factory().await {
-                Ok(f) => f,
-                Err(e) => {
-                    let msg = format!("could not run it again after an interruption: {e}");
-                    self.store
-                        .finish_generation(
-                            g.id,
-                            &self.config.instance_id,
-                            GenerationStatus::Failed,
-                            &serde_json::json!({}),
-                            Some(&msg),
-                            None,
-                        )
-                        .await?;
-                    continue;
-                }
-            };
-            // The budget is per agent: earlier attempts spent part of it.
-            factory.budget_usd = (factory.budget_usd - g.cost_usd).max(0.0);
-            let spent = Spent {
-                cost_usd: g.cost_usd,
-                input_tokens: g.input_tokens,
-                output_tokens: g.output_tokens,
-            };
-            let app = self.clone();
-            tokio::spawn(async move {
-                app.run_generation(
-                    g.id,
-                    factory,
-                    g.description,
-                    g.overrides,
-                    g.created_by,
-                    spent,
-                )
-                .await
-            });
-            taken += 1;
-        }
-        Ok(taken)
-    }
-
     /// One generation with its progress and report.
     pub async fn get_generation(&self, who: &Principal, id: i64) -> Result<Generation> {
         who.require(Scope::Viewer)?;
@@ -317,9 +246,9 @@ impl App {
     }
 
     /// Stops a running generation (operator): it becomes `cancelled`,
-    /// audited, keeping the iterations that ended. This process stops its
-    /// loop at once; another process running it stops at its next lease
-    /// renewal, which the cancel makes fail.
+    /// audited, keeping the iterations that ended, and so does its task. A
+    /// worker of this process stops its loop at once; one elsewhere at its
+    /// next heartbeat, which the cancel makes fail.
     pub async fn cancel_generation(&self, who: &Principal, id: i64) -> Result<Generation> {
         who.require(Scope::Operator)?;
         let g = self
@@ -330,321 +259,7 @@ impl App {
                 audit(who, "generation.cancel", &format!("generation:{id}"), None),
             )
             .await?;
-        if let Some(stop) = self.running_generations.lock().unwrap().get(&id) {
-            stop.notify_one();
-        }
+        self.signal.task_stopped();
         Ok(g)
-    }
-
-    async fn run_generation(
-        &self,
-        id: i64,
-        factory: Factory,
-        description: String,
-        overrides: GenerationOverrides,
-        actor: String,
-        spent: Spent,
-    ) {
-        // Renew the lease while the loop runs; it lapses when this process
-        // dies, and another process runs the generation again. When the
-        // lease is lost (this process stalled past it and another took the
-        // generation over), the loop here stops: only one runs it.
-        let lease = self.config.generation_lease;
-        let (store, owner) = (self.store.clone(), self.config.instance_id.clone());
-        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
-        let renewer = AbortOnDrop(tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(lease / 4).await;
-                match store.renew_generation(id, &owner, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let _ = lost_tx.send(());
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(generation = id, error = %e, "renewing a generation's lease failed")
-                    }
-                }
-            }
-        }));
-        let cancel = Arc::new(tokio::sync::Notify::new());
-        self.running_generations
-            .lock()
-            .unwrap()
-            .insert(id, cancel.clone());
-        tokio::select! {
-            () = self.run_generation_loop(id, factory, description, overrides, actor, spent) => {}
-            () = cancel.notified() => tracing::info!(generation = id, "generation cancelled; stopping it"),
-            Ok(()) = lost_rx => tracing::warn!(generation = id, "this generation was cancelled or taken over by another process; stopping here"),
-        }
-        self.running_generations.lock().unwrap().remove(&id);
-        drop(renewer);
-    }
-
-    async fn run_generation_loop(
-        &self,
-        id: i64,
-        factory: Factory,
-        description: String,
-        overrides: GenerationOverrides,
-        actor: String,
-        spent: Spent,
-    ) {
-        // The loop reports progress synchronously; a task writes it to the
-        // store so a slow database never slows the loop.
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<p38_factory::Progress>();
-        let (store, owner) = (self.store.clone(), self.config.instance_id.clone());
-        let writer = tokio::spawn(async move {
-            // The iterations that ended, as the report shows them while
-            // the loop runs (the final report replaces them).
-            let mut ended: Vec<serde_json::Value> = Vec::new();
-            while let Some(p) = rx.recv().await {
-                let report = p.finished.as_ref().map(|it| {
-                    ended.push(serde_json::to_value(it).unwrap_or_default());
-                    serde_json::json!({ "iterations": ended })
-                });
-                let stage = match p.stage {
-                    ProgressStage::Generating => GenerationStage::Generating,
-                    ProgressStage::Validating => GenerationStage::Validating,
-                    ProgressStage::Repairing => GenerationStage::Repairing,
-                    ProgressStage::Done => GenerationStage::Saving,
-                    ProgressStage::Failed => GenerationStage::Failing,
-                };
-                let gp = GenerationProgress {
-                    stage,
-                    iteration: i64::from(p.iteration),
-                    findings: p.findings as i64,
-                    cost_usd: spent.cost_usd + p.cost_so_far,
-                    input_tokens: spent.input_tokens + p.input_tokens as i64,
-                    output_tokens: spent.output_tokens + p.output_tokens as i64,
-                    report,
-                };
-                let _ = store.generation_progress(id, &owner, &gp).await;
-            }
-        });
-        let progress = move |p: p38_factory::Progress| {
-            let _ = tx.send(p);
-        };
-        let result = factory.generate(&description, &progress).await;
-        drop(progress);
-        let _ = writer.await;
-        // Still ours? A process stalled past its lease may have been taken
-        // over; then the other one records (and saves) the result.
-        match self
-            .store
-            .renew_generation(id, &self.config.instance_id, self.config.generation_lease)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(
-                    generation = id,
-                    "generation taken over by another process; this result is discarded"
-                );
-                return;
-            }
-            Err(e) => {
-                // Not knowing whether it is still ours, do not save: the
-                // lease lapses and a process that can reach the database
-                // runs it again.
-                tracing::warn!(generation = id, error = %e, "checking a generation's lease failed; leaving it to be taken over");
-                return;
-            }
-        }
-        let (status, report, error, agent) = match result {
-            Err(e) => (
-                GenerationStatus::Failed,
-                serde_json::json!({}),
-                Some(e.to_string()),
-                None,
-            ),
-            Ok(g) => {
-                let report = serde_json::to_value(&g).unwrap_or_default();
-                let totals = GenerationProgress {
-                    stage: GenerationStage::Saving,
-                    iteration: g.iterations.len() as i64,
-                    findings: g
-                        .iterations
-                        .last()
-                        .map(|i| i.findings.len() as i64)
-                        .unwrap_or(0),
-                    cost_usd: spent.cost_usd + g.total_cost_usd,
-                    input_tokens: spent.input_tokens + g.total_input_tokens as i64,
-                    output_tokens: spent.output_tokens + g.total_output_tokens as i64,
-                    report: None,
-                };
-                let _ = self
-                    .store
-                    .generation_progress(id, &self.config.instance_id, &totals)
-                    .await;
-                match &g.outcome {
-                    Outcome::Failed {
-                        reason,
-                        cause: p38_factory::FailureCause::TimeLimit { .. },
-                    } => (
-                        GenerationStatus::Failed,
-                        report,
-                        Some(format!("{reason} (P38_LLM_GENERATION_TIMEOUT)")),
-                        None,
-                    ),
-                    Outcome::Failed { reason, .. } => {
-                        (GenerationStatus::Failed, report, Some(reason.clone()), None)
-                    }
-                    Outcome::Succeeded { spec, .. } => {
-                        let clean = g.iterations.last().is_some_and(|i| i.findings.is_empty());
-                        match self
-                            .save_generated(id, spec, &overrides, &description, &actor, clean)
-                            .await
-                        {
-                            Ok(agent_id) => {
-                                (GenerationStatus::Succeeded, report, None, Some(agent_id))
-                            }
-                            Err(e) => (
-                                GenerationStatus::Failed,
-                                report,
-                                Some(format!("saving the agent failed: {e}")),
-                                None,
-                            ),
-                        }
-                    }
-                }
-            }
-        };
-        match self
-            .store
-            .finish_generation(
-                id,
-                &self.config.instance_id,
-                status,
-                &report,
-                error.as_deref(),
-                agent,
-            )
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                generation = id,
-                "the generation was taken over before its end was recorded"
-            ),
-            Err(e) => {
-                tracing::error!(generation = id, error = %e, "recording the end of a generation failed")
-            }
-        }
-    }
-
-    /// Saves a generated agent: waiting for approval, or active when the
-    /// opt-in auto-approval applies (no findings at all, no network, secret
-    /// or tool permissions).
-    async fn save_generated(
-        &self,
-        generation: i64,
-        spec: &p38_factory::AgentSpec,
-        overrides: &GenerationOverrides,
-        description: &str,
-        actor: &str,
-        clean: bool,
-    ) -> Result<i64> {
-        // What the user gave wins over what the model proposed.
-        let schedule = match &overrides.schedule {
-            Some(s) => Some(s.clone()),
-            None => spec
-                .schedule
-                .clone()
-                .filter(|s| Schedule::parse_new(s).is_ok()),
-        };
-        let harmless = !spec.network && spec.secrets.is_empty() && spec.tools.is_empty();
-        let auto = self.config.auto_approve && clean && harmless;
-        let status = if auto {
-            AgentStatus::Active
-        } else {
-            AgentStatus::PendingApproval
-        };
-        let settings = overrides.settings.clone().unwrap_or_default();
-        let config = overrides
-            .config
-            .clone()
-            .unwrap_or_else(|| serde_json::json!({}));
-        let next_fire_at = if auto {
-            schedule
-                .as_deref()
-                .and_then(|s| Schedule::parse(s).ok())
-                .and_then(|s| s.next_after(p38_core::time::now(), settings.tz()))
-        } else {
-            None
-        };
-        let description = if spec.description.trim().is_empty() {
-            description.to_string()
-        } else {
-            spec.description.clone()
-        };
-        // A name the model picked may be taken: add a number. A name the
-        // user gave is kept as it is (taken since: the generation fails).
-        let tries = if overrides.name.is_some() { 1 } else { 99 };
-        let base = overrides.name.clone().unwrap_or_else(|| spec.name.clone());
-        for n in 1..=tries {
-            let name = if n == 1 {
-                base.clone()
-            } else {
-                format!("{base}-{n}")
-            };
-            let new = NewAgent {
-                name: name.clone(),
-                description: description.clone(),
-                code: spec.code.clone(),
-                status,
-                schedule: schedule.clone(),
-                config: config.clone(),
-                secrets: spec.secrets.clone(),
-                tools: spec.tools.clone(),
-                network: spec.network,
-                allow_hosts: Vec::new(),
-                settings: settings.clone(),
-                created_by: actor.to_string(),
-                next_fire_at,
-                approved_by: auto
-                    .then(|| p38_core::agent::ApprovalChange::AUTO_APPROVER.to_string()),
-                generation_id: Some(generation),
-            };
-            let detail =
-                serde_json::json!({"name": name, "generation": generation, "auto_approved": auto});
-            let a = p38_core::audit::NewAudit {
-                actor: actor.to_string(),
-                action: "agent.create".into(),
-                target: String::new(),
-                detail: Some(detail),
-            };
-            match self.store.create_agent(new, a).await {
-                Ok(agent) => {
-                    self.signal.schedule_changed();
-                    return Ok(agent.id);
-                }
-                Err(Error::Conflict { .. }) if tries > 1 => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::conflict(
-            "name",
-            format!("no free name near {base:?}"),
-        ))
-    }
-}
-
-/// What earlier, interrupted attempts of a generation already cost; a
-/// taken-over generation's totals include it.
-#[derive(Debug, Clone, Copy, Default)]
-struct Spent {
-    cost_usd: f64,
-    input_tokens: i64,
-    output_tokens: i64,
-}
-
-/// Aborts a background task when dropped, also when the code holding it
-/// panics or its future is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod agents;
 pub mod dto;
+pub mod generation_job;
 pub mod generations;
 pub mod health;
 pub mod secrets;
@@ -31,13 +32,6 @@ pub struct AppConfig {
     /// Four eyes: the token that created or last changed what an agent's
     /// approval covers cannot approve or reject it (opt-in).
     pub approval_four_eyes: bool,
-    /// How long a generation stays this process's without a renewal; when
-    /// the process dies, another takes the generation over after this.
-    pub generation_lease: std::time::Duration,
-    /// This process, as owner of the generations it runs
-    /// (`hostname:pid:start`, the start time in nanoseconds telling apart
-    /// containers that share a hostname and a pid).
-    pub instance_id: String,
 }
 
 impl Default for AppConfig {
@@ -48,15 +42,6 @@ impl Default for AppConfig {
             max_config_bytes: 64 * 1024,
             auto_approve: false,
             approval_four_eyes: false,
-            generation_lease: std::time::Duration::from_secs(60),
-            instance_id: format!(
-                "{}:{:x}",
-                p38_core::host::process_name(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            ),
         }
     }
 }
@@ -76,10 +61,6 @@ pub struct App {
     /// The static checks every code given through the API passes (none:
     /// only the size and `def run(` checks).
     code_checker: Option<Arc<dyn p38_core::finding::CodeChecker>>,
-    /// The generations this process runs, each with what stops its loop
-    /// when it is cancelled.
-    running_generations:
-        Arc<std::sync::Mutex<std::collections::HashMap<i64, Arc<tokio::sync::Notify>>>>,
 }
 
 impl App {
@@ -94,7 +75,6 @@ impl App {
             finished: Arc::default(),
             workspaces: None,
             code_checker: None,
-            running_generations: Arc::default(),
         }
     }
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use p38_core::auth::{Principal, Scope};
 use p38_core::page::{Page, PageRequest};
-use p38_core::task::{NewTask, Task, TaskStatus, TaskSummary, Trigger};
+use p38_core::task::{NewTask, Task, TaskStatus, TaskSummary, TaskTarget, Trigger};
 use p38_core::time::now;
 use p38_core::{Error, Result};
 
@@ -75,11 +75,22 @@ impl App {
                 ),
             ));
         }
+        let agent_id = match task.target {
+            TaskTarget::Agent { agent_id, .. } => agent_id,
+            TaskTarget::Generation { generation_id } => {
+                return Err(Error::conflict(
+                    "kind",
+                    format!(
+                        "task {id} ran generation {generation_id}; to write the agent again, start a new generation (POST /api/agents with the description)"
+                    ),
+                ));
+            }
+        };
         let agent = self
             .store
-            .get_agent(task.agent_id)
+            .get_agent(agent_id)
             .await?
-            .ok_or_else(|| Error::not_found("agent", task.agent_id))?;
+            .ok_or_else(|| Error::not_found("agent", agent_id))?;
         ensure_runnable(&agent)?;
         let new = NewTask {
             agent_id: agent.id,

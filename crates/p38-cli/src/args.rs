@@ -86,6 +86,10 @@ pub struct ServerArgs {
     /// Tasks a worker runs at once.
     #[arg(long, env = "P38_CONCURRENCY", default_value_t = 5)]
     pub concurrency: usize,
+    /// Generations a worker runs at once, in slots of their own besides
+    /// `--concurrency` (0: this worker writes no agents).
+    #[arg(long, env = "P38_GENERATION_CONCURRENCY", default_value_t = 2)]
+    pub generation_concurrency: usize,
     /// Python interpreter for agents (default /usr/bin/python3, else python3 on PATH).
     #[arg(long, env = "P38_PYTHON")]
     pub python: Option<PathBuf>,
@@ -182,12 +186,6 @@ pub struct LlmArgs {
     /// Approve agents with no findings and no network, secret or tool permissions without a human.
     #[arg(long, env = "P38_AUTO_APPROVE", default_value_t = false)]
     pub auto_approve: bool,
-    /// Seconds a generation stays with the process running it without a
-    /// renewal; when that process dies, another API process runs it again
-    /// after this long.
-    #[arg(long, env = "P38_GENERATION_LEASE_SECONDS", default_value_t = 60,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub generation_lease_seconds: u64,
 }
 
 /// Secret backends, asked in order.

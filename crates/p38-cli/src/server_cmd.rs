@@ -32,7 +32,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         .unwrap_or_else(|| format!("sqlite://{}", a.data_dir.join("p38.db").display()));
     // Each running task holds a connection only briefly, but completions of
     // many short tasks arrive together: size the pool to the concurrency.
-    let pool = (a.concurrency as u32 + 4).max(8);
+    let pool = ((a.concurrency + a.generation_concurrency) as u32 + 4).max(8);
     let store = SqlStore::connect(
         &url,
         StoreOptions {
@@ -77,7 +77,6 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
             max_code_bytes: a.max_code_bytes,
             auto_approve: a.llm.auto_approve,
             approval_four_eyes: a.approval_four_eyes,
-            generation_lease: Duration::from_secs(a.llm.generation_lease_seconds),
             ..AppConfig::default()
         },
     )
@@ -87,11 +86,13 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     })
     // Code given through the API passes the factory's static stages.
     .with_code_checker(Arc::new(p38_factory::StaticChecks::default()));
+    // The API checks a generation's settings before queueing it; workers
+    // run it (and need the provider key too).
+    let app = app.with_generator(build_generator(&a, secrets.chain.clone())?);
     let app = if api {
-        app.with_generator(build_generator(&a, secrets.chain.clone())?)
-            // Workspaces live in this host's data folder; a worker on
-            // another host keeps its own copy (see README).
-            .with_workspaces(Arc::new(p38_runtime::LocalWorkspaces::new(&a.data_dir)))
+        // Workspaces live in this host's data folder; a worker on another
+        // host keeps its own copy (see README).
+        app.with_workspaces(Arc::new(p38_runtime::LocalWorkspaces::new(&a.data_dir)))
     } else {
         app
     };
@@ -151,26 +152,14 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         );
         let rx = stop_rx.clone();
         jobs.spawn(async move { sched.run(rx).await });
-        // Generations whose process died are run again by a live one.
-        let (app, mut rx) = (app.clone(), stop_rx.clone());
-        let every = (Duration::from_secs(a.llm.generation_lease_seconds) / 4)
-            .max(Duration::from_millis(500));
-        jobs.spawn(async move {
-            loop {
-                if let Err(e) = app.take_over_generations().await {
-                    tracing::warn!(error = %e, "taking over interrupted generations failed");
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = rx.wait_for(|s| *s) => return,
-                }
-            }
-        });
     }
     if let Some(exec) = executor {
+        // Generations are tasks too: this worker writes agents in slots of
+        // their own, through the application's generation job.
         let w = Worker::new(store.clone(), exec, wake.tasks.clone())
             .with_stops(wake.stops.clone())
-            .with_finished(task_finished.clone());
+            .with_finished(task_finished.clone())
+            .with_generations(Arc::new(app.clone()), a.generation_concurrency);
         let rx = stop_rx.clone();
         jobs.spawn(async move { w.run(rx, grace).await });
     }

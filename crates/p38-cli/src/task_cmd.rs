@@ -79,11 +79,17 @@ pub fn show_task(c: &Client, t: &Value) {
         output::json(t);
         return;
     }
+    // A generation's task has no agent (yet): it names its generation.
+    let target = if t.get("generation_id").is_some() {
+        "generation_id"
+    } else {
+        "agent_id"
+    };
     output::fields(
         t,
         &[
             "id",
-            "agent_id",
+            target,
             "status",
             "trigger",
             "attempt",

@@ -3,10 +3,10 @@
 //! syntax error and a hard-coded key, the repair loop fixes it, the agent
 //! waits for approval with its report and cost, is approved, and runs.
 
-use std::io::{BufRead, BufReader};
+mod fake_model;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::Json;
@@ -14,33 +14,7 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-const HEBREW: &str = "צור לי סוכן שעוקב אחרי מניות של טסלה ומתריע כשהמחיר עולה ב-5%";
-const KEY: &str = "test-anthropic-key-canary-8f2e";
-
-const BROKEN: &str = "\"\"\"Watch Tesla.\"\"\"\nAPI_KEY = \"sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ\"\n\n\ndef run(ctx)\n    \"\"\"Broken.\"\"\"\n    return API_KEY\n";
-const CLEAN: &str = "\"\"\"Watch a price and alert when it rises 5 percent.\"\"\"\n\n\ndef run(ctx):\n    \"\"\"Compare the price with the baseline kept in state.\"\"\"\n    price = float(ctx.config.get(\"price\", 100))\n    base = ctx.state.setdefault(\"baseline\", price)\n    change = (price - base) / base * 100\n    alert = change >= 5\n    if alert:\n        ctx.log.warning(\"price rose %.1f%%\", change)\n    return {\"price\": price, \"change\": round(change, 2), \"alert\": alert}\n";
-const TEST: &str = "def test_run(ctx):\n    \"\"\"Run once and check the shape.\"\"\"\n    result = run(ctx)\n    assert \"alert\" in result\n";
-
-/// A request the fake provider received: its `x-api-key` and its body.
-type Seen = (Option<String>, Value);
-
-#[derive(Clone, Default)]
-struct Fake {
-    requests: Arc<Mutex<Vec<Seen>>>,
-}
-
-fn answer(code: &str) -> Value {
-    let spec = json!({
-        "name": "tesla-watch", "description": "Watch Tesla and alert on a 5% rise", "code": code,
-        "schedule": "every 5m", "secrets": [], "tools": [], "network": false, "test": TEST,
-    });
-    json!({
-        "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-        "content": [{"type": "text", "text": spec.to_string()}],
-        "stop_reason": "end_turn", "stop_sequence": null,
-        "usage": {"input_tokens": 1000, "output_tokens": 300}
-    })
-}
+use fake_model::*;
 
 async fn messages(
     State(f): State<Fake>,
@@ -73,65 +47,6 @@ fn p38(url: &str, data: &Path, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
-}
-
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Serves `route` as the fake provider's Messages endpoint on a loopback
-/// port; returns what it records and its base URL.
-async fn serve_fake(route: axum::routing::MethodRouter<Fake>) -> (Fake, String) {
-    let fake = Fake::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let llm = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/v1/messages", route)
-        .with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (fake, llm)
-}
-
-/// Starts `p38 up` against the fake provider; returns it, its URL and its
-/// log (stderr, collected as it comes).
-fn start_up(data: &Path, llm: &str, env: &[(&str, &str)]) -> (Up, String, Arc<Mutex<String>>) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p38"));
-    cmd.args(["up", "--bind", "127.0.0.1:0"])
-        .env("P38_DATA_DIR", data)
-        .env("P38_WORKSPACE_QUOTA", "walk") // no image left mounted in the temporary folder
-        .env("P38_LLM_BASE_URL", llm)
-        .env("ANTHROPIC_API_KEY", KEY)
-        .env("P38_LOG", "debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(u) = line.split("listening on ").nth(1) {
-                let _ = tx.send(u.trim().to_string());
-            }
-            sink.lock().unwrap().push_str(&line);
-            sink.lock().unwrap().push('\n');
-        }
-    });
-    let up = Up(child);
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("p38 up started");
-    (up, url, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,21 +285,9 @@ async fn the_dry_run_runs_the_generated_test_in_the_sandbox_and_its_failure_is_r
     assert_eq!(dry_run(1)["status"], "passed", "{g}");
 }
 
-/// The first call never answers; every later one answers with clean code.
-async fn hang_once(State(f): State<Fake>, Json(body): Json<Value>) -> Json<Value> {
-    let n = {
-        let mut r = f.requests.lock().unwrap();
-        r.push((None, body));
-        r.len()
-    };
-    if n == 1 {
-        tokio::time::sleep(Duration::from_secs(600)).await;
-    }
-    Json(answer(CLEAN))
-}
-
-/// A generation whose process dies mid-way is not lost: once its lease
-/// lapses, the restarted server runs it again and saves the agent.
+/// A generation whose process dies mid-way is not lost: once its task's
+/// lease lapses, the restarted server's worker runs it again and saves the
+/// agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generation_interrupted_by_a_crash_is_run_again() {
     if !p38_testkit::sandbox_available() {
@@ -393,7 +296,7 @@ async fn a_generation_interrupted_by_a_crash_is_run_again() {
     let (fake, llm) = serve_fake(post(hang_once)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let env = [("P38_GENERATION_LEASE_SECONDS", "2")];
+    let env = [("P38_LEASE_SECONDS", "2")];
 
     let (mut up, url, _) = start_up(&data, &llm, &env);
     let token = std::fs::read_to_string(data.join("admin.token"))
@@ -550,18 +453,6 @@ async fn broken_then_hang(State(f): State<Fake>, Json(body): Json<Value>) -> Jso
         tokio::time::sleep(Duration::from_secs(600)).await;
     }
     Json(answer(BROKEN))
-}
-
-/// `GET` or `POST` with the admin token: status and body.
-async fn call(method: reqwest::Method, url: &str, token: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// While a generation runs, it shows its tokens so far and each iteration

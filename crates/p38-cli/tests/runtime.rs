@@ -410,7 +410,11 @@ async fn forged_replies_are_recorded_as_what_really_happened() {
         "{:?}",
         fat.error
     );
-    let fat_state = rig.store.get_state(fat.agent_id).await.unwrap();
+    let fat_state = rig
+        .store
+        .get_state(fat.target.agent_id().unwrap())
+        .await
+        .unwrap();
     assert!(
         fat_state.is_none_or(|s| s.state == serde_json::json!({})),
         "the forged state was not kept"
@@ -607,7 +611,7 @@ def run(ctx):
         .dir
         .path()
         .join("workspaces")
-        .join(t.agent_id.to_string());
+        .join(t.target.agent_id().unwrap().to_string());
     let size = || -> u64 {
         std::fs::read_dir(&ws)
             .unwrap()
@@ -692,7 +696,7 @@ async fn memory_bomb_fork_bomb_and_disk_filler_are_stopped_and_recorded() {
         .dir
         .path()
         .join("workspaces")
-        .join(t.agent_id.to_string())
+        .join(t.target.agent_id().unwrap().to_string())
         .join("big");
     assert!(std::fs::metadata(big).unwrap().len() <= 8 * 1024 * 1024);
     rig.stop().await;
@@ -874,7 +878,12 @@ def run(ctx):
         !t.error.as_deref().unwrap().contains(canary)
             && t.error.as_deref().unwrap().contains("***")
     );
-    let state = rig.store.get_state(t.agent_id - 1).await.unwrap().unwrap();
+    let state = rig
+        .store
+        .get_state(t.target.agent_id().unwrap() - 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(state.state["k"], "***");
     // Nothing in the database file (or its WAL) holds the canary.
     rig.stop_and_scan(canary, "split *** end").await;
@@ -1182,7 +1191,10 @@ async fn a_task_of_an_unapproved_or_disabled_agent_is_not_run() {
         .await;
     assert_eq!(t.status, TaskStatus::Cancelled);
     assert!(t.error.as_deref().unwrap().contains("disabled"));
-    for id in [t.agent_id - 1, t.agent_id] {
+    for id in [
+        t.target.agent_id().unwrap() - 1,
+        t.target.agent_id().unwrap(),
+    ] {
         assert!(
             !rig.dir
                 .path()

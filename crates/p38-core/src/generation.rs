@@ -5,6 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Attempts a generation gets in all: when the worker running it stops
+/// (a crash, a kill) this many times, it fails saying so rather than being
+/// run again, since it may be what takes its workers down.
+pub const GENERATION_ATTEMPTS: i64 = 3;
+
 /// Where a generation is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -44,7 +49,8 @@ impl GenerationStatus {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GenerationStage {
-    /// Waiting for a process to run it (new, or taken over after a crash).
+    /// Waiting for a worker to run it (new, or after the worker running it
+    /// stopped).
     #[default]
     Queued,
     /// Waiting for the model's first answer.
@@ -160,6 +166,10 @@ pub struct Generation {
     pub error: Option<String>,
     /// The agent it produced.
     pub agent_id: Option<i64>,
+    /// The task on the queue that runs it (`GET /api/tasks/{id}`: which
+    /// worker, which attempt, since when); none for a generation recorded
+    /// before generations ran as tasks.
+    pub task_id: Option<crate::task::TaskId>,
     /// Who asked.
     pub created_by: String,
     /// When.
@@ -208,4 +218,24 @@ pub struct GenerationProgress {
     /// The iterations that ended so far (`{"iterations": [...]}`), when
     /// they changed; `None` keeps the stored one.
     pub report: Option<serde_json::Value>,
+}
+
+/// How a generation ended, as the worker running it records it (a
+/// cancel is recorded by whoever cancels it).
+#[derive(Debug, Clone, PartialEq)]
+pub enum GenerationFinish {
+    /// An agent was saved.
+    Succeeded {
+        /// Every iteration and the outcome.
+        report: serde_json::Value,
+        /// The agent written.
+        agent_id: i64,
+    },
+    /// The loop gave up, or saving the agent failed.
+    Failed {
+        /// The iterations there were (`{}` when none ran).
+        report: serde_json::Value,
+        /// Why, for the user.
+        error: String,
+    },
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod finding;
 pub mod generation;
 pub mod host;
+pub mod job;
 pub mod page;
 pub mod schedule;
 pub mod store;

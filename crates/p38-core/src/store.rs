@@ -69,7 +69,17 @@ pub trait TaskStore: Send + Sync {
     /// Atomically claims up to `limit` due queued tasks for `worker`, marking
     /// them running with a lease until `now + lease`. No task is ever handed
     /// to two workers at once.
+    /// Agent runs (kinds `agent` and `noop`) only: generations have slots
+    /// of their own ([`TaskStore::claim_generations`]), so that neither
+    /// kind of work starves the other.
     async fn claim(&self, worker: &str, limit: u32, lease: Duration) -> Result<Vec<Task>>;
+    /// [`TaskStore::claim`] for generations' tasks (kind `generation`).
+    async fn claim_generations(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Task>>;
     /// Extends the lease of tasks this worker still runs; returns the ids
     /// whose lease it no longer holds (cancelled or taken over).
     async fn heartbeat(&self, worker: &str, ids: &[TaskId], lease: Duration)
@@ -85,7 +95,10 @@ pub trait TaskStore: Send + Sync {
     /// Records many tasks of `worker` as succeeded with no output in one
     /// statement (no-op tasks); returns how many it still held.
     async fn complete_noops(&self, worker: &str, ids: &[TaskId]) -> Result<u64>;
-    /// Puts running tasks whose lease ran out back in the queue; returns how many.
+    /// Puts running tasks whose lease ran out back in the queue; returns how
+    /// many. One that ran out too often is failed instead (a generation
+    /// after [`crate::generation::GENERATION_ATTEMPTS`], together with its
+    /// generation).
     async fn requeue_expired(&self) -> Result<u64>;
     /// The earliest `scheduled_at` among queued tasks, to sleep until then.
     async fn next_due(&self) -> Result<Option<Timestamp>>;
@@ -221,40 +234,37 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, name: &str, audit: NewAudit) -> Result<()>;
 }
 
-/// Generations.
+/// Generations. Each is run by the worker holding its task (kind
+/// `generation`): the task's lease is the generation's, and progress and
+/// the end are stored only while that worker holds the task.
 #[async_trait]
 pub trait GenerationStore: Send + Sync {
-    /// Records a new generation (stage `queued`), held by `owner` for
-    /// `lease` from the start, audited.
-    #[allow(clippy::too_many_arguments)]
+    /// Records a new generation (status `running`, stage `queued`) and
+    /// queues its task, audited, in one transaction.
     async fn create_generation(
         &self,
         description: &str,
         overrides: &crate::generation::GenerationOverrides,
         model: &str,
         created_by: &str,
-        owner: &str,
-        lease: Duration,
         audit: NewAudit,
     ) -> Result<crate::generation::Generation>;
-    /// Records progress, if the generation is still `owner`'s and running;
-    /// `false` otherwise.
+    /// Records progress of the generation of `task`, if `worker` still
+    /// holds that task and the generation runs; `false` otherwise.
     async fn generation_progress(
         &self,
-        id: i64,
-        owner: &str,
+        task: TaskId,
+        worker: &str,
         p: &crate::generation::GenerationProgress,
     ) -> Result<bool>;
-    /// Records the end (status, the full report, an error, the agent made),
-    /// if the generation is still `owner`'s and running; `false` otherwise.
+    /// Records the end of the generation of `task` (status, the full
+    /// report, an error, the agent made), if `worker` still holds that task
+    /// and the generation runs; `false` otherwise.
     async fn finish_generation(
         &self,
-        id: i64,
-        owner: &str,
-        status: crate::generation::GenerationStatus,
-        report: &serde_json::Value,
-        error: Option<&str>,
-        agent_id: Option<i64>,
+        task: TaskId,
+        worker: &str,
+        end: &crate::generation::GenerationFinish,
     ) -> Result<bool>;
     /// One generation.
     async fn get_generation(&self, id: i64) -> Result<Option<crate::generation::Generation>>;
@@ -265,30 +275,16 @@ pub trait GenerationStore: Send + Sync {
         status: Option<crate::generation::GenerationStatus>,
         page: crate::page::PageRequest,
     ) -> Result<crate::page::Page<crate::generation::Generation>>;
-    /// Marks a running generation `cancelled` (whoever runs it), with
-    /// `error` saying who stopped it, audited; a finished one is a
-    /// [`crate::Error::Conflict`], an unknown one
-    /// [`crate::Error::NotFound`].
+    /// Marks a running generation `cancelled`, with `error` saying who
+    /// stopped it, and cancels its task (the worker running it stops at
+    /// its next heartbeat), audited; a finished one is a
+    /// [`crate::Error::Conflict`], an unknown one [`crate::Error::NotFound`].
     async fn cancel_generation(
         &self,
         id: i64,
         error: &str,
         audit: NewAudit,
     ) -> Result<crate::generation::Generation>;
-    /// Extends the lease of a running generation held by `owner` to `lease`
-    /// from now; `false` when it is no longer `owner`'s to run (finished,
-    /// or taken over after a lapsed lease).
-    async fn renew_generation(&self, id: i64, owner: &str, lease: Duration) -> Result<bool>;
-    /// Takes over one running generation whose lease lapsed (its process
-    /// died) and that has had fewer than `max_attempts` attempts: `owner`
-    /// holds it for `lease` and runs it again. One that has had them all is
-    /// failed instead, saying so.
-    async fn take_over_generation(
-        &self,
-        owner: &str,
-        lease: Duration,
-        max_attempts: i64,
-    ) -> Result<Option<crate::generation::Generation>>;
 }
 
 /// Everything a service needs from persistence.

@@ -1,4 +1,5 @@
-//! Tasks: one run of one agent, from queued to a final outcome.
+//! Tasks: one job on the queue, from queued to a final outcome: a run of
+//! an agent, or a generation writing one.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -116,14 +117,51 @@ pub enum TaskKind {
     /// Nothing: completes at once without starting a process. Measures the
     /// queue itself.
     Noop,
+    /// A generation's repair loop: the model writes an agent from a
+    /// description (the task's target is the generation). Runs in a
+    /// worker's generation slots, apart from agent runs.
+    Generation,
 }
 
 impl TaskKind {
-    /// The stored spelling.
+    /// The stored spelling (the store's SQL writes `agent`, `noop` and
+    /// `generation` literally).
     pub fn as_str(self) -> &'static str {
         match self {
             TaskKind::Agent => "agent",
             TaskKind::Noop => "noop",
+            TaskKind::Generation => "generation",
+        }
+    }
+}
+
+/// What a task is for: a run of one version of an agent, or a generation
+/// (which has no agent until it has written one). In JSON its fields stand
+/// beside the task's own: `agent_id` and `agent_version`, or
+/// `generation_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TaskTarget {
+    /// A run of an agent (kind `agent` or `noop`).
+    Agent {
+        /// The agent it runs.
+        agent_id: AgentId,
+        /// The agent version it runs.
+        agent_version: i64,
+    },
+    /// A generation (kind `generation`).
+    Generation {
+        /// The generation it runs (`GET /api/generations/{id}`).
+        generation_id: i64,
+    },
+}
+
+impl TaskTarget {
+    /// The agent, for a run of one.
+    pub fn agent_id(&self) -> Option<AgentId> {
+        match self {
+            TaskTarget::Agent { agent_id, .. } => Some(*agent_id),
+            TaskTarget::Generation { .. } => None,
         }
     }
 }
@@ -134,9 +172,10 @@ impl std::str::FromStr for TaskKind {
         match s {
             "agent" => Ok(TaskKind::Agent),
             "noop" => Ok(TaskKind::Noop),
+            "generation" => Ok(TaskKind::Generation),
             _ => Err(Error::validation(
                 "kind",
-                format!("unknown task kind {s:?}; expected agent or noop"),
+                format!("unknown task kind {s:?}; expected agent, noop or generation"),
             )),
         }
     }
@@ -147,10 +186,9 @@ impl std::str::FromStr for TaskKind {
 pub struct Task {
     /// Identifier.
     pub id: TaskId,
-    /// The agent it runs.
-    pub agent_id: AgentId,
-    /// The agent version it runs.
-    pub agent_version: i64,
+    /// What it is for: an agent's run or a generation.
+    #[serde(flatten)]
+    pub target: TaskTarget,
     /// Status.
     pub status: TaskStatus,
     /// Why it was created.
@@ -217,10 +255,9 @@ pub const SUMMARY_CHARS: usize = 500;
 pub struct TaskSummary {
     /// Identifier.
     pub id: TaskId,
-    /// The agent it runs.
-    pub agent_id: AgentId,
-    /// The agent version it runs.
-    pub agent_version: i64,
+    /// What it is for: an agent's run or a generation.
+    #[serde(flatten)]
+    pub target: TaskTarget,
     /// Status.
     pub status: TaskStatus,
     /// Why it was created.
@@ -284,7 +321,9 @@ impl Excerpt {
     }
 }
 
-/// What is needed to queue a task.
+/// What is needed to queue a run of an agent (a generation's task is
+/// queued with its generation, see
+/// [`crate::store::GenerationStore::create_generation`]).
 #[derive(Debug, Clone)]
 pub struct NewTask {
     /// Agent to run.
@@ -293,7 +332,7 @@ pub struct NewTask {
     pub agent_version: i64,
     /// Why.
     pub trigger: Trigger,
-    /// What it runs.
+    /// What it runs: [`TaskKind::Agent`] or [`TaskKind::Noop`].
     pub kind: TaskKind,
     /// Attempt number.
     pub attempt: i64,

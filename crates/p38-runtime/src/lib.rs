@@ -6,6 +6,7 @@
 
 mod config;
 mod executor;
+mod generation_task;
 mod history;
 mod live;
 mod python;

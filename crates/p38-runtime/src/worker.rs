@@ -1,6 +1,7 @@
 //! The worker: claims due tasks up to its concurrency, runs each in the
 //! sandbox, extends their leases while they run, stops the ones that were
-//! cancelled, and records outcomes. It finds work by claiming rows, woken
+//! cancelled, and records outcomes. Generations are tasks too, claimed into
+//! slots of their own (see `generation_task.rs`). It finds work by claiming rows, woken
 //! early by the queue signal; a worker that dies leaves leases that expire,
 //! and its tasks are claimed again.
 
@@ -11,11 +12,13 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use p38_core::job::{GenerationJob, GenerationRunner, StopSignal};
 use p38_core::store::Store;
-use p38_core::task::{Task, TaskKind, TaskOutcome, TaskOutput, TaskStatus};
+use p38_core::task::{Task, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskTarget};
 use p38_sandbox::CancelFlag;
 
 use crate::executor::{Executor, Job, RunFacts};
+use crate::generation_task::{self, GenerationSlots};
 use crate::history::summarise;
 use crate::live::LiveSink;
 
@@ -26,7 +29,26 @@ pub struct Worker {
     wake: Arc<Notify>,
     stops: Arc<Notify>,
     finished: Arc<Notify>,
-    running: Arc<Mutex<HashMap<i64, CancelFlag>>>,
+    running: Arc<Mutex<HashMap<i64, Stop>>>,
+    generations: Option<GenerationSlots>,
+}
+
+/// How to stop one of this worker's runs.
+#[derive(Clone)]
+enum Stop {
+    /// An agent's process in the sandbox.
+    Sandbox(CancelFlag),
+    /// A generation's loop.
+    Generation(StopSignal),
+}
+
+impl Stop {
+    fn stop(&self) {
+        match self {
+            Stop::Sandbox(flag) => flag.cancel(),
+            Stop::Generation(signal) => signal.stop(),
+        }
+    }
 }
 
 impl Worker {
@@ -39,7 +61,15 @@ impl Worker {
             stops: Arc::default(),
             finished: Arc::default(),
             running: Arc::default(),
+            generations: None,
         }
+    }
+
+    /// Also runs generations' tasks, up to `slots` at once besides the
+    /// agent runs (`P38_GENERATION_CONCURRENCY`), through `runner`.
+    pub fn with_generations(mut self, runner: Arc<dyn GenerationRunner>, slots: usize) -> Worker {
+        self.generations = (slots > 0).then_some(GenerationSlots { runner, slots });
+        self
     }
 
     /// Notifies every waiter on `finished` each time it records the end of
@@ -62,11 +92,17 @@ impl Worker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>, grace: Duration) {
         let cfg = self.exec.config().clone();
         let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut generations: JoinSet<()> = JoinSet::new();
         let mut bulk: JoinSet<()> = JoinSet::new();
+        // While no-op tasks stream in, the loop claims again at once; it
+        // looks for generations then only once per poll interval.
+        let mut last_generation_claim: Option<std::time::Instant> = None;
+        let mut streaming_noops = false;
         let mut last_beat = std::time::Instant::now();
         let mut beat = tokio::time::interval(cfg.heartbeat);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, sandboxed = self.exec.sandboxed(), "worker started");
+        let generation_slots = self.generations.as_ref().map_or(0, |g| g.slots);
+        tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, generation_slots, sandboxed = self.exec.sandboxed(), "worker started");
         if let Err(e) = self.store.listen(self.wake.clone()).await {
             tracing::warn!(error = %e, "no task notifications from the database; polling every {:?}", cfg.poll);
         }
@@ -82,7 +118,31 @@ impl Worker {
             }
             // Collect every run that ended, so one claim refills all free slots.
             while tasks.try_join_next().is_some() {}
+            while generations.try_join_next().is_some() {}
             while bulk.try_join_next().is_some() {}
+            if let Some(slots) = &self.generations {
+                let free = slots.slots.saturating_sub(generations.len());
+                let due = !streaming_noops
+                    || last_generation_claim.is_none_or(|at| at.elapsed() >= cfg.poll);
+                if free > 0 && due {
+                    last_generation_claim = Some(std::time::Instant::now());
+                    match self
+                        .store
+                        .claim_generations(&cfg.worker_id, free as u32, cfg.lease)
+                        .await
+                    {
+                        Ok(claimed) => {
+                            for t in claimed {
+                                self.spawn_generation(&mut generations, slots, t);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "claiming generations failed; retrying")
+                        }
+                    }
+                }
+            }
+            streaming_noops = false;
             let free = cfg.concurrency.saturating_sub(tasks.len());
             let mut found_none = false;
             if free > 0 {
@@ -113,6 +173,7 @@ impl Worker {
                                     tracing::warn!(error = %e, "completing no-op tasks failed; their leases will expire");
                                 }
                             });
+                            streaming_noops = true;
                             continue;
                         }
                     }
@@ -133,6 +194,7 @@ impl Worker {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = generations.join_next(), if !generations.is_empty() => {}
                 _ = beat.tick() => {
                     self.heartbeat(&cfg.worker_id, cfg.lease).await;
                     last_beat = std::time::Instant::now();
@@ -142,13 +204,19 @@ impl Worker {
             }
         }
         while bulk.join_next().await.is_some() {}
-        tracing::info!(running = tasks.len(), "worker stopping: no new claims");
-        let drain = async { while tasks.join_next().await.is_some() {} };
+        tracing::info!(
+            running = tasks.len() + generations.len(),
+            "worker stopping: no new claims"
+        );
+        let drain = async {
+            while tasks.join_next().await.is_some() {}
+            while generations.join_next().await.is_some() {}
+        };
         if tokio::time::timeout(grace, drain).await.is_err() {
             // Hand what is left back to the queue first, so that stopping
             // the processes cannot record them as cancelled: another worker
             // runs them.
-            let left: Vec<(i64, CancelFlag)> = self
+            let left: Vec<(i64, Stop)> = self
                 .running
                 .lock()
                 .expect("lock poisoned")
@@ -162,10 +230,11 @@ impl Worker {
                     tracing::warn!(error = %e, "releasing tasks failed; their leases will expire")
                 }
             }
-            for (_, flag) in left {
-                flag.cancel();
+            for (_, stop) in left {
+                stop.stop();
             }
             while tasks.join_next().await.is_some() {}
+            while generations.join_next().await.is_some() {}
         }
         tracing::info!("worker stopped");
     }
@@ -189,7 +258,7 @@ impl Worker {
         self.running
             .lock()
             .expect("lock poisoned")
-            .insert(task.id, flag.clone());
+            .insert(task.id, Stop::Sandbox(flag.clone()));
         let store = self.store.clone();
         let exec = self.exec.clone();
         let running = self.running.clone();
@@ -241,6 +310,44 @@ impl Worker {
         });
     }
 
+    /// Runs a generation's task in a generation slot; like [`Worker::spawn`],
+    /// a task this worker still runs is not started twice.
+    fn spawn_generation(&self, set: &mut JoinSet<()>, slots: &GenerationSlots, task: Task) {
+        let TaskTarget::Generation { generation_id } = task.target else {
+            tracing::error!(
+                task = task.id,
+                "claimed as a generation, but the task is an agent's run; leaving it to its lease"
+            );
+            return;
+        };
+        let stop = StopSignal::new();
+        {
+            let mut running = self.running.lock().expect("lock poisoned");
+            if running.contains_key(&task.id) {
+                tracing::warn!(
+                    task = task.id,
+                    "re-claimed a generation this worker is still running; keeping the running one"
+                );
+                return;
+            }
+            running.insert(task.id, Stop::Generation(stop.clone()));
+        }
+        let job = GenerationJob {
+            task_id: task.id,
+            generation_id,
+            attempt: task.attempt,
+            worker: self.exec.config().worker_id.clone(),
+        };
+        let (store, runner) = (self.store.clone(), slots.runner.clone());
+        let (running, finished) = (self.running.clone(), self.finished.clone());
+        set.spawn(async move {
+            let id = job.task_id;
+            generation_task::run(&store, &runner, job, stop).await;
+            running.lock().expect("lock poisoned").remove(&id);
+            finished.notify_waiters();
+        });
+    }
+
     /// Extends leases, stops tasks this worker no longer holds (cancelled
     /// by a user, or taken over after a lost lease), and puts tasks of dead
     /// workers back in the queue.
@@ -257,12 +364,12 @@ impl Worker {
                 Ok(lost) => {
                     let running = self.running.lock().expect("lock poisoned");
                     for id in lost {
-                        if let Some(flag) = running.get(&id) {
+                        if let Some(stop) = running.get(&id) {
                             tracing::info!(
                                 task = id,
                                 "stopping a task this worker no longer holds"
                             );
-                            flag.cancel();
+                            stop.stop();
                         }
                     }
                 }
@@ -304,7 +411,14 @@ async fn run_task(
         error: Some(e),
         ..Default::default()
     };
-    let agent = match store.get_agent(task.agent_id).await {
+    let TaskTarget::Agent {
+        agent_id,
+        agent_version,
+    } = task.target
+    else {
+        return fail("a generation's task reached the agent runner".into());
+    };
+    let agent = match store.get_agent(agent_id).await {
         Ok(Some(a)) => a,
         Ok(None) => return fail("the agent was deleted".into()),
         Err(e) => return fail(format!("loading the agent failed: {e}")),
@@ -340,11 +454,11 @@ async fn run_task(
             return fail(format!("auditing the use of secrets failed: {e}"));
         }
     }
-    let code = if agent.version == task.agent_version {
+    let code = if agent.version == agent_version {
         agent.code.clone()
     } else {
         match store.list_versions(agent.id).await {
-            Ok(vs) => match vs.into_iter().find(|v| v.version == task.agent_version) {
+            Ok(vs) => match vs.into_iter().find(|v| v.version == agent_version) {
                 Some(v) => v.code,
                 None => agent.code.clone(),
             },

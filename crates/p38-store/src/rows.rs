@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use p38_core::agent::{Agent, AgentState, AgentVersion};
 use p38_core::audit::AuditEntry;
 use p38_core::auth::ApiToken;
-use p38_core::task::{Excerpt, SUMMARY_CHARS, Task, TaskSummary};
+use p38_core::task::{Excerpt, SUMMARY_CHARS, Task, TaskKind, TaskSummary, TaskTarget};
 use p38_core::time::from_millis;
 use p38_core::{Error, Result};
 
@@ -26,7 +26,7 @@ pub(crate) use agent_cols;
 /// Every task column.
 macro_rules! task_cols {
     () => {
-        "id, agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, stdout, stderr, logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+        "id, agent_id, agent_version, generation_id, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, result, stdout, stderr, logs, error, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
     };
 }
 pub(crate) use task_cols;
@@ -38,7 +38,7 @@ pub(crate) use task_cols;
 /// return (`GET /api/tasks/{id}` has the whole task).
 macro_rules! task_summary_cols {
     () => {
-        "id, agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, substr(result, 1, 501) AS result_head, substr(error, 1, 501) AS error_head, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
+        "id, agent_id, agent_version, generation_id, status, trigger_kind, kind, attempt, retry_of, scheduled_at, started_at, completed_at, substr(result, 1, 501) AS result_head, substr(error, 1, 501) AS error_head, exit_code, signal, duration_ms, cpu_ms, peak_memory_kb, unsandboxed, worker, created_at"
     };
 }
 pub(crate) use task_summary_cols;
@@ -113,17 +113,42 @@ pub(crate) fn state(row: &AnyRow) -> Result<AgentState> {
     })
 }
 
+/// What a task is for, from its `agent_id`, `agent_version` and
+/// `generation_id` (the schema's `tasks_one_target` check keeps them to
+/// one target, agreeing with the kind).
+fn target(row: &AnyRow, kind: TaskKind) -> Result<TaskTarget> {
+    let agent: Option<i64> = get(row, "agent_id")?;
+    let version: Option<i64> = get(row, "agent_version")?;
+    let generation: Option<i64> = get(row, "generation_id")?;
+    match (kind, agent, version, generation) {
+        (TaskKind::Generation, None, None, Some(generation_id)) => {
+            Ok(TaskTarget::Generation { generation_id })
+        }
+        (TaskKind::Agent | TaskKind::Noop, Some(agent_id), Some(agent_version), None) => {
+            Ok(TaskTarget::Agent {
+                agent_id,
+                agent_version,
+            })
+        }
+        _ => Err(Error::internal(format!(
+            "corrupt task {} in store: kind {} with agent {agent:?} and generation {generation:?}",
+            get::<i64>(row, "id")?,
+            kind.as_str()
+        ))),
+    }
+}
+
 pub(crate) fn task(row: &AnyRow) -> Result<Task> {
     let ms = |col: &str| -> Result<Option<chrono::DateTime<chrono::Utc>>> {
         Ok(get::<Option<i64>>(row, col)?.map(from_millis))
     };
+    let kind = get::<String>(row, "kind")?.parse()?;
     Ok(Task {
         id: get(row, "id")?,
-        agent_id: get(row, "agent_id")?,
-        agent_version: get(row, "agent_version")?,
+        target: target(row, kind)?,
         status: get::<String>(row, "status")?.parse()?,
         trigger: get::<String>(row, "trigger_kind")?.parse()?,
-        kind: get::<String>(row, "kind")?.parse()?,
+        kind,
         attempt: get(row, "attempt")?,
         retry_of: get(row, "retry_of")?,
         scheduled_at: from_millis(get(row, "scheduled_at")?),
@@ -154,13 +179,13 @@ pub(crate) fn task_summary(row: &AnyRow) -> Result<TaskSummary> {
     let excerpt = |col: &str| -> Result<Option<Excerpt>> {
         Ok(get::<Option<String>>(row, col)?.map(|t| Excerpt::of(&t)))
     };
+    let kind = get::<String>(row, "kind")?.parse()?;
     Ok(TaskSummary {
         id: get(row, "id")?,
-        agent_id: get(row, "agent_id")?,
-        agent_version: get(row, "agent_version")?,
+        target: target(row, kind)?,
         status: get::<String>(row, "status")?.parse()?,
         trigger: get::<String>(row, "trigger_kind")?.parse()?,
-        kind: get::<String>(row, "kind")?.parse()?,
+        kind,
         attempt: get(row, "attempt")?,
         retry_of: get(row, "retry_of")?,
         scheduled_at: from_millis(get(row, "scheduled_at")?),
@@ -224,6 +249,7 @@ pub(crate) fn generation(row: &AnyRow) -> Result<p38_core::generation::Generatio
         report: opt_json(row, "report")?,
         error: get(row, "error")?,
         agent_id: get(row, "agent_id")?,
+        task_id: get(row, "task_id")?,
         created_by: get(row, "created_by")?,
         created_at: from_millis(get(row, "created_at")?),
         updated_at: from_millis(get(row, "updated_at")?),

@@ -10,10 +10,12 @@ use async_trait::async_trait;
 
 use p38_core::agent::AgentId;
 use p38_core::audit::NewAudit;
+use p38_core::generation::GENERATION_ATTEMPTS;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::TaskStore;
 use p38_core::task::{
-    NewTask, Task, TaskId, TaskOutcome, TaskOutput, TaskStatus, TaskSummary, Trigger,
+    NewTask, Task, TaskId, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskSummary, TaskTarget,
+    Trigger,
 };
 use p38_core::time::{Timestamp, from_millis, now, to_millis};
 use p38_core::{Error, Result};
@@ -43,7 +45,25 @@ macro_rules! per_agent_limit {
     };
 }
 
-/// Attempts after which a task whose worker keeps vanishing is failed.
+/// The one claim statement: marks up to `$4` due queued tasks that pass
+/// the filter running for worker `$1` with a lease until `$3`, earliest
+/// first. The lock is `FOR UPDATE SKIP LOCKED` on PostgreSQL, so workers
+/// claim side by side; SQLite has one writer at a time.
+macro_rules! claim_sql {
+    ($lock:literal, $($filter:tt)+) => {
+        concat!(
+            "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3, stdout = NULL, stderr = NULL, logs = NULL ",
+            "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
+            $($filter)+,
+            "ORDER BY t.scheduled_at, t.id LIMIT $4 ",
+            $lock,
+            ") RETURNING ",
+            task_cols!()
+        )
+    };
+}
+
+/// Attempts after which an agent run whose worker keeps vanishing is failed.
 const MAX_LEASE_ATTEMPTS: i64 = 5;
 
 /// An agent may print or raise text holding NUL characters, which
@@ -164,42 +184,44 @@ impl TaskStore for SqlStore {
                 });
             }
         };
+        // A generation's task ends with its generation: neither stays
+        // running without the other.
+        if let TaskTarget::Generation { generation_id } = task.target {
+            crate::generations::cancel_with_task(&mut tx, generation_id, "cancelled by user")
+                .await?;
+        }
         insert_audit(&mut tx, &audit).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(task)
     }
 
     async fn claim(&self, worker: &str, limit: u32, lease: Duration) -> Result<Vec<Task>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
         let sql = match self.backend {
-            Backend::Postgres => concat!(
-                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3, stdout = NULL, stderr = NULL, logs = NULL ",
-                "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
-                per_agent_limit!(),
-                "ORDER BY t.scheduled_at, t.id LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING ",
-                task_cols!()
+            Backend::Postgres => claim_sql!(
+                "FOR UPDATE SKIP LOCKED",
+                "AND t.kind IN ('agent', 'noop') ",
+                per_agent_limit!()
             ),
-            Backend::Sqlite => concat!(
-                "UPDATE tasks SET status = 'running', worker = $1, started_at = $2, lease_until = $3, stdout = NULL, stderr = NULL, logs = NULL ",
-                "WHERE id IN (SELECT t.id FROM tasks t WHERE t.status = 'queued' AND t.scheduled_at <= $2 ",
-                per_agent_limit!(),
-                "ORDER BY t.scheduled_at, t.id LIMIT $4) RETURNING ",
-                task_cols!()
-            ),
+            Backend::Sqlite => {
+                claim_sql!("", "AND t.kind IN ('agent', 'noop') ", per_agent_limit!())
+            }
         };
-        let rows = sqlx::query(sql)
-            .bind(worker)
-            .bind(to_millis(now()))
-            .bind(lease_end(lease))
-            .bind(i64::from(limit))
-            .fetch_all(&self.claim_pool)
-            .await
-            .map_err(db_err)?;
-        let mut tasks = rows.iter().map(rows::task).collect::<Result<Vec<_>>>()?;
-        tasks.sort_by_key(|t| (t.scheduled_at, t.id));
-        Ok(tasks)
+        self.claim_with(sql, worker, limit, lease).await
+    }
+
+    async fn claim_generations(
+        &self,
+        worker: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Task>> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                claim_sql!("FOR UPDATE SKIP LOCKED", "AND t.kind = 'generation' ")
+            }
+            Backend::Sqlite => claim_sql!("", "AND t.kind = 'generation' "),
+        };
+        self.claim_with(sql, worker, limit, lease).await
     }
 
     async fn heartbeat(
@@ -352,14 +374,31 @@ impl TaskStore for SqlStore {
     async fn requeue_expired(&self) -> Result<u64> {
         let t = to_millis(now());
         // A task whose worker vanished again and again is likely what kills
-        // its workers: stop re-running it.
+        // its workers: stop re-running it. A generation fails with its
+        // task, first, so that it never stays `running` without one.
+        sqlx::query(
+            "UPDATE generations SET status = 'failed', stage = 'failed', updated_at = $1, \
+             error = 'interrupted ' || (SELECT t.attempt FROM tasks t WHERE t.generation_id = generations.id AND t.status = 'running') \
+             || ' times: the worker running it stopped each time; start it again' \
+             WHERE status = 'running' AND id IN (SELECT generation_id FROM tasks \
+             WHERE status = 'running' AND kind = 'generation' AND lease_until < $1 AND attempt >= $2)",
+        )
+        .bind(t)
+        .bind(GENERATION_ATTEMPTS)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         sqlx::query(
             "UPDATE tasks SET status = 'failed', completed_at = $1, lease_until = NULL, \
-             error = 'abandoned: its worker stopped renewing the lease on 5 attempts (the run may be what ends its worker)' \
-             WHERE status = 'running' AND lease_until < $1 AND attempt >= $2",
+             error = CASE WHEN kind = 'generation' \
+             THEN 'abandoned: its worker stopped renewing the lease on ' || attempt || ' attempts (the generation may be what ends its worker)' \
+             ELSE 'abandoned: its worker stopped renewing the lease on 5 attempts (the run may be what ends its worker)' END \
+             WHERE status = 'running' AND lease_until < $1 \
+             AND attempt >= CASE WHEN kind = 'generation' THEN $3 ELSE $2 END",
         )
         .bind(t)
         .bind(MAX_LEASE_ATTEMPTS)
+        .bind(GENERATION_ATTEMPTS)
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
@@ -405,11 +444,16 @@ impl TaskStore for SqlStore {
     }
 }
 
-/// Inserts a queued task inside the caller's transaction.
+/// Inserts a queued run of an agent inside the caller's transaction.
 pub(crate) async fn insert_task(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     new: &NewTask,
 ) -> Result<Task> {
+    if new.kind == TaskKind::Generation {
+        return Err(Error::internal(
+            "a generation's task is queued with its generation (create_generation), not as an agent's run",
+        ));
+    }
     let row = sqlx::query(concat!(
         "INSERT INTO tasks (agent_id, agent_version, status, trigger_kind, kind, attempt, retry_of, scheduled_at, created_at) ",
         "VALUES ($1, $2, 'queued', $3, $4, $5, $6, $7, $8) RETURNING ",
@@ -430,6 +474,30 @@ pub(crate) async fn insert_task(
 }
 
 impl SqlStore {
+    /// Runs one of the claim statements (`claim_sql!`).
+    async fn claim_with(
+        &self,
+        sql: &'static str,
+        worker: &str,
+        limit: u32,
+        lease: Duration,
+    ) -> Result<Vec<Task>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql)
+            .bind(worker)
+            .bind(to_millis(now()))
+            .bind(lease_end(lease))
+            .bind(i64::from(limit))
+            .fetch_all(&self.claim_pool)
+            .await
+            .map_err(db_err)?;
+        let mut tasks = rows.iter().map(rows::task).collect::<Result<Vec<_>>>()?;
+        tasks.sort_by_key(|t| (t.scheduled_at, t.id));
+        Ok(tasks)
+    }
+
     /// Tells listening workers on other nodes that a task was queued
     /// (delivered when the transaction commits). SQLite workers share the
     /// process and are woken directly.

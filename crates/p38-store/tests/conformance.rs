@@ -15,7 +15,7 @@ use p38_core::store::{
     AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
     TokenStore,
 };
-use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskOutput, TaskStatus, Trigger};
+use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskTarget, Trigger};
 use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
@@ -616,7 +616,7 @@ async fn runs_of_one_agent_never_overlap() {
             s.enqueue(new_task(a2.id), None).await.unwrap();
         }
         let first = s.claim("w", 10, Duration::from_secs(30)).await.unwrap();
-        let mut agents: Vec<i64> = first.iter().map(|t| t.agent_id).collect();
+        let mut agents: Vec<i64> = first.iter().map(|t| t.target.agent_id().unwrap()).collect();
         agents.sort_unstable();
         assert_eq!(agents, vec![a1.id, a2.id], "{}: one task per agent", b.name);
         assert!(
@@ -631,11 +631,14 @@ async fn runs_of_one_agent_never_overlap() {
             status: Some(TaskStatus::Succeeded),
             ..Default::default()
         };
-        let t1 = first.iter().find(|t| t.agent_id == a1.id).unwrap();
+        let t1 = first
+            .iter()
+            .find(|t| t.target.agent_id() == Some(a1.id))
+            .unwrap();
         s.complete(t1.id, "w", done).await.unwrap();
         let next = s.claim("w", 10, Duration::from_secs(30)).await.unwrap();
         assert_eq!(next.len(), 1);
-        assert_eq!(next[0].agent_id, a1.id);
+        assert_eq!(next[0].target.agent_id(), Some(a1.id));
         assert!(next[0].id > t1.id, "oldest remaining task of the agent");
         cleanup(b).await;
     }
@@ -966,7 +969,7 @@ async fn a_change_decided_on_a_stale_read_is_a_conflict() {
 }
 
 #[tokio::test]
-async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
+async fn a_generation_whose_worker_died_is_taken_over_once_then_given_up() {
     for b in backends("gen_lease").await {
         let s = &b.store;
         // Long enough for "a live lease is not taken over" to hold on a busy
@@ -984,72 +987,115 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
                 &overrides,
                 "m",
                 "admin",
-                "a",
-                lease,
                 audit("generation.start"),
             )
             .await
             .unwrap();
+        assert_eq!(g.stage, GenerationStage::Queued, "{}", b.name);
+        // Its task is on the one queue, but only generation slots take it.
         assert!(
-            s.renew_generation(g.id, "a", lease).await.unwrap(),
-            "{}",
+            s.claim("a", 10, lease).await.unwrap().is_empty(),
+            "{}: agent slots never take a generation",
             b.name
         );
-        assert!(
-            !s.renew_generation(g.id, "b", lease).await.unwrap(),
-            "{}: another process cannot renew it",
-            b.name
-        );
-        assert!(
-            s.take_over_generation("b", lease, 3)
-                .await
-                .unwrap()
-                .is_none(),
-            "{}: a live lease is not taken over",
-            b.name
-        );
-        tokio::time::sleep(lease + Duration::from_millis(200)).await;
-        let (x, y) = tokio::join!(
-            s.take_over_generation("b", lease, 3),
-            s.take_over_generation("c", lease, 3)
-        );
-        let taken: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        let claimed = s.claim_generations("a", 10, lease).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", b.name);
+        let task = claimed[0].clone();
+        assert_eq!(task.kind, TaskKind::Generation);
         assert_eq!(
-            taken.len(),
-            1,
-            "{}: exactly one process takes it over",
-            b.name
+            task.target,
+            TaskTarget::Generation {
+                generation_id: g.id
+            }
         );
-        assert_eq!(taken[0].description, "watch tesla");
-        assert_eq!(taken[0].overrides, overrides, "{}", b.name);
-        assert!(
-            !s.renew_generation(g.id, "a", lease).await.unwrap(),
-            "{}: the old owner lost it",
-            b.name
+        assert_eq!(
+            task.target.agent_id(),
+            None,
+            "a generation has no agent yet"
         );
+        assert_eq!(task.attempt, 1);
         let progress = p38_core::generation::GenerationProgress {
             stage: GenerationStage::Generating,
             ..Default::default()
         };
         assert!(
-            !s.generation_progress(g.id, "a", &progress).await.unwrap(),
+            s.generation_progress(task.id, "a", &progress)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        assert!(
+            !s.generation_progress(task.id, "b", &progress)
+                .await
+                .unwrap(),
+            "{}: another worker cannot write it",
+            b.name
+        );
+        assert!(
+            s.heartbeat("a", &[task.id], lease)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: its worker renews the lease",
+            b.name
+        );
+        s.requeue_expired().await.unwrap();
+        assert!(
+            s.claim_generations("b", 10, lease)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: a live lease is not taken over",
+            b.name
+        );
+        tokio::time::sleep(lease + Duration::from_millis(200)).await;
+        assert_eq!(s.requeue_expired().await.unwrap(), 1, "{}", b.name);
+        let (x, y) = tokio::join!(
+            s.claim_generations("b", 10, lease),
+            s.claim_generations("c", 10, lease)
+        );
+        let taken: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        assert_eq!(
+            taken.len(),
+            1,
+            "{}: exactly one worker takes it over",
+            b.name
+        );
+        assert_eq!(taken[0].id, task.id);
+        assert_eq!(taken[0].attempt, 2, "{}", b.name);
+        let again = s.get_generation(g.id).await.unwrap().unwrap();
+        assert_eq!(again.description, "watch tesla");
+        assert_eq!(again.overrides, overrides, "{}", b.name);
+        assert_eq!(
+            s.heartbeat("a", &[task.id], lease).await.unwrap(),
+            vec![task.id],
+            "{}: the old worker lost it",
+            b.name
+        );
+        assert!(
+            !s.generation_progress(task.id, "a", &progress)
+                .await
+                .unwrap(),
             "{}: nor may it write progress",
             b.name
         );
         // Attempt 2 lapses, attempt 3 is taken and lapses: then it fails.
         tokio::time::sleep(lease + Duration::from_millis(200)).await;
+        s.requeue_expired().await.unwrap();
         assert!(
-            s.take_over_generation("d", lease, 3)
+            !s.claim_generations("d", 10, lease)
                 .await
                 .unwrap()
-                .is_some()
+                .is_empty()
         );
         tokio::time::sleep(lease + Duration::from_millis(200)).await;
+        s.requeue_expired().await.unwrap();
         assert!(
-            s.take_over_generation("e", lease, 3)
+            s.claim_generations("e", 10, lease)
                 .await
                 .unwrap()
-                .is_none()
+                .is_empty()
         );
         let g = s.get_generation(g.id).await.unwrap().unwrap();
         assert_eq!(g.status.as_str(), "failed", "{}", b.name);
@@ -1061,6 +1107,47 @@ async fn a_generation_whose_owner_died_is_taken_over_once_then_given_up() {
             "{}: {:?}",
             b.name,
             g.error
+        );
+        let t = s.get_task(task.id).await.unwrap().unwrap();
+        assert_eq!(t.status, TaskStatus::Failed, "{}: its task with it", b.name);
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_generations_task_cancels_the_generation() {
+    for b in backends("gen_task_cancel").await {
+        let s = &b.store;
+        let none = p38_core::generation::GenerationOverrides::default();
+        let g = s
+            .create_generation("one", &none, "m", "admin", audit("generation.start"))
+            .await
+            .unwrap();
+        let task = s
+            .claim_generations("a", 1, Duration::from_secs(60))
+            .await
+            .unwrap()
+            .remove(0);
+        let t = s.cancel_task(task.id, audit("task.cancel")).await.unwrap();
+        assert_eq!(t.status, TaskStatus::Cancelled, "{}", b.name);
+        let g = s.get_generation(g.id).await.unwrap().unwrap();
+        assert_eq!(g.status, GenerationStatus::Cancelled, "{}", b.name);
+        // And the other way round: a generation cancelled while queued
+        // leaves no task to claim.
+        let g2 = s
+            .create_generation("two", &none, "m", "admin", audit("generation.start"))
+            .await
+            .unwrap();
+        s.cancel_generation(g2.id, "cancelled by admin", audit("generation.cancel"))
+            .await
+            .unwrap();
+        assert!(
+            s.claim_generations("a", 10, Duration::from_secs(60))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}",
+            b.name
         );
         cleanup(b).await;
     }
@@ -1075,19 +1162,20 @@ async fn generations_list_newest_first_show_progress_and_cancel_once() {
         let mut ids = Vec::new();
         for d in ["one", "two", "three"] {
             let g = s
-                .create_generation(
-                    d,
-                    &none,
-                    "m",
-                    "admin",
-                    "a",
-                    lease,
-                    audit("generation.start"),
-                )
+                .create_generation(d, &none, "m", "admin", audit("generation.start"))
                 .await
                 .unwrap();
             ids.push(g.id);
         }
+        // Worker "a" runs all three: each generation's task.
+        let claimed = s.claim_generations("a", 10, lease).await.unwrap();
+        let task_of = |g: i64| {
+            claimed
+                .iter()
+                .find(|t| t.target == TaskTarget::Generation { generation_id: g })
+                .unwrap()
+                .id
+        };
         // Progress while running: tokens so far and the iterations that
         // ended; a progress without a report keeps the stored one.
         let mut p = p38_core::generation::GenerationProgress {
@@ -1099,10 +1187,18 @@ async fn generations_list_newest_first_show_progress_and_cancel_once() {
             output_tokens: 400,
             report: Some(serde_json::json!({"iterations": [{"n": 1, "findings": []}]})),
         };
-        assert!(s.generation_progress(ids[0], "a", &p).await.unwrap());
+        assert!(
+            s.generation_progress(task_of(ids[0]), "a", &p)
+                .await
+                .unwrap()
+        );
         p.report = None;
         p.input_tokens = 1300;
-        assert!(s.generation_progress(ids[0], "a", &p).await.unwrap());
+        assert!(
+            s.generation_progress(task_of(ids[0]), "a", &p)
+                .await
+                .unwrap()
+        );
         let g = s.get_generation(ids[0]).await.unwrap().unwrap();
         assert_eq!((g.input_tokens, g.output_tokens), (1300, 400), "{}", b.name);
         assert_eq!(
@@ -1133,9 +1229,16 @@ async fn generations_list_newest_first_show_progress_and_cancel_once() {
                 .await,
             Err(Error::NotFound { .. })
         ));
-        // Its process loses it: no renewal, no progress.
-        assert!(!s.renew_generation(ids[1], "a", lease).await.unwrap());
-        assert!(!s.generation_progress(ids[1], "a", &p).await.unwrap());
+        // Its worker loses it: no renewal, no progress.
+        assert_eq!(
+            s.heartbeat("a", &[task_of(ids[1])], lease).await.unwrap(),
+            vec![task_of(ids[1])]
+        );
+        assert!(
+            !s.generation_progress(task_of(ids[1]), "a", &p)
+                .await
+                .unwrap()
+        );
         let audits = s
             .list_audit(p38_core::page::PageRequest::first(50))
             .await
