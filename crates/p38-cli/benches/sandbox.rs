@@ -174,7 +174,7 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
         let t = Instant::now();
         let o = exec.run(&agent, job).await;
         let f = t.elapsed();
-        assert_eq!(o.status, Some(TaskStatus::Succeeded), "{o:?}");
+        assert_eq!(o.outcome.status(), TaskStatus::Succeeded, "{o:?}");
         if i >= 10 {
             bare.push(ms(b));
             namespaces.push(ms(n));

@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 
 use p38_core::agent::Agent;
-use p38_core::task::TaskStatus;
+use p38_core::task::TaskOutcome;
 use p38_factory::{DryRunOutcome, DryRunner};
 use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
 use p38_sandbox::{CancelFlag, Sandbox};
@@ -200,12 +200,14 @@ impl DryRunner for SandboxDryRunner {
         };
         let o = self.exec.run(&agent, job).await;
         let _ = std::fs::remove_dir_all(&workspace);
-        let ok = o.status == Some(TaskStatus::Succeeded);
-        let error = (!ok).then(|| {
-            o.error
-                .clone()
-                .unwrap_or_else(|| "the dry run failed".into())
-        });
+        let (ok, error, result) = match o.outcome {
+            TaskOutcome::Succeeded { result, .. } => (true, None, result),
+            other => (
+                false,
+                Some(other.error().unwrap_or_else(|| "the dry run failed".into())),
+                None,
+            ),
+        };
         let line = error.as_deref().and_then(agent_line);
         DryRunOutcome {
             ok,
@@ -213,7 +215,7 @@ impl DryRunner for SandboxDryRunner {
             line,
             duration: start.elapsed(),
             summary: if ok {
-                summary(o.result.as_ref())
+                summary(result.as_ref())
             } else {
                 String::new()
             },

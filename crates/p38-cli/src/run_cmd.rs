@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use p38_core::agent::Agent;
-use p38_core::task::TaskStatus;
+use p38_core::task::{FinishedRun, TaskOutcome};
 use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
 use p38_sandbox::CancelFlag;
 
@@ -74,18 +74,23 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     // The run is over: from here on a closed stdout ends the process
     // quietly, as for the other commands.
     crate::default_sigpipe();
-    let ok = o.status == Some(TaskStatus::Succeeded);
+    let (result, state) = match &o.outcome {
+        TaskOutcome::Succeeded { result, new_state } => (result.as_ref(), new_state.as_ref()),
+        _ => (None, None),
+    };
+    let ok = matches!(o.outcome, TaskOutcome::Succeeded { .. });
     if a.json {
+        let f = &o.figures;
         let v = serde_json::json!({
-            "status": o.status.map(|s| s.as_str()),
-            "result": o.result, "state": o.new_state, "error": o.error,
-            "stdout": o.stdout, "stderr": o.stderr, "logs": o.logs,
-            "exit_code": o.exit_code, "signal": o.signal, "duration_ms": o.duration_ms,
-            "cpu_ms": o.cpu_ms, "peak_memory_kb": o.peak_memory_kb, "sandboxed": !o.unsandboxed,
+            "status": o.outcome.status().as_str(),
+            "result": result, "state": state, "error": o.outcome.error(),
+            "stdout": f.stdout, "stderr": f.stderr, "logs": f.logs,
+            "exit_code": f.exit_code, "signal": f.signal, "duration_ms": f.duration_ms,
+            "cpu_ms": f.cpu_ms, "peak_memory_kb": f.peak_memory_kb, "sandboxed": !f.unsandboxed,
         });
         output::json(&v);
     } else {
-        print_outcome(&o);
+        print_outcome(&o, result, state);
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -94,25 +99,30 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn print_outcome(o: &p38_core::task::TaskOutcome) {
-    println!("status:   {}", o.status.map(|s| s.as_str()).unwrap_or("-"));
-    if let Some(r) = &o.result {
+fn print_outcome(
+    o: &FinishedRun,
+    result: Option<&serde_json::Value>,
+    state: Option<&serde_json::Value>,
+) {
+    let f = &o.figures;
+    println!("status:   {}", o.outcome.status().as_str());
+    if let Some(r) = result {
         println!("result:   {}", safe_text::json_compact(r));
     }
-    if let Some(s) = &o.new_state {
+    if let Some(s) = state {
         println!("state:    {}", safe_text::json_compact(s));
     }
     println!(
         "time:     {} ms wall, {} ms cpu, {} KiB peak memory{}",
-        o.duration_ms.unwrap_or(0),
-        o.cpu_ms.unwrap_or(0),
-        o.peak_memory_kb.unwrap_or(0),
-        if o.unsandboxed { " (UNSANDBOXED)" } else { "" }
+        f.duration_ms.unwrap_or(0),
+        f.cpu_ms.unwrap_or(0),
+        f.peak_memory_kb.unwrap_or(0),
+        if f.unsandboxed { " (UNSANDBOXED)" } else { "" }
     );
-    if let Some(e) = &o.error {
-        output::block("error", e);
+    if let Some(e) = o.outcome.error() {
+        output::block("error", &e);
     }
-    if let Some(logs) = o
+    if let Some(logs) = f
         .logs
         .as_ref()
         .and_then(|l| l.as_array())
@@ -120,7 +130,7 @@ fn print_outcome(o: &p38_core::task::TaskOutcome) {
     {
         output::logs(logs);
     }
-    for (name, text) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+    for (name, text) in [("stdout", &f.stdout), ("stderr", &f.stderr)] {
         if let Some(t) = text.as_deref().filter(|t| !t.is_empty()) {
             output::block(name, t);
         }

@@ -10,7 +10,7 @@ use crate::agent::{Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVe
 use crate::audit::{AuditEntry, NewAudit};
 use crate::auth::{ApiToken, Scope, TokenLookup};
 use crate::page::{Page, PageRequest};
-use crate::task::{NewTask, Task, TaskId, TaskOutcome, TaskOutput, TaskStatus, TaskSummary};
+use crate::task::{FinishedRun, NewTask, Task, TaskId, TaskOutput, TaskStatus, TaskSummary};
 
 use crate::time::Timestamp;
 
@@ -84,9 +84,10 @@ pub trait TaskStore: Send + Sync {
     /// whose lease it no longer holds (cancelled or taken over).
     async fn heartbeat(&self, worker: &str, ids: &[TaskId], lease: Duration)
     -> Result<Vec<TaskId>>;
-    /// Records a final outcome (and the new agent state, for a success) if
-    /// `worker` still holds the task; returns false when it does not.
-    async fn complete(&self, id: TaskId, worker: &str, outcome: TaskOutcome) -> Result<bool>;
+    /// Records how a run ended and its figures (with the new agent state
+    /// of a success, and the retry of a failure that has one) if `worker`
+    /// still holds the task; returns false when it does not.
+    async fn complete(&self, id: TaskId, worker: &str, run: FinishedRun) -> Result<bool>;
     /// Stores what a run of `worker` wrote so far: while the task runs, or
     /// once a user cancelled it (what the run wrote up to the cancel).
     /// Returns false, storing nothing, when the task is neither (it ended

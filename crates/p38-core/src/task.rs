@@ -356,37 +356,133 @@ pub struct TaskOutput {
     pub logs: serde_json::Value,
 }
 
-/// How a run ended, as the worker records it.
-#[derive(Debug, Clone, Default)]
-pub struct TaskOutcome {
-    /// Final status; must be final.
-    pub status: Option<TaskStatus>,
-    /// Returned value.
-    pub result: Option<serde_json::Value>,
-    /// Standard output.
+/// How a run ended, as the worker records it. Each status carries what
+/// only it has: a result and state only for a success, a retry time only
+/// for a failure or a timeout, a reason for a cancel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskOutcome {
+    /// `run(ctx)` returned and its process ended cleanly.
+    Succeeded {
+        /// The returned value (none for a task that runs no code).
+        result: Option<serde_json::Value>,
+        /// State for the next run; none leaves the stored state as it is.
+        new_state: Option<serde_json::Value>,
+    },
+    /// The agent raised, crashed or hit a limit, or the run could not start.
+    Failed {
+        /// What went wrong, for the user.
+        error: String,
+        /// When set, a retry is queued for this time in the same
+        /// transaction that records the failure, so it cannot be lost.
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// The wall-clock limit ended it.
+    TimedOut {
+        /// The limit it ran into.
+        limit: std::time::Duration,
+        /// As for [`TaskOutcome::Failed`].
+        retry_at: Option<DateTime<Utc>>,
+    },
+    /// Stopped before it ended (a user's cancel), or not run at all.
+    Cancelled {
+        /// Why, for the user.
+        reason: String,
+    },
+}
+
+impl TaskOutcome {
+    /// A failure that is not retried.
+    pub fn failed(error: impl Into<String>) -> TaskOutcome {
+        TaskOutcome::Failed {
+            error: error.into(),
+            retry_at: None,
+        }
+    }
+
+    /// The final status it records.
+    pub fn status(&self) -> TaskStatus {
+        match self {
+            TaskOutcome::Succeeded { .. } => TaskStatus::Succeeded,
+            TaskOutcome::Failed { .. } => TaskStatus::Failed,
+            TaskOutcome::TimedOut { .. } => TaskStatus::TimedOut,
+            TaskOutcome::Cancelled { .. } => TaskStatus::Cancelled,
+        }
+    }
+
+    /// The task's `error` text: what went wrong, or why it was cancelled.
+    pub fn error(&self) -> Option<String> {
+        match self {
+            TaskOutcome::Succeeded { .. } => None,
+            TaskOutcome::Failed { error, .. } => Some(error.clone()),
+            TaskOutcome::TimedOut { limit, .. } => Some(format!(
+                "timed out: the run exceeded its wall-clock limit of {} s and was stopped",
+                limit.as_secs()
+            )),
+            TaskOutcome::Cancelled { reason } => Some(reason.clone()),
+        }
+    }
+
+    /// When the retry of a failed or timed-out run is queued, if it is.
+    pub fn retry_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            TaskOutcome::Failed { retry_at, .. } | TaskOutcome::TimedOut { retry_at, .. } => {
+                *retry_at
+            }
+            _ => None,
+        }
+    }
+
+    /// Sets the retry time of a failed or timed-out run; any other outcome
+    /// is never retried and stays as it is.
+    pub fn retried_at(mut self, at: Option<DateTime<Utc>>) -> TaskOutcome {
+        if let TaskOutcome::Failed { retry_at, .. } | TaskOutcome::TimedOut { retry_at, .. } =
+            &mut self
+        {
+            *retry_at = at;
+        }
+        self
+    }
+}
+
+/// What a run measured and wrote, whatever its outcome: none of it for a
+/// run that never started a process.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFigures {
+    /// Standard output (capped, secrets masked).
     pub stdout: Option<String>,
-    /// Standard error.
+    /// Standard error (capped, secrets masked).
     pub stderr: Option<String>,
-    /// Agent log lines.
+    /// Agent log lines (a JSON array).
     pub logs: Option<serde_json::Value>,
-    /// Error text.
-    pub error: Option<String>,
     /// Exit code.
     pub exit_code: Option<i64>,
-    /// Signal.
+    /// Signal that ended the process.
     pub signal: Option<i64>,
-    /// Wall time.
+    /// Wall time in milliseconds.
     pub duration_ms: Option<i64>,
-    /// CPU time.
+    /// CPU time in milliseconds.
     pub cpu_ms: Option<i64>,
-    /// Peak memory.
+    /// Peak memory in KiB.
     pub peak_memory_kb: Option<i64>,
-    /// Ran unsandboxed.
+    /// Ran (or would have run) without the sandbox.
     pub unsandboxed: bool,
-    /// State to save for the next run (successful runs only).
-    pub new_state: Option<serde_json::Value>,
-    /// When set on a failed or timed-out run, a retry is queued for this
-    /// time in the same transaction that records the failure, so it cannot
-    /// be lost.
-    pub retry_at: Option<DateTime<Utc>>,
+}
+
+/// A run that ended: how, and its figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedRun {
+    /// How it ended.
+    pub outcome: TaskOutcome,
+    /// What it measured and wrote.
+    pub figures: RunFigures,
+}
+
+impl FinishedRun {
+    /// An outcome without figures (no process ran).
+    pub fn bare(outcome: TaskOutcome) -> FinishedRun {
+        FinishedRun {
+            outcome,
+            figures: RunFigures::default(),
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use p38_core::agent::{Agent, DEFAULT_RESULT_KB};
-use p38_core::task::{TaskOutcome, TaskStatus};
+use p38_core::task::{FinishedRun, RunFigures, TaskOutcome};
 use p38_sandbox::{CancelFlag, LiveOutput, RunOutcome, RunRequest, Sandbox};
 use p38_secrets::{Masker, SecretResolver};
 
@@ -123,7 +123,7 @@ impl Executor {
 
     /// Runs `agent` once in `workspace`. Never fails: every problem becomes
     /// a failed outcome with a message for the user.
-    pub async fn run(&self, agent: &Agent, job: Job) -> TaskOutcome {
+    pub async fn run(&self, agent: &Agent, job: Job) -> FinishedRun {
         self.run_saving(agent, job, None).await
     }
 
@@ -134,7 +134,7 @@ impl Executor {
         agent: &Agent,
         job: Job,
         sink: Option<LiveSink>,
-    ) -> TaskOutcome {
+    ) -> FinishedRun {
         let secrets = match self.secrets.resolve(&agent.secrets).await {
             Ok(s) => s,
             Err(e) => return failed(format!("secrets: {e}"), !self.sandboxed()),
@@ -269,18 +269,20 @@ fn stage_workspaces(cfg: &RuntimeConfig) -> std::io::Result<()> {
     Ok(())
 }
 
-fn failed(error: String, unsandboxed: bool) -> TaskOutcome {
-    TaskOutcome {
-        status: Some(TaskStatus::Failed),
-        error: Some(error),
-        unsandboxed,
-        ..Default::default()
+/// A run that failed before its process started: no figures.
+fn failed(error: String, unsandboxed: bool) -> FinishedRun {
+    FinishedRun {
+        outcome: TaskOutcome::failed(error),
+        figures: RunFigures {
+            unsandboxed,
+            ..Default::default()
+        },
     }
 }
 
 /// The limits of a run, as error messages and the reply checks use them.
 struct Shown {
-    timeout_s: u64,
+    wall: std::time::Duration,
     memory_mb: u64,
     workspace_mb: u64,
     workspace_entries: u64,
@@ -291,7 +293,7 @@ struct Shown {
 impl Shown {
     fn of(l: &p38_sandbox::Limits, caps: Caps) -> Shown {
         Shown {
-            timeout_s: l.wall.as_secs(),
+            wall: l.wall,
             memory_mb: l.memory_bytes / (1024 * 1024),
             workspace_mb: l.workspace_bytes / (1024 * 1024),
             workspace_entries: l.workspace_entries,
@@ -301,8 +303,7 @@ impl Shown {
     }
 }
 
-fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Window) -> TaskOutcome {
-    let (timeout_s, memory_mb) = (shown.timeout_s, shown.memory_mb);
+fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Window) -> FinishedRun {
     let stream = |c: &p38_sandbox::Captured| {
         let text = String::from_utf8_lossy(&c.bytes);
         let masked = if c.truncated {
@@ -312,64 +313,67 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Windo
         };
         capped(&masked, cap, c.truncated)
     };
-    let mut o = TaskOutcome {
+    // The log lines stay even when the run was stopped, or its reply cut.
+    let (logs, reported) = reply::read(&out.reply, shown.caps, window);
+    let figures = RunFigures {
         stdout: Some(stream(&out.stdout)),
         stderr: Some(stream(&out.stderr)),
+        logs: Some(m.mask_json(&serde_json::Value::Array(logs))),
         exit_code: out.exit_code.map(i64::from),
         signal: out.signal.map(i64::from),
         duration_ms: Some(out.wall.as_millis() as i64),
         cpu_ms: Some(out.cpu.as_millis() as i64),
         peak_memory_kb: Some(out.peak_memory_kb as i64),
         unsandboxed: !out.sandboxed,
-        ..Default::default()
     };
-    // The log lines stay even when the run was stopped, or its reply cut.
-    let (logs, reported) = reply::read(&out.reply, shown.caps, window);
-    o.logs = Some(m.mask_json(&serde_json::Value::Array(logs)));
     let reported = reported.filter(|_| !out.reply.truncated);
+    FinishedRun {
+        outcome: ended(&out, reported, m, shown),
+        figures,
+    }
+}
+
+/// How a run ended: the kernel's and the sandbox's verdicts first, then
+/// what the agent reported.
+fn ended(out: &RunOutcome, reported: Option<Reported>, m: &Masker, shown: &Shown) -> TaskOutcome {
+    let memory_mb = shown.memory_mb;
     if out.cancelled {
-        o.status = Some(TaskStatus::Cancelled);
-        o.error = Some("cancelled".into());
-        return o;
+        return TaskOutcome::Cancelled {
+            reason: "cancelled".into(),
+        };
     }
     if out.workspace_full {
-        o.status = Some(TaskStatus::Failed);
-        o.error = Some(format!(
+        return TaskOutcome::failed(format!(
             "workspace quota exceeded: the agent's workspace holds more than {} MiB or {} files, so the run was stopped (or not started); its files are kept, and no run starts until the quota is raised (settings.workspace_mb), after which the agent can delete what it no longer needs",
             shown.workspace_mb, shown.workspace_entries
         ));
-        return o;
     }
     // The kernel's verdict, whatever the agent managed to write to its
     // reply pipe before it was killed.
     if out.memory_exceeded {
-        o.status = Some(TaskStatus::Failed);
-        o.error = Some(format!(
+        return TaskOutcome::failed(format!(
             "memory limit exceeded ({memory_mb} MiB): the run's processes together held more memory than that (their own, shared memory, memfd and /tmp files count too), so the kernel stopped it; raise settings.memory_mb or use less"
         ));
-        return o;
     }
     if out.timed_out {
-        o.status = Some(TaskStatus::TimedOut);
-        o.error = Some(format!(
-            "timed out: the run exceeded its wall-clock limit of {timeout_s} s and was stopped"
-        ));
-        return o;
+        return TaskOutcome::TimedOut {
+            limit: shown.wall,
+            retry_at: None,
+        };
     }
-    o.status = Some(TaskStatus::Failed);
     let exited_cleanly = out.exit_code == Some(0) && out.signal.is_none();
-    o.error = Some(match reported {
+    TaskOutcome::failed(match reported {
         // Success is what the reply says AND how the process ended: a
         // reply written before the process failed does not count.
         Some(Reported::Returned { result, state }) if exited_cleanly => {
-            o.status = Some(TaskStatus::Succeeded);
-            o.result = Some(m.mask_json(&result));
-            o.new_state = Some(m.mask_json(&state));
-            return o;
+            return TaskOutcome::Succeeded {
+                result: Some(m.mask_json(&result)),
+                new_state: Some(m.mask_json(&state)),
+            };
         }
         Some(Reported::Returned { .. }) => format!(
             "run(ctx) returned, but then {}; a run succeeds only when its process ends cleanly",
-            how_it_ended(&out, memory_mb)
+            how_it_ended(out, memory_mb)
         ),
         Some(Reported::Raised {
             error,
@@ -381,9 +385,8 @@ fn outcome(out: RunOutcome, m: &Masker, cap: usize, shown: &Shown, window: Windo
             "the agent's reply (result, state and logs) was larger than {} MiB",
             shown.reply_mb
         ),
-        None => died_without_reply(&out, memory_mb),
-    });
-    o
+        None => died_without_reply(out, memory_mb),
+    })
 }
 
 /// How a process that did not end cleanly ended, in words.
@@ -439,7 +442,7 @@ mod tests {
 
     fn shown() -> Shown {
         Shown {
-            timeout_s: 60,
+            wall: std::time::Duration::from_secs(60),
             memory_mb: 256,
             workspace_mb: 1024,
             workspace_entries: 100,
@@ -469,14 +472,14 @@ mod tests {
             start: now,
             end: now,
         };
-        let o = outcome(out, &Masker::new([]), 1024, &shown(), window);
-        assert_eq!(o.status, Some(TaskStatus::Failed));
-        let error = o.error.unwrap();
+        let o = outcome(out, &Masker::new([]), 1024, &shown(), window).outcome;
+        assert_eq!(o.status(), p38_core::task::TaskStatus::Failed);
+        let error = o.error().unwrap();
         assert!(
             error.starts_with("memory limit exceeded (256 MiB)"),
             "{error}"
         );
-        assert_eq!(o.result, None);
+        assert!(!matches!(o, TaskOutcome::Succeeded { .. }), "no result");
     }
 
     #[test]

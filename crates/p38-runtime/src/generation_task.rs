@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use p38_core::job::{GenerationEnd, GenerationJob, GenerationRunner, StopSignal};
 use p38_core::store::Store;
-use p38_core::task::{TaskOutcome, TaskStatus};
+use p38_core::task::{FinishedRun, RunFigures, TaskOutcome};
 
 /// The generation runner and how many generations a worker runs at once.
 #[derive(Clone)]
@@ -30,15 +30,15 @@ pub(crate) async fn run(
     let (id, worker) = (job.task_id, job.worker.clone());
     let started = Instant::now();
     let end = runner.run(job, stop).await;
-    let Some(outcome) = outcome(end, started.elapsed().as_millis() as i64) else {
+    let Some(finished) = outcome(end, started.elapsed().as_millis() as i64) else {
         tracing::info!(
             task = id,
             "this worker no longer holds the generation's task; nothing recorded"
         );
         return;
     };
-    let status = outcome.status;
-    match store.complete(id, &worker, outcome).await {
+    let status = finished.outcome.status();
+    match store.complete(id, &worker, finished).await {
         Ok(true) => tracing::info!(task = id, status = ?status, "generation task finished"),
         Ok(false) => tracing::info!(
             task = id,
@@ -55,41 +55,52 @@ pub(crate) async fn run(
 /// The task's outcome for how the generation ended (`None`: not this
 /// worker's to record). Never a retry: a generation that ended has its
 /// answer; one whose worker stopped runs again through its lease.
-fn outcome(end: GenerationEnd, duration_ms: i64) -> Option<TaskOutcome> {
-    let (status, result, error) = match end {
+fn outcome(end: GenerationEnd, duration_ms: i64) -> Option<FinishedRun> {
+    let outcome = match end {
         GenerationEnd::Lost => return None,
-        GenerationEnd::Succeeded { agent_id } => (
-            TaskStatus::Succeeded,
-            Some(serde_json::json!({ "agent_id": agent_id })),
-            None,
-        ),
-        GenerationEnd::Failed(why) => (TaskStatus::Failed, None, Some(why)),
-        GenerationEnd::Cancelled => (TaskStatus::Cancelled, None, Some("cancelled".into())),
+        GenerationEnd::Succeeded { agent_id } => TaskOutcome::Succeeded {
+            result: Some(serde_json::json!({ "agent_id": agent_id })),
+            new_state: None,
+        },
+        GenerationEnd::Failed(why) => TaskOutcome::failed(why),
+        GenerationEnd::Cancelled => TaskOutcome::Cancelled {
+            reason: "cancelled".into(),
+        },
     };
-    Some(TaskOutcome {
-        status: Some(status),
-        result,
-        error,
-        duration_ms: Some(duration_ms),
-        ..Default::default()
+    Some(FinishedRun {
+        outcome,
+        figures: RunFigures {
+            duration_ms: Some(duration_ms),
+            ..Default::default()
+        },
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p38_core::task::TaskStatus;
 
     #[test]
     fn a_generation_ends_its_task_without_a_retry_and_a_lost_one_records_nothing() {
         let ok = outcome(GenerationEnd::Succeeded { agent_id: 7 }, 5).unwrap();
-        assert_eq!(ok.status, Some(TaskStatus::Succeeded));
-        assert_eq!(ok.result, Some(serde_json::json!({"agent_id": 7})));
-        let failed = outcome(GenerationEnd::Failed("no key".into()), 5).unwrap();
-        assert_eq!(failed.status, Some(TaskStatus::Failed));
-        assert!(failed.retry_at.is_none());
+        assert_eq!(ok.outcome.status(), TaskStatus::Succeeded);
         assert_eq!(
-            outcome(GenerationEnd::Cancelled, 5).unwrap().status,
-            Some(TaskStatus::Cancelled)
+            ok.outcome,
+            TaskOutcome::Succeeded {
+                result: Some(serde_json::json!({"agent_id": 7})),
+                new_state: None
+            }
+        );
+        let failed = outcome(GenerationEnd::Failed("no key".into()), 5).unwrap();
+        assert_eq!(failed.outcome.status(), TaskStatus::Failed);
+        assert!(failed.outcome.retry_at().is_none());
+        assert_eq!(
+            outcome(GenerationEnd::Cancelled, 5)
+                .unwrap()
+                .outcome
+                .status(),
+            TaskStatus::Cancelled
         );
         assert!(outcome(GenerationEnd::Lost, 5).is_none());
     }

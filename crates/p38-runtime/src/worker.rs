@@ -14,7 +14,9 @@ use tokio::task::JoinSet;
 
 use p38_core::job::{GenerationJob, GenerationRunner, StopSignal};
 use p38_core::store::Store;
-use p38_core::task::{Task, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskTarget};
+use p38_core::task::{
+    FinishedRun, RunFigures, Task, TaskKind, TaskOutcome, TaskOutput, TaskTarget,
+};
 use p38_sandbox::CancelFlag;
 
 use crate::executor::{Executor, Job, RunFacts};
@@ -266,15 +268,15 @@ impl Worker {
         set.spawn(async move {
             let id = task.id;
             let worker = exec.config().worker_id.clone();
-            let outcome = run_task(&store, &exec, &task, flag).await;
-            let status = outcome.status;
+            let run = run_task(&store, &exec, &task, flag).await;
+            let status = run.outcome.status();
             // A run a user cancelled keeps what it wrote up to the cancel.
-            let output = (status == Some(TaskStatus::Cancelled)).then(|| TaskOutput {
-                stdout: outcome.stdout.clone().unwrap_or_default(),
-                stderr: outcome.stderr.clone().unwrap_or_default(),
-                logs: outcome.logs.clone().unwrap_or_else(|| serde_json::json!([])),
+            let output = matches!(run.outcome, TaskOutcome::Cancelled { .. }).then(|| TaskOutput {
+                stdout: run.figures.stdout.clone().unwrap_or_default(),
+                stderr: run.figures.stderr.clone().unwrap_or_default(),
+                logs: run.figures.logs.clone().unwrap_or_else(|| serde_json::json!([])),
             });
-            match store.complete(id, &worker, outcome).await {
+            match store.complete(id, &worker, run).await {
                 Ok(true) => tracing::info!(task = id, status = ?status, "task finished"),
                 Ok(false) => {
                     let kept = match output {
@@ -295,11 +297,9 @@ impl Worker {
                 // so record the run as failed, saying why.
                 Err(e) => {
                     tracing::error!(task = id, error = %e, "the outcome could not be stored; recording the run as failed");
-                    let failed = TaskOutcome {
-                        status: Some(TaskStatus::Failed),
-                        error: Some(format!("the run ended but its outcome could not be stored: {e}")),
-                        ..Default::default()
-                    };
+                    let failed = FinishedRun::bare(TaskOutcome::failed(format!(
+                        "the run ended but its outcome could not be stored: {e}"
+                    )));
                     if let Err(e) = store.complete(id, &worker, failed).await {
                         tracing::error!(task = id, error = %e, "recording the failure failed too; the lease will expire and the task will run again");
                     }
@@ -398,19 +398,20 @@ async fn run_task(
     exec: &Executor,
     task: &Task,
     cancel: CancelFlag,
-) -> TaskOutcome {
+) -> FinishedRun {
     if task.kind == TaskKind::Noop {
-        return TaskOutcome {
-            status: Some(TaskStatus::Succeeded),
-            duration_ms: Some(0),
-            ..Default::default()
+        return FinishedRun {
+            outcome: TaskOutcome::Succeeded {
+                result: None,
+                new_state: None,
+            },
+            figures: RunFigures {
+                duration_ms: Some(0),
+                ..Default::default()
+            },
         };
     }
-    let fail = |e: String| TaskOutcome {
-        status: Some(TaskStatus::Failed),
-        error: Some(e),
-        ..Default::default()
-    };
+    let fail = |e: String| FinishedRun::bare(TaskOutcome::failed(e));
     let TaskTarget::Agent {
         agent_id,
         agent_version,
@@ -428,9 +429,8 @@ async fn run_task(
     // or permissions changed), is not: it never runs with permissions no
     // human approved.
     if !agent.status.can_run() || agent.approved_by.is_none() {
-        return TaskOutcome {
-            status: Some(TaskStatus::Cancelled),
-            error: Some(format!(
+        return FinishedRun::bare(TaskOutcome::Cancelled {
+            reason: format!(
                 "not run: the agent is {}{}",
                 agent.status.as_str(),
                 if agent.approved_by.is_none() {
@@ -438,9 +438,8 @@ async fn run_task(
                 } else {
                     ""
                 }
-            )),
-            ..Default::default()
-        };
+            ),
+        });
     }
     if !agent.secrets.is_empty() {
         // Which secrets each run used (names only) is part of the audit trail.
@@ -488,7 +487,7 @@ async fn run_task(
         task: task.id,
         worker: exec.config().worker_id.clone(),
     };
-    let mut outcome = exec
+    let run = exec
         .run_saving(
             &agent,
             Job {
@@ -502,13 +501,12 @@ async fn run_task(
             Some(sink),
         )
         .await;
-    if matches!(
-        outcome.status,
-        Some(TaskStatus::Failed | TaskStatus::TimedOut)
-    ) {
-        outcome.retry_at = retry_time(task.attempt, &agent.settings);
+    FinishedRun {
+        outcome: run
+            .outcome
+            .retried_at(retry_time(task.attempt, &agent.settings)),
+        figures: run.figures,
     }
-    outcome
 }
 
 /// When to retry after attempt `attempt` failed: none past the agent's

@@ -14,8 +14,8 @@ use p38_core::generation::GENERATION_ATTEMPTS;
 use p38_core::page::{Page, PageRequest};
 use p38_core::store::TaskStore;
 use p38_core::task::{
-    NewTask, Task, TaskId, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskSummary, TaskTarget,
-    Trigger,
+    FinishedRun, NewTask, Task, TaskId, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskSummary,
+    TaskTarget, Trigger,
 };
 use p38_core::time::{Timestamp, from_millis, now, to_millis};
 use p38_core::{Error, Result};
@@ -247,16 +247,21 @@ impl TaskStore for SqlStore {
         Ok(lost)
     }
 
-    async fn complete(&self, id: TaskId, worker: &str, o: TaskOutcome) -> Result<bool> {
-        let status = o
-            .status
-            .filter(|s| s.is_final())
-            .ok_or_else(|| Error::internal("a task outcome needs a final status"))?;
+    async fn complete(&self, id: TaskId, worker: &str, run: FinishedRun) -> Result<bool> {
+        let FinishedRun {
+            outcome,
+            figures: f,
+        } = run;
+        let status = outcome.status();
+        let error = outcome.error();
+        let retry_at = outcome.retry_at();
+        let (result, new_state) = match outcome {
+            TaskOutcome::Succeeded { result, new_state } => (result, new_state),
+            _ => (None, None),
+        };
         // Without state to save or a retry to queue, one statement is the
         // whole transaction: one round trip instead of three.
-        let saves_more = (status == TaskStatus::Succeeded && o.new_state.is_some())
-            || (matches!(status, TaskStatus::Failed | TaskStatus::TimedOut)
-                && o.retry_at.is_some());
+        let saves_more = new_state.is_some() || retry_at.is_some();
         let tx = if saves_more {
             Some(self.begin().await?)
         } else {
@@ -271,17 +276,17 @@ impl TaskStore for SqlStore {
         .bind(worker)
         .bind(status.as_str())
         .bind(to_millis(now()))
-        .bind(o.result.as_ref().map(to_json))
-        .bind(o.stdout.map(without_nul))
-        .bind(o.stderr.map(without_nul))
-        .bind(o.logs.as_ref().map(to_json))
-        .bind(o.error.map(without_nul))
-        .bind(o.exit_code)
-        .bind(o.signal)
-        .bind(o.duration_ms)
-        .bind(o.cpu_ms)
-        .bind(o.peak_memory_kb)
-        .bind(o.unsandboxed as i64);
+        .bind(result.as_ref().map(to_json))
+        .bind(f.stdout.map(without_nul))
+        .bind(f.stderr.map(without_nul))
+        .bind(f.logs.as_ref().map(to_json))
+        .bind(error.map(without_nul))
+        .bind(f.exit_code)
+        .bind(f.signal)
+        .bind(f.duration_ms)
+        .bind(f.cpu_ms)
+        .bind(f.peak_memory_kb)
+        .bind(f.unsandboxed as i64);
         let Some(mut tx) = tx else {
             let done = update.execute(&self.pool).await.map_err(db_err)?;
             return Ok(done.rows_affected() == 1);
@@ -290,7 +295,7 @@ impl TaskStore for SqlStore {
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        if let (TaskStatus::Succeeded, Some(state)) = (status, &o.new_state) {
+        if let Some(state) = &new_state {
             sqlx::query(concat!(
                 "INSERT INTO agent_state (agent_id, state, run_count, updated_at) ",
                 "SELECT agent_id, $2, 1, $3 FROM tasks WHERE id = $1 ",
@@ -303,7 +308,7 @@ impl TaskStore for SqlStore {
             .await
             .map_err(db_err)?;
         }
-        if let (TaskStatus::Failed | TaskStatus::TimedOut, Some(at)) = (status, o.retry_at) {
+        if let Some(at) = retry_at {
             let row = sqlx::query(
                 "SELECT agent_id, agent_version, attempt, retry_of, kind FROM tasks WHERE id = $1",
             )

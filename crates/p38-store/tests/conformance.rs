@@ -15,7 +15,10 @@ use p38_core::store::{
     AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
     TokenStore,
 };
-use p38_core::task::{NewTask, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskTarget, Trigger};
+use p38_core::task::{
+    FinishedRun, NewTask, RunFigures, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskTarget,
+    Trigger,
+};
 use p38_core::time::now;
 use p38_store::{SqlStore, StoreOptions};
 
@@ -274,13 +277,16 @@ async fn claim_complete_state_and_cancel() {
         assert_eq!(claimed[0].status, TaskStatus::Running);
         assert_eq!(claimed[0].worker.as_deref(), Some("w1"));
 
-        let outcome = TaskOutcome {
-            status: Some(TaskStatus::Succeeded),
-            result: Some(serde_json::json!({"price": 1})),
-            stdout: Some("hi".into()),
-            new_state: Some(serde_json::json!({"n": 1})),
-            duration_ms: Some(5),
-            ..Default::default()
+        let outcome = FinishedRun {
+            outcome: TaskOutcome::Succeeded {
+                result: Some(serde_json::json!({"price": 1})),
+                new_state: Some(serde_json::json!({"n": 1})),
+            },
+            figures: RunFigures {
+                stdout: Some("hi".into()),
+                duration_ms: Some(5),
+                ..Default::default()
+            },
         };
         assert!(
             !s.complete(t1.id, "w2", outcome.clone()).await.unwrap(),
@@ -319,11 +325,8 @@ async fn claim_complete_state_and_cancel() {
         // A failed run leaves the state as it was.
         let t3 = s.enqueue(new_task(a.id), None).await.unwrap();
         s.claim("w1", 1, Duration::from_secs(30)).await.unwrap();
-        let failed = TaskOutcome {
-            status: Some(TaskStatus::Failed),
-            new_state: Some(serde_json::json!({"n": 99})),
-            ..Default::default()
-        };
+        // (A failure has no state to save: the type holds none.)
+        let failed = FinishedRun::bare(TaskOutcome::failed("it raised"));
         assert!(s.complete(t3.id, "w1", failed).await.unwrap());
         assert_eq!(s.get_state(a.id).await.unwrap().unwrap().state["n"], 1);
         cleanup(b).await;
@@ -391,10 +394,10 @@ async fn concurrent_claims_never_hand_out_a_task_twice() {
                     }
                     idle = 0;
                     for t in got {
-                        let done = TaskOutcome {
-                            status: Some(TaskStatus::Succeeded),
-                            ..Default::default()
-                        };
+                        let done = FinishedRun::bare(TaskOutcome::Succeeded {
+                            result: None,
+                            new_state: None,
+                        });
                         assert!(s.complete(t.id, &me, done).await.unwrap());
                         mine.push(t.id);
                     }
@@ -627,10 +630,10 @@ async fn runs_of_one_agent_never_overlap() {
             "{}: nothing while both run",
             b.name
         );
-        let done = TaskOutcome {
-            status: Some(TaskStatus::Succeeded),
-            ..Default::default()
-        };
+        let done = FinishedRun::bare(TaskOutcome::Succeeded {
+            result: None,
+            new_state: None,
+        });
         let t1 = first
             .iter()
             .find(|t| t.target.agent_id() == Some(a1.id))
@@ -742,11 +745,10 @@ async fn a_failure_with_retry_at_queues_the_retry_atomically() {
         let t = s.enqueue(new_task(a.id), None).await.unwrap();
         s.claim("w", 1, Duration::from_secs(30)).await.unwrap();
         let at = now() + chrono::Duration::seconds(2);
-        let failed = TaskOutcome {
-            status: Some(TaskStatus::Failed),
+        let failed = FinishedRun::bare(TaskOutcome::Failed {
+            error: "it raised".into(),
             retry_at: Some(at),
-            ..Default::default()
-        };
+        });
         assert!(s.complete(t.id, "w", failed).await.unwrap());
         let tasks = s
             .list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(10))
@@ -771,11 +773,13 @@ async fn a_failure_with_retry_at_queues_the_retry_atomically() {
         let t2 = s.enqueue(new_task(a.id), None).await.unwrap();
         let c = s.claim("w", 1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(c[0].id, t2.id);
-        let ok = TaskOutcome {
-            status: Some(TaskStatus::Succeeded),
-            retry_at: Some(at),
-            ..Default::default()
-        };
+        let ok = FinishedRun::bare(
+            TaskOutcome::Succeeded {
+                result: None,
+                new_state: None,
+            }
+            .retried_at(Some(at)),
+        );
         s.complete(t2.id, "w", ok).await.unwrap();
         assert_eq!(
             s.list_tasks(a.id, Some(TaskStatus::Queued), PageRequest::first(10))
@@ -822,10 +826,9 @@ async fn output_is_saved_while_running_and_after_a_cancel_only_by_its_worker() {
                 .await
                 .unwrap()
         );
-        let cancelled = TaskOutcome {
-            status: Some(TaskStatus::Cancelled),
-            ..Default::default()
-        };
+        let cancelled = FinishedRun::bare(TaskOutcome::Cancelled {
+            reason: "cancelled".into(),
+        });
         assert!(!s.complete(t.id, "w1", cancelled).await.unwrap());
         let got = s.get_task(t.id).await.unwrap().unwrap();
         assert_eq!(got.status, TaskStatus::Cancelled);
@@ -841,10 +844,15 @@ async fn output_is_saved_while_running_and_after_a_cancel_only_by_its_worker() {
         assert!(!s.save_output(t2.id, "w1", out("late")).await.unwrap());
         let claimed = s.claim("w2", 1, Duration::from_secs(30)).await.unwrap();
         assert_eq!(claimed[0].stdout, None, "{}", b.name);
-        let done = TaskOutcome {
-            status: Some(TaskStatus::Succeeded),
-            stdout: Some("final".into()),
-            ..Default::default()
+        let done = FinishedRun {
+            outcome: TaskOutcome::Succeeded {
+                result: None,
+                new_state: None,
+            },
+            figures: RunFigures {
+                stdout: Some("final".into()),
+                ..Default::default()
+            },
         };
         assert!(s.complete(t2.id, "w2", done).await.unwrap());
         assert!(!s.save_output(t2.id, "w2", out("late")).await.unwrap());
@@ -906,10 +914,10 @@ async fn an_agent_may_allow_more_than_one_run_at_once() {
             "{}: the limit holds across workers",
             b.name
         );
-        let done = TaskOutcome {
-            status: Some(TaskStatus::Succeeded),
-            ..Default::default()
-        };
+        let done = FinishedRun::bare(TaskOutcome::Succeeded {
+            result: None,
+            new_state: None,
+        });
         s.complete(first[0].id, "w1", done).await.unwrap();
         assert_eq!(
             s.claim("w2", 10, Duration::from_secs(30))
