@@ -495,7 +495,7 @@ impl Reader<'_> {
 
 fn decode(m: &[u8]) -> Result<Message, String> {
     let mut r = Reader { m, at: 0 };
-    let drop = r.num()? != 0;
+    let switch = r.num()? != 0;
     let (uid, gid) = (r.num()?, r.num()?);
     let n = r.num()? as usize;
     if n > MAX_FDS {
@@ -505,7 +505,7 @@ fn decode(m: &[u8]) -> Result<Message, String> {
         .map(|_| r.num().map(|t| t as RawFd))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Message {
-        drop_to: drop.then_some((uid, gid)),
+        drop_to: switch.then_some((uid, gid)),
         targets,
         program: r.text()?,
         cwd: r.text()?,
@@ -652,7 +652,7 @@ fn exec(m: Message, fds: Vec<OwnedFd>, parent: libc::pid_t) -> String {
     envp.push(std::ptr::null());
     // SAFETY: NUL-terminated strings in NULL-terminated arrays, alive here.
     unsafe { libc::execve(m.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-    format!("{}", last_os())
+    last_os().to_string()
 }
 
 /// One message and its fds from `sock`; `None` at end-of-file.
