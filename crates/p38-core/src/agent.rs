@@ -52,9 +52,17 @@ impl AgentStatus {
         }
     }
 
-    /// Whether a manual run may be started.
+    /// Whether the status lets runs start: active or paused. An agent
+    /// also needs an approval; [`Agent::may_run`] is the whole rule.
     pub fn can_run(self) -> bool {
         matches!(self, AgentStatus::Active | AgentStatus::Paused)
+    }
+
+    /// Whether the agent's schedule fires: active only (a paused agent
+    /// runs on demand). The scheduler's queries select
+    /// `status = 'active'`: this rule, as a column test.
+    pub fn fires_on_schedule(self) -> bool {
+        self == AgentStatus::Active
     }
 }
 

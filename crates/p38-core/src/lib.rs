@@ -16,6 +16,7 @@ pub mod finding;
 pub mod generation;
 pub mod host;
 pub mod page;
+pub mod runnable;
 pub mod schedule;
 pub mod store;
 pub mod task;

@@ -311,19 +311,11 @@ async fn run_task(
     };
     // A task queued before the agent was paused is still run; one queued
     // before it was disabled, or before its approval was withdrawn (its code
-    // or permissions changed), is not: it never runs with permissions no
-    // human approved.
-    if !agent.status.can_run() || agent.approved_by.is_none() {
+    // or permissions changed), is not: the claim took it whatever its
+    // agent's state, and this is where the one rule is applied.
+    if let Err(why) = agent.may_run() {
         return FinishedRun::bare(TaskOutcome::Cancelled {
-            reason: format!(
-                "not run: the agent is {}{}",
-                agent.status.as_str(),
-                if agent.approved_by.is_none() {
-                    " and not approved"
-                } else {
-                    ""
-                }
-            ),
+            reason: format!("not run: {why}"),
         });
     }
     // The code of the version the task was queued for, or no run at all:
