@@ -9,7 +9,8 @@ use p38_core::audit::NewAudit;
 use p38_core::auth::{Principal, Scope};
 use p38_core::finding::CodeFinding;
 use p38_core::page::{Page, PageRequest};
-use p38_core::schedule::Schedule;
+use p38_core::runnable::NotRunnable;
+use p38_core::schedule::{Schedule, first_firing};
 use p38_core::task::{NewTask, Task, TaskKind, Trigger};
 use p38_core::time::now;
 use p38_core::{Error, Result};
@@ -34,7 +35,7 @@ impl App {
         })?;
         self.check_code(&code)?;
         self.check_description(&req.description)?;
-        let schedule = normalise_schedule(req.schedule)?;
+        let schedule = given_schedule(req.schedule)?;
         let config = req.config.unwrap_or_else(|| serde_json::json!({}));
         self.check_config(&config)?;
         validate_secret_names(&req.secrets)?;
@@ -44,14 +45,19 @@ impl App {
         // Last, as the costliest: the factory's static stages.
         let warnings = self.static_checks(&code, req.network).await?;
         let status = self.initial_status(who, req.status)?;
-        let next_fire_at = next_fire(schedule.as_deref(), status, &req.settings);
+        let next_fire_at = first_firing(
+            schedule.as_ref().map(|s| &s.parsed),
+            status,
+            req.settings.tz(),
+            now(),
+        );
         let new = NewAgent {
             next_fire_at,
             name: req.name,
             description: req.description,
             code,
             status,
-            schedule,
+            schedule: schedule.map(|s| s.text),
             config,
             secrets: req.secrets,
             tools: req.tools,
@@ -192,7 +198,7 @@ impl App {
         let after = changed_agent(&agent, &req);
         let schedule = match req.schedule {
             None => None,
-            Some(s) => Some(normalise_schedule(s)?),
+            Some(s) => Some(given_schedule(s)?),
         };
         // New code, or a new network permission for the old code, passes
         // the static checks again (network use is judged against it).
@@ -259,14 +265,19 @@ impl App {
         }
         let timing_changed = schedule.is_some() || status.is_some() || req.settings.is_some();
         let next_fire_at = timing_changed.then(|| {
+            let stored;
             let sched = match &schedule {
-                Some(s) => s.as_deref(),
-                None => agent.schedule.as_deref(),
+                Some(s) => s.as_ref().map(|s| &s.parsed),
+                None => {
+                    stored = stored_schedule(&agent);
+                    stored.as_ref()
+                }
             };
-            next_fire(
+            first_firing(
                 sched,
                 status.unwrap_or(agent.status),
-                req.settings.as_ref().unwrap_or(&agent.settings),
+                req.settings.as_ref().unwrap_or(&agent.settings).tz(),
+                now(),
             )
         });
         let change = AgentChange {
@@ -281,7 +292,7 @@ impl App {
             description: req.description,
             code: req.code,
             status,
-            schedule,
+            schedule: schedule.map(|s| s.map(|s| s.text)),
             config: req.config,
             secrets: req.secrets,
             tools: req.tools,
@@ -349,10 +360,11 @@ impl App {
             expect_version: Some(version.unwrap_or(agent.version)),
             status: Some(AgentStatus::Active),
             approval: ApprovalChange::GrantBy(who.actor()),
-            next_fire_at: Some(next_fire(
-                agent.schedule.as_deref(),
+            next_fire_at: Some(first_firing(
+                stored_schedule(&agent).as_ref(),
                 AgentStatus::Active,
-                &agent.settings,
+                agent.settings.tz(),
+                now(),
             )),
             ..Default::default()
         };
@@ -593,31 +605,35 @@ impl App {
     }
 }
 
-/// When a schedule fires next from now: only active agents fire. A resumed
-/// agent starts from now, never catching up the time it was paused.
-fn next_fire(
-    schedule: Option<&str>,
-    status: AgentStatus,
-    settings: &p38_core::agent::AgentSettings,
-) -> Option<chrono::DateTime<chrono::Utc>> {
-    if status != AgentStatus::Active {
-        return None;
-    }
-    let sched = Schedule::parse(schedule?).ok()?;
-    sched.next_after(now(), settings.tz())
+/// A schedule a user gave: the trimmed text that is stored, and what it
+/// parsed to, so that nothing parses it again.
+struct GivenSchedule {
+    text: String,
+    parsed: Schedule,
 }
 
-/// Checks a schedule (one that never fires is refused) and stores it
+/// Checks a schedule (one that never fires is refused) and keeps it
 /// trimmed; empty strings mean "none".
-pub(crate) fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
+fn given_schedule(s: Option<String>) -> Result<Option<GivenSchedule>> {
     match s.map(|s| s.trim().to_string()) {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
-        Some(s) => {
-            Schedule::parse_new(&s)?;
-            Ok(Some(s))
-        }
+        Some(text) => Ok(Some(GivenSchedule {
+            parsed: Schedule::parse_new(&text)?,
+            text,
+        })),
     }
+}
+
+/// [`given_schedule`], as the text to store.
+pub(crate) fn normalise_schedule(s: Option<String>) -> Result<Option<String>> {
+    Ok(given_schedule(s)?.map(|s| s.text))
+}
+
+/// A stored agent's schedule, parsed; none when it has none, or when its
+/// text no longer parses (it then does not fire).
+fn stored_schedule(agent: &Agent) -> Option<Schedule> {
+    Schedule::parse(agent.schedule.as_deref()?).ok()
 }
 
 /// The longest rejection reason, in characters.
@@ -698,14 +714,13 @@ fn changed_fields(c: &AgentChange) -> Vec<&'static str> {
 /// Adds the derived fields to an agent.
 pub fn view(agent: Agent) -> AgentView {
     let next_runs = match (&agent.schedule, agent.next_fire_at) {
-        (Some(s), Some(first)) => match Schedule::parse(s) {
-            Ok(sched) => {
-                let mut runs = vec![first];
+        (Some(_), Some(first)) => {
+            let mut runs = vec![first];
+            if let Some(sched) = stored_schedule(&agent) {
                 runs.extend(sched.upcoming(first, agent.settings.tz(), NEXT_RUNS_SHOWN - 1));
-                runs
             }
-            Err(_) => vec![first],
-        },
+            runs
+        }
         _ => Vec::new(),
     };
     AgentView {
@@ -725,13 +740,24 @@ fn with_warnings(v: AgentView, warnings: Vec<CodeFinding>) -> AgentView {
     }
 }
 
-/// Only active and paused agents run; anything else is a conflict that
-/// says what to do.
+/// Only agents that may run ([`Agent::may_run`]) run; anything else is a
+/// conflict that says what to do.
 pub(crate) fn ensure_runnable(agent: &Agent) -> Result<()> {
-    if agent.status.can_run() {
-        return Ok(());
-    }
-    let hint = match agent.status {
+    let status = match agent.may_run() {
+        Ok(()) => return Ok(()),
+        Err(NotRunnable::Status { status, .. }) => status,
+        Err(NotRunnable::NotApproved { status }) => {
+            return Err(Error::conflict(
+                "status",
+                format!(
+                    "agent {} is {} but its code and permissions are not approved; a change of what the approval covers sends it back to approval",
+                    agent.name,
+                    status.as_str()
+                ),
+            ));
+        }
+    };
+    let hint = match status {
         AgentStatus::PendingApproval => {
             format!(": approve it first (p38 agent approve {})", agent.id)
         }
@@ -749,7 +775,7 @@ pub(crate) fn ensure_runnable(agent: &Agent) -> Result<()> {
         format!(
             "agent {} is {}; only active or paused agents run{hint}",
             agent.name,
-            agent.status.as_str()
+            status.as_str()
         ),
     ))
 }

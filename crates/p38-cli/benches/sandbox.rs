@@ -24,9 +24,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use p38_core::agent::Agent;
 use p38_core::task::TaskStatus;
-use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
+use p38_runtime::{Executor, RunOrigin, RunSpec, RuntimeConfig};
 use p38_sandbox::{CancelFlag, Limits, RunRequest, Sandbox, SandboxConfig};
 
 use common::Server;
@@ -104,7 +103,6 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
     )
     .unwrap()
     .precompile_runner();
-    let agent = Agent::unstored("bench", AGENT, vec![], false, serde_json::json!({}));
     let empty = dir.path().join("empty.py");
     std::fs::write(&empty, "").unwrap();
     let ws = dir.path().join("ws");
@@ -158,21 +156,9 @@ async fn overhead(python: &PathBuf, runs: usize, print: bool) -> Stats {
             (time_empty(&sandbox, &empty, &ws).await, g)
         };
 
-        let job = Job {
-            code: AGENT.into(),
-            facts: RunFacts {
-                task_id: i as i64,
-                attempt: 1,
-                trigger: "manual".into(),
-                scheduled_at: chrono::Utc::now().to_rfc3339(),
-            },
-            state: serde_json::json!({}),
-            history: Vec::new(),
-            workspace: cfg.workspace(0),
-            cancel: CancelFlag::new(),
-        };
+        let spec = RunSpec::one_off(RunOrigin::Try, "bench", AGENT, cfg.workspace(0));
         let t = Instant::now();
-        let o = exec.run(&agent, job).await;
+        let o = exec.run(spec).await;
         let f = t.elapsed();
         assert_eq!(o.outcome.status(), TaskStatus::Succeeded, "{o:?}");
         if i >= 10 {

@@ -10,11 +10,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use p38_core::agent::Agent;
 use p38_core::task::TaskOutcome;
 use p38_factory::{DryRunOutcome, DryRunner};
-use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
-use p38_sandbox::{CancelFlag, Sandbox};
+use p38_runtime::{Executor, RunOrigin, RunSpec, RuntimeConfig};
+use p38_sandbox::Sandbox;
 use p38_secrets::{SecretResolver, SecretValue};
 
 /// Hands a dry run placeholders instead of real secrets: generated code
@@ -173,32 +172,14 @@ impl DryRunner for SandboxDryRunner {
     ) -> DryRunOutcome {
         let start = Instant::now();
         let harness = bootstrap(code, test);
-        let now = chrono::Utc::now();
-        let agent = Agent::unstored(
-            "dry-run",
-            &harness,
-            declared_secrets.to_vec(),
-            false,
-            serde_json::json!({}),
-        );
         let workspace = tempfile::tempdir_in(self.scratch.path())
             .map(|d| d.keep())
             .unwrap_or_else(|_| self.scratch.path().join("ws"));
-        let facts = RunFacts {
-            task_id: 0,
-            attempt: 1,
-            trigger: "dry_run".into(),
-            scheduled_at: now.to_rfc3339(),
+        let spec = RunSpec {
+            secrets: declared_secrets.to_vec(),
+            ..RunSpec::one_off(RunOrigin::DryRun, "dry-run", &harness, workspace.clone())
         };
-        let job = Job {
-            code: harness,
-            facts,
-            state: serde_json::json!({}),
-            history: Vec::new(),
-            workspace: workspace.clone(),
-            cancel: CancelFlag::new(),
-        };
-        let o = self.exec.run(&agent, job).await;
+        let o = self.exec.run(spec).await;
         let _ = std::fs::remove_dir_all(&workspace);
         let (ok, error, result) = match o.outcome {
             TaskOutcome::Succeeded { result, .. } => (true, None, result),

@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use p38_core::agent::Agent;
 use p38_core::task::{FinishedRun, TaskOutcome};
-use p38_runtime::{Executor, Job, RunFacts, RuntimeConfig};
-use p38_sandbox::CancelFlag;
+use p38_runtime::{Executor, RunOrigin, RunSpec, RuntimeConfig};
 
 use crate::args::RunArgs;
 use crate::server_cmd::build_sandbox;
@@ -49,28 +47,19 @@ pub async fn run(a: RunArgs) -> anyhow::Result<ExitCode> {
     )?;
     let exec = Executor::new(sandbox, Arc::new(p38_secrets::EnvResolver), cfg.clone())
         .context("preparing the scratch folder")?;
-    let now = chrono::Utc::now();
     let name = a
         .file
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("agent");
-    let agent = Agent::unstored(name, &code, a.secrets.clone(), a.network, config);
-    let facts = RunFacts {
-        task_id: 0,
-        attempt: 1,
-        trigger: "manual".into(),
-        scheduled_at: now.to_rfc3339(),
-    };
-    let job = Job {
-        code,
-        facts,
+    let spec = RunSpec {
+        secrets: a.secrets.clone(),
+        network: a.network,
+        config,
         state,
-        history: Vec::new(),
-        workspace: cfg.workspace(0),
-        cancel: CancelFlag::new(),
+        ..RunSpec::one_off(RunOrigin::Try, name, &code, cfg.workspace(0))
     };
-    let o = exec.run(&agent, job).await;
+    let o = exec.run(spec).await;
     // The run is over: from here on a closed stdout ends the process
     // quietly, as for the other commands.
     crate::default_sigpipe();

@@ -1207,3 +1207,42 @@ async fn a_task_of_an_unapproved_or_disabled_agent_is_not_run() {
     }
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_code_version_is_missing_fails_instead_of_running_other_code() {
+    if !have_bwrap() {
+        return;
+    }
+    let rig = Rig::new().await;
+    let code = "def run(ctx):\n    open('/workspace/ran', 'w').write('x')\n";
+    let a = rig.agent("versioned", code, |_| {}).await;
+    // Queued for a version no row holds (the agent is at version 1).
+    let t = NewTask {
+        agent_id: a,
+        agent_version: 7,
+        trigger: Trigger::Manual,
+        kind: TaskKind::Agent,
+        attempt: 1,
+        retry_of: None,
+        scheduled_at: now(),
+    };
+    let id = rig.store.enqueue(t, None).await.unwrap().id;
+    rig.wake.tasks.notify_one();
+    let t = rig.wait(id, Duration::from_secs(60)).await;
+    assert_eq!(t.status, TaskStatus::Failed);
+    let error = t.error.unwrap();
+    assert!(
+        error.contains("version 7 of agent versioned is not stored") && error.contains("version 1"),
+        "{error}"
+    );
+    assert!(
+        !rig.dir
+            .path()
+            .join("workspaces")
+            .join(a.to_string())
+            .join("ran")
+            .exists(),
+        "the current code did not run"
+    );
+    rig.stop().await;
+}

@@ -52,9 +52,17 @@ impl AgentStatus {
         }
     }
 
-    /// Whether a manual run may be started.
+    /// Whether the status lets runs start: active or paused. An agent
+    /// also needs an approval; [`Agent::may_run`] is the whole rule.
     pub fn can_run(self) -> bool {
         matches!(self, AgentStatus::Active | AgentStatus::Paused)
+    }
+
+    /// Whether the agent's schedule fires: active only (a paused agent
+    /// runs on demand). The scheduler's queries select
+    /// `status = 'active'`: this rule, as a column test.
+    pub fn fires_on_schedule(self) -> bool {
+        self == AgentStatus::Active
     }
 }
 
@@ -327,33 +335,27 @@ pub struct Agent {
     pub approved_snapshot: Option<crate::approval::Covered>,
 }
 
+#[cfg(test)]
 impl Agent {
-    /// An agent that exists only for one run and is never stored (`p38 run`,
-    /// the factory's dry run): id 0, runnable, no schedule, no approval.
-    pub fn unstored(
-        name: &str,
-        code: &str,
-        secrets: Vec<String>,
-        network: bool,
-        config: serde_json::Value,
-    ) -> Agent {
+    /// An agent for tests: id 0, active, no schedule, no approval.
+    pub(crate) fn sample() -> Agent {
         let now = crate::time::now();
         Agent {
             id: 0,
-            name: name.to_string(),
+            name: "a".to_string(),
             description: String::new(),
-            code: code.to_string(),
+            code: "def run(ctx):\n    pass\n".to_string(),
             status: AgentStatus::Active,
             schedule: None,
-            config,
-            secrets,
+            config: serde_json::json!({}),
+            secrets: Vec::new(),
             tools: Vec::new(),
-            network,
+            network: false,
             allow_hosts: Vec::new(),
             settings: AgentSettings::default(),
             version: 1,
-            created_by: "unstored".into(),
-            changed_by: "unstored".into(),
+            created_by: "test".into(),
+            changed_by: "test".into(),
             created_at: now,
             updated_at: now,
             next_fire_at: None,

@@ -172,13 +172,7 @@ mod tests {
     use super::*;
 
     fn agent() -> Agent {
-        Agent::unstored(
-            "a",
-            "def run(ctx):\n    pass\n",
-            vec![],
-            false,
-            serde_json::json!({}),
-        )
+        Agent::sample()
     }
 
     #[test]

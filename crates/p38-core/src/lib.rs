@@ -17,6 +17,7 @@ pub mod generation;
 pub mod host;
 pub mod job;
 pub mod page;
+pub mod runnable;
 pub mod schedule;
 pub mod store;
 pub mod task;

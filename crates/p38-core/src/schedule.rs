@@ -9,6 +9,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds, Year};
 
+use crate::agent::AgentStatus;
 use crate::{Error, Result};
 
 /// A parsed schedule.
@@ -87,6 +88,28 @@ impl Schedule {
         }
     }
 
+    /// When the schedule fires next, seen at `now`: the one definition,
+    /// which the API (an agent created, changed, approved or resumed) and
+    /// the scheduler (moving on from a firing) both use. Moving on from the
+    /// firing `fired`: the one after it, keeping the schedule's rhythm,
+    /// unless that is already past (after downtime), then the first after
+    /// `now`, so that downtime never ends in a burst. Starting afresh
+    /// (`fired` none): the first after `now`, never catching up the time
+    /// the agent was paused.
+    pub fn next_firing(
+        &self,
+        fired: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        tz: Tz,
+    ) -> Option<DateTime<Utc>> {
+        if let Some(t) = fired.and_then(|f| self.next_after(f, tz))
+            && t > now
+        {
+            return Some(t);
+        }
+        self.next_after(now, tz)
+    }
+
     /// The next `n` firings after `after`.
     pub fn upcoming(&self, after: DateTime<Utc>, tz: Tz, n: usize) -> Vec<DateTime<Utc>> {
         let mut out = Vec::with_capacity(n);
@@ -102,6 +125,21 @@ impl Schedule {
         }
         out
     }
+}
+
+/// When an agent in `status` with `schedule` fires next, starting afresh
+/// at `now` (created, changed, approved or resumed): only an agent whose
+/// status fires ([`AgentStatus::fires_on_schedule`]) does.
+pub fn first_firing(
+    schedule: Option<&Schedule>,
+    status: AgentStatus,
+    tz: Tz,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !status.fires_on_schedule() {
+        return None;
+    }
+    schedule?.next_firing(None, now, tz)
 }
 
 fn parse_interval(s: &str) -> Result<Duration> {
@@ -167,6 +205,41 @@ mod tests {
         let up = s.upcoming(t0, Tz::UTC, 3);
         assert_eq!(up.len(), 3);
         assert_eq!((up[2] - up[1]).num_seconds(), 10);
+    }
+
+    #[test]
+    fn the_next_firing_keeps_the_rhythm_unless_it_is_past() {
+        let at = |m, s| Utc.with_ymd_and_hms(2026, 1, 1, 10, m, s).unwrap();
+        let every = Schedule::parse("every 30s").unwrap();
+        let late = at(0, 0) + chrono::Duration::milliseconds(7);
+        assert_eq!(
+            every.next_firing(Some(at(0, 0)), late, Tz::UTC),
+            Some(at(0, 30))
+        );
+        // Down for ten minutes: from now on, once.
+        assert_eq!(
+            every.next_firing(Some(at(0, 0)), at(10, 5), Tz::UTC),
+            Some(at(10, 35))
+        );
+        assert_eq!(every.next_firing(None, at(3, 1), Tz::UTC), Some(at(3, 31)));
+    }
+
+    #[test]
+    fn only_active_agents_fire() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 7, 3).unwrap();
+        let s = Schedule::parse("0 * * * *").unwrap();
+        let hour = Utc.with_ymd_and_hms(2026, 1, 1, 11, 0, 0).unwrap();
+        assert_eq!(
+            first_firing(Some(&s), AgentStatus::Active, Tz::UTC, t0),
+            Some(hour)
+        );
+        for st in AgentStatus::ALL
+            .into_iter()
+            .filter(|s| *s != AgentStatus::Active)
+        {
+            assert_eq!(first_firing(Some(&s), st, Tz::UTC, t0), None, "{st:?}");
+        }
+        assert_eq!(first_firing(None, AgentStatus::Active, Tz::UTC, t0), None);
     }
 
     #[test]

@@ -115,8 +115,9 @@ pub struct DueAgent {
     pub id: AgentId,
     /// Its code version.
     pub version: i64,
-    /// Its schedule text.
-    pub schedule: String,
+    /// Its schedule, parsed when the row was read; an error (saying why)
+    /// when the stored text no longer parses, which stops the schedule.
+    pub schedule: std::result::Result<crate::schedule::Schedule, String>,
     /// Its settings (time zone, misfire and overlap policies).
     pub settings: crate::agent::AgentSettings,
     /// The firing that is due.

@@ -6,45 +6,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use p38_core::agent::{Agent, DEFAULT_RESULT_KB};
+use p38_core::agent::DEFAULT_RESULT_KB;
 use p38_core::task::{FinishedRun, RunFigures, TaskOutcome};
-use p38_sandbox::{CancelFlag, LiveOutput, RunOutcome, RunRequest, Sandbox};
+use p38_sandbox::{LiveOutput, RunOutcome, RunRequest, Sandbox};
 use p38_secrets::{Masker, SecretResolver};
 
 use crate::config::RuntimeConfig;
 use crate::live::{Follower, LiveSink, SAVE_EVERY};
 use crate::python::RUNNER_SOURCE;
 use crate::reply::{self, Caps, Reported, Window};
-
-/// What the agent learns about the run it is in (`ctx.run`).
-#[derive(Debug, Clone, Default)]
-pub struct RunFacts {
-    /// Task id (0 for an unstored `p38 run`).
-    pub task_id: i64,
-    /// Attempt number.
-    pub attempt: i64,
-    /// manual, schedule or retry.
-    pub trigger: String,
-    /// When the run was due, RFC 3339.
-    pub scheduled_at: String,
-}
-
-/// Everything one run needs besides the agent.
-#[derive(Debug, Clone)]
-pub struct Job {
-    /// The code to run (the task's version of the agent).
-    pub code: String,
-    /// `ctx.run`.
-    pub facts: RunFacts,
-    /// `ctx.state`: what the last successful run left.
-    pub state: serde_json::Value,
-    /// `ctx.history`: summaries of the last runs.
-    pub history: Vec<serde_json::Value>,
-    /// Host folder bound at /workspace.
-    pub workspace: PathBuf,
-    /// Set to stop the run.
-    pub cancel: CancelFlag,
-}
+use crate::spec::RunSpec;
 
 /// Runs agents in the sandbox.
 pub struct Executor {
@@ -121,21 +92,16 @@ impl Executor {
         &self.cfg
     }
 
-    /// Runs `agent` once in `workspace`. Never fails: every problem becomes
+    /// Runs what `spec` describes once. Never fails: every problem becomes
     /// a failed outcome with a message for the user.
-    pub async fn run(&self, agent: &Agent, job: Job) -> FinishedRun {
-        self.run_saving(agent, job, None).await
+    pub async fn run(&self, spec: RunSpec) -> FinishedRun {
+        self.run_saving(spec, None).await
     }
 
     /// [`Executor::run`], storing the output so far on the task of `sink`
     /// while the run goes on (see `live.rs`).
-    pub(crate) async fn run_saving(
-        &self,
-        agent: &Agent,
-        job: Job,
-        sink: Option<LiveSink>,
-    ) -> FinishedRun {
-        let secrets = match self.secrets.resolve(&agent.secrets).await {
+    pub(crate) async fn run_saving(&self, spec: RunSpec, sink: Option<LiveSink>) -> FinishedRun {
+        let secrets = match self.secrets.resolve(&spec.secrets).await {
             Ok(s) => s,
             Err(e) => return failed(format!("secrets: {e}"), !self.sandboxed()),
         };
@@ -144,44 +110,46 @@ impl Executor {
             .iter()
             .map(|(k, v)| (k.as_str(), v.expose()))
             .collect();
+        let origin = spec.facts.origin;
+        let result_bytes = spec.settings.max_result_kb.unwrap_or(DEFAULT_RESULT_KB) as usize * 1024;
         let input = serde_json::json!({
-            "code": job.code,
-            "state": job.state,
-            "config": agent.config,
+            "code": spec.code,
+            "state": spec.state,
+            "config": spec.config,
             "secrets": exposed,
-            "tools": agent.tools,
+            "tools": spec.tools,
             "run": {
-                "task_id": job.facts.task_id,
-                "attempt": job.facts.attempt,
-                "trigger": job.facts.trigger,
-                "scheduled_at": job.facts.scheduled_at,
-                "agent_id": agent.id,
-                "agent_name": agent.name,
+                "task_id": origin.task_id(),
+                "attempt": origin.attempt(),
+                "trigger": origin.trigger(),
+                "scheduled_at": spec.facts.scheduled_at.to_rfc3339(),
+                "agent_id": origin.agent_id(),
+                "agent_name": spec.facts.agent_name,
             },
-            "history": job.history,
+            "history": spec.history,
             "max_state_bytes": self.cfg.max_state_bytes,
-            "max_result_bytes": agent.settings.max_result_kb.unwrap_or(DEFAULT_RESULT_KB) as usize * 1024,
+            "max_result_bytes": result_bytes,
         });
         // The only copy of the secret values outside this process is this
         // buffer, written to the runner's pipe.
         let input = input.to_string().into_bytes();
         let caps = Caps {
-            result_bytes: agent.settings.max_result_kb.unwrap_or(DEFAULT_RESULT_KB) as usize * 1024,
+            result_bytes,
             state_bytes: self.cfg.max_state_bytes,
         };
         let limits = self
             .cfg
             .limits
-            .for_agent(&agent.settings, self.cfg.output_cap, caps);
+            .for_agent(&spec.settings, self.cfg.output_cap, caps);
         let shown = Shown::of(&limits, caps);
         let req = RunRequest {
             script: self.runner.clone(),
             input,
-            workspace: job.workspace,
-            network: agent.network,
+            workspace: spec.workspace,
+            network: spec.network,
             limits,
-            cancel: job.cancel,
-            run_as: Some(self.cfg.agent_ids(agent.id)),
+            cancel: spec.cancel,
+            run_as: Some(self.cfg.agent_ids(origin.agent_id())),
         };
         let start = chrono::Utc::now();
         let live = LiveOutput::new();

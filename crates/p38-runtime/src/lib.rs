@@ -13,13 +13,15 @@ mod python;
 mod reply;
 mod scheduler;
 mod signal;
+mod spec;
 mod worker;
 mod workspaces;
 
 pub use config::{DefaultLimits, RuntimeConfig};
-pub use executor::{Executor, Job, RunFacts};
+pub use executor::Executor;
 pub use python::{RUNNER_SOURCE, resolve_python};
 pub use scheduler::{MISFIRE_GRACE, Plan, Scheduler, plan};
 pub use signal::LocalSignal;
+pub use spec::{RunFacts, RunOrigin, RunSpec};
 pub use worker::Worker;
 pub use workspaces::LocalWorkspaces;

@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
 use p38_core::agent::{MisfirePolicy, OverlapPolicy};
-use p38_core::schedule::Schedule;
 use p38_core::store::{DueAgent, FireResult, QueueSignal, Store};
 use p38_core::task::{NewTask, TaskKind, Trigger};
 
@@ -36,21 +35,14 @@ pub struct Plan {
 /// After downtime it fires at most once (or not at all under the skip
 /// policy) and moves on to the first firing after `now`: never a burst.
 pub fn plan(due: &DueAgent, now: DateTime<Utc>) -> Plan {
-    let Ok(sched) = Schedule::parse(&due.schedule) else {
+    let Ok(sched) = &due.schedule else {
         return Plan {
             next: None,
             run: false,
             skip_if_busy: true,
         };
     };
-    let tz = due.settings.tz();
-    let after_this = sched.next_after(due.next_fire_at, tz);
-    // On time: keep the schedule's rhythm. Late by more than a period:
-    // continue from now.
-    let next = match after_this {
-        Some(t) if t > now => Some(t),
-        _ => sched.next_after(now, tz),
-    };
+    let next = sched.next_firing(Some(due.next_fire_at), now, due.settings.tz());
     let late = (now - due.next_fire_at).to_std().unwrap_or_default();
     let misfired = late > MISFIRE_GRACE;
     let run = !(misfired && due.settings.misfire == Some(MisfirePolicy::Skip));
@@ -179,6 +171,9 @@ async fn fire_one(
     d: &DueAgent,
     now: DateTime<Utc>,
 ) -> p38_core::Result<()> {
+    if let Err(why) = &d.schedule {
+        tracing::warn!(agent = d.id, error = %why, "the stored schedule no longer parses; it is stopped");
+    }
     let p = plan(d, now);
     let task = p.run.then_some(NewTask {
         agent_id: d.id,
@@ -215,7 +210,7 @@ mod tests {
         DueAgent {
             id: 1,
             version: 1,
-            schedule: schedule.into(),
+            schedule: p38_core::schedule::Schedule::parse(schedule).map_err(|e| e.to_string()),
             settings,
             next_fire_at: at,
         }

@@ -19,10 +19,11 @@ use p38_core::task::{
 };
 use p38_sandbox::CancelFlag;
 
-use crate::executor::{Executor, Job, RunFacts};
+use crate::executor::Executor;
 use crate::generation_task::{self, GenerationSlots};
 use crate::history::summarise;
 use crate::live::LiveSink;
+use crate::spec::{RunFacts, RunOrigin, RunSpec};
 
 /// A worker bound to a store and an executor.
 pub struct Worker {
@@ -426,21 +427,25 @@ async fn run_task(
     };
     // A task queued before the agent was paused is still run; one queued
     // before it was disabled, or before its approval was withdrawn (its code
-    // or permissions changed), is not: it never runs with permissions no
-    // human approved.
-    if !agent.status.can_run() || agent.approved_by.is_none() {
+    // or permissions changed), is not: the claim took it whatever its
+    // agent's state, and this is where the one rule is applied.
+    if let Err(why) = agent.may_run() {
         return FinishedRun::bare(TaskOutcome::Cancelled {
-            reason: format!(
-                "not run: the agent is {}{}",
-                agent.status.as_str(),
-                if agent.approved_by.is_none() {
-                    " and not approved"
-                } else {
-                    ""
-                }
-            ),
+            reason: format!("not run: {why}"),
         });
     }
+    // The code of the version the task was queued for, or no run at all:
+    // never other code than the one that was queued (and approved).
+    let code = match task_code(store, &agent, agent_version).await {
+        Ok(Some(code)) => code,
+        Ok(None) => {
+            return fail(format!(
+                "version {} of agent {} is not stored, so this task (queued for that version) was not run rather than run other code; run the agent again to run its current version {}",
+                agent_version, agent.name, agent.version
+            ));
+        }
+        Err(e) => return fail(format!("loading the agent's code failed: {e}")),
+    };
     if !agent.secrets.is_empty() {
         // Which secrets each run used (names only) is part of the audit trail.
         let a = p38_core::audit::NewAudit {
@@ -453,17 +458,6 @@ async fn run_task(
             return fail(format!("auditing the use of secrets failed: {e}"));
         }
     }
-    let code = if agent.version == agent_version {
-        agent.code.clone()
-    } else {
-        match store.list_versions(agent.id).await {
-            Ok(vs) => match vs.into_iter().find(|v| v.version == agent_version) {
-                Some(v) => v.code,
-                None => agent.code.clone(),
-            },
-            Err(e) => return fail(format!("loading the agent's code failed: {e}")),
-        }
-    };
     let state = match store.get_state(agent.id).await {
         Ok(s) => s.map(|s| s.state).unwrap_or_else(|| serde_json::json!({})),
         Err(e) => return fail(format!("loading the agent's state failed: {e}")),
@@ -476,10 +470,14 @@ async fn run_task(
         Err(_) => Vec::new(),
     };
     let facts = RunFacts {
-        task_id: task.id,
-        attempt: task.attempt,
-        trigger: task.trigger.as_str().into(),
-        scheduled_at: task.scheduled_at.to_rfc3339(),
+        origin: RunOrigin::Task {
+            task_id: task.id,
+            agent_id: agent.id,
+            attempt: task.attempt,
+            trigger: task.trigger,
+        },
+        agent_name: agent.name,
+        scheduled_at: task.scheduled_at,
     };
     let workspace = exec.config().workspace(agent.id);
     let sink = LiveSink {
@@ -487,26 +485,42 @@ async fn run_task(
         task: task.id,
         worker: exec.config().worker_id.clone(),
     };
-    let run = exec
-        .run_saving(
-            &agent,
-            Job {
-                code,
-                facts,
-                state,
-                history,
-                workspace,
-                cancel,
-            },
-            Some(sink),
-        )
-        .await;
+    let retry_at = retry_time(task.attempt, &agent.settings);
+    let spec = RunSpec {
+        code,
+        config: agent.config,
+        secrets: agent.secrets,
+        tools: agent.tools,
+        network: agent.network,
+        settings: agent.settings,
+        state,
+        history,
+        facts,
+        workspace,
+        cancel,
+    };
+    let run = exec.run_saving(spec, Some(sink)).await;
     FinishedRun {
-        outcome: run
-            .outcome
-            .retried_at(retry_time(task.attempt, &agent.settings)),
+        outcome: run.outcome.retried_at(retry_at),
         figures: run.figures,
     }
+}
+
+/// The code of `version` of `agent`: its current code, or a kept version;
+/// none when that version is not stored.
+async fn task_code(
+    store: &Arc<dyn Store>,
+    agent: &p38_core::agent::Agent,
+    version: i64,
+) -> p38_core::Result<Option<String>> {
+    if agent.version == version {
+        return Ok(Some(agent.code.clone()));
+    }
+    let versions = store.list_versions(agent.id).await?;
+    Ok(versions
+        .into_iter()
+        .find(|v| v.version == version)
+        .map(|v| v.code))
 }
 
 /// When to retry after attempt `attempt` failed: none past the agent's

@@ -1,5 +1,7 @@
 //! The scheduler's queries: due agents, firing as a compare-and-set on
-//! `next_fire_at`, and the lease row that elects one scheduler.
+//! `next_fire_at`, and the lease row that elects one scheduler. Their
+//! `status = 'active'` is `AgentStatus::fires_on_schedule` (p38-core) as a
+//! column test; the next firing itself is `Schedule::next_firing`.
 
 use std::time::Duration;
 
@@ -7,6 +9,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use p38_core::agent::AgentId;
+use p38_core::schedule::Schedule;
 use p38_core::store::{DueAgent, FireResult, ScheduleStore};
 use p38_core::task::NewTask;
 use p38_core::time::{Timestamp, from_millis, now, to_millis};
@@ -34,7 +37,8 @@ impl ScheduleStore for SqlStore {
                 Ok(DueAgent {
                     id: r.try_get("id").map_err(db_err)?,
                     version: r.try_get("version").map_err(db_err)?,
-                    schedule: r.try_get("schedule").map_err(db_err)?,
+                    schedule: Schedule::parse(&r.try_get::<String, _>("schedule").map_err(db_err)?)
+                        .map_err(|e| e.to_string()),
                     settings: serde_json::from_str(&settings)
                         .map_err(|e| Error::internal(format!("corrupt settings: {e}")))?,
                     next_fire_at: from_millis(r.try_get("next_fire_at").map_err(db_err)?),

@@ -3,6 +3,9 @@
 //! candidate rows are locked with `FOR UPDATE SKIP LOCKED` so any number of
 //! workers can claim side by side without blocking each other; SQLite runs
 //! one writer at a time, so the same statement cannot double-claim there.
+//! The claim does not ask whether a task's agent may run: the worker does,
+//! right after claiming, with the one definition (`Agent::may_run` in
+//! p38-core, whose module says why).
 
 use std::time::Duration;
 
