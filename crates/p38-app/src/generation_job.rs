@@ -27,7 +27,12 @@ impl GenerationRunner for App {
         let g = match self.store.get_generation(id).await {
             Ok(Some(g)) => g,
             Ok(None) => return GenerationEnd::Failed(format!("generation {id} does not exist")),
-            Err(e) => return GenerationEnd::Failed(format!("loading generation {id} failed: {e}")),
+            Err(e) => {
+                // The database is away: the task's lease lapses and a
+                // worker runs the generation once it is back.
+                tracing::warn!(generation = id, error = %e, "loading a generation failed; leaving it to its lease");
+                return GenerationEnd::Lost;
+            }
         };
         // Ended already (a worker recorded its end, then stopped before
         // recording the task's): the task ends the same way.

@@ -82,7 +82,7 @@ impl Generator {
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
             _ => Err(Error::Unavailable(format!(
-                "no key for the model provider on this node: Project38 reads {name} from its secrets (p38 secret set {name}, shared by every node on the database) or from the environment of each process that queues or runs generations (p38 up, p38 serve and every p38 worker), not from the CLI's"
+                "no key for the model provider on the server: the server reads {name} from its secrets (p38 secret set {name}, shared by every node on the database) or from its own environment (of each p38 up, p38 serve and p38 worker process, since workers run generations), not from the CLI's"
             ))),
         }
     }

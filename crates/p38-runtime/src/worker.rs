@@ -1,9 +1,9 @@
 //! The worker: claims due tasks up to its concurrency, runs each in the
 //! sandbox, extends their leases while they run, stops the ones that were
 //! cancelled, and records outcomes. Generations are tasks too, claimed into
-//! slots of their own (see `generation_task.rs`). It finds work by claiming rows, woken
-//! early by the queue signal; a worker that dies leaves leases that expire,
-//! and its tasks are claimed again.
+//! slots of their own (see `generation_task.rs`). It finds work by claiming
+//! rows, woken early by the queue signal; a worker that dies leaves leases
+//! that expire, and its tasks are claimed again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
