@@ -13,9 +13,11 @@ mod reply;
 mod scheduler;
 mod signal;
 mod worker;
+mod workspace_archive;
+mod workspace_carry;
 mod workspaces;
 
-pub use config::{DefaultLimits, RuntimeConfig};
+pub use config::{DefaultLimits, RuntimeConfig, WorkspaceHome};
 pub use executor::{Executor, Job, RunFacts};
 pub use python::{RUNNER_SOURCE, resolve_python};
 pub use scheduler::{MISFIRE_GRACE, Plan, Scheduler, plan};

@@ -18,6 +18,7 @@ use p38_sandbox::CancelFlag;
 use crate::executor::{Executor, Job, RunFacts};
 use crate::history::summarise;
 use crate::live::LiveSink;
+use crate::workspace_carry;
 
 /// A worker bound to a store and an executor.
 pub struct Worker {
@@ -368,6 +369,11 @@ async fn run_task(
         trigger: task.trigger.as_str().into(),
         scheduled_at: task.scheduled_at.to_rfc3339(),
     };
+    let carried = match workspace_carry::restore(store, exec.sandbox(), exec.config(), &agent).await
+    {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
     let workspace = exec.config().workspace(agent.id);
     let sink = LiveSink {
         store: store.clone(),
@@ -388,6 +394,7 @@ async fn run_task(
             Some(sink),
         )
         .await;
+    workspace_carry::save(store, exec.config(), &agent, task.id, carried, &mut outcome).await;
     if matches!(
         outcome.status,
         Some(TaskStatus::Failed | TaskStatus::TimedOut)
