@@ -290,9 +290,10 @@ pub(crate) fn empty(root: &Path) -> io::Result<()> {
         } else {
             fs::remove_file(entry.path())
         };
-        match removed {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        if let Err(e) = removed
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(e);
         }
     }
     Ok(())

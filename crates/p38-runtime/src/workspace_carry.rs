@@ -71,9 +71,10 @@ impl Paths {
 pub(crate) fn forget(cfg: &RuntimeConfig, agent: i64) -> io::Result<()> {
     let p = Paths::of(cfg, agent);
     for f in [p.marker, p.lock] {
-        match std::fs::remove_file(&f) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+        if let Err(e) = std::fs::remove_file(&f)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            return Err(e);
         }
     }
     Ok(())
