@@ -115,6 +115,12 @@ pub struct ServerArgs {
     /// `walk` with a warning) or `walk` (a plain folder, measured by walking it).
     #[arg(long, env = "P38_WORKSPACE_QUOTA", value_enum, default_value_t = WorkspaceQuota::Image)]
     pub workspace_quota: WorkspaceQuota,
+    /// Whether an agent's workspace is carried between hosts (saved in the
+    /// database after each run that changed it, restored where the next
+    /// run lands): `auto` (on PostgreSQL, where workers on several hosts
+    /// share the queue; not on SQLite, which is one host), `on` or `off`.
+    #[arg(long, env = "P38_WORKSPACE_CARRY", value_enum, default_value_t = WorkspaceCarry::Auto)]
+    pub workspace_carry: WorkspaceCarry,
     /// Four eyes: the token that created or last changed what an agent's
     /// approval covers cannot approve or reject it.
     #[arg(long, env = "P38_APPROVAL_FOUR_EYES", default_value_t = false)]
@@ -627,6 +633,29 @@ pub enum WorkspaceQuota {
     Walk,
 }
 
+/// Whether workspaces are carried between hosts (`--workspace-carry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkspaceCarry {
+    /// Carried on PostgreSQL, host-local on SQLite.
+    Auto,
+    /// Always carried.
+    On,
+    /// Kept on the host that ran the agent.
+    Off,
+}
+
+impl WorkspaceCarry {
+    /// Where workspaces live with a store of `backend` ("sqlite" or
+    /// "postgres"): only PostgreSQL is shared by several hosts.
+    pub fn home(self, backend: &str) -> p38_runtime::WorkspaceHome {
+        use p38_runtime::WorkspaceHome::{Carried, Host};
+        match (self, backend) {
+            (WorkspaceCarry::On, _) | (WorkspaceCarry::Auto, "postgres") => Carried,
+            (WorkspaceCarry::Off, _) | (WorkspaceCarry::Auto, _) => Host,
+        }
+    }
+}
+
 /// `--expires 30d` (or `30`): whole days, 1 to 3650.
 fn parse_days(s: &str) -> Result<i64, String> {
     let digits = s.strip_suffix('d').unwrap_or(s);
@@ -635,5 +664,22 @@ fn parse_days(s: &str) -> Result<i64, String> {
         _ => Err(format!(
             "{s:?} is not a number of days from 1 to 3650 (e.g. 30d)"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WorkspaceCarry;
+    use p38_runtime::WorkspaceHome;
+
+    #[test]
+    fn auto_carries_workspaces_on_postgres_only() {
+        assert_eq!(
+            WorkspaceCarry::Auto.home("postgres"),
+            WorkspaceHome::Carried
+        );
+        assert_eq!(WorkspaceCarry::Auto.home("sqlite"), WorkspaceHome::Host);
+        assert_eq!(WorkspaceCarry::On.home("sqlite"), WorkspaceHome::Carried);
+        assert_eq!(WorkspaceCarry::Off.home("postgres"), WorkspaceHome::Host);
     }
 }

@@ -48,10 +48,12 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
     follow_secret_changes(&*store, secrets.chain.clone()).await;
     let wake = LocalSignal::default();
     let executor = if worker {
+        let home = a.workspace_carry.home(store.backend());
         Some(Arc::new(build_executor(
             &a,
             &a.data_dir,
             secrets.chain.clone(),
+            home,
         )?))
     } else {
         None
@@ -263,8 +265,10 @@ pub fn build_executor(
     a: &ServerArgs,
     data_dir: &Path,
     secrets: Arc<dyn p38_secrets::SecretResolver>,
+    workspace_home: p38_runtime::WorkspaceHome,
 ) -> anyhow::Result<Executor> {
     let mut cfg = RuntimeConfig::new(data_dir);
+    cfg.workspace_home = workspace_home;
     cfg.concurrency = a.concurrency.max(1);
     cfg.limits.timeout = Duration::from_secs(a.run_timeout.max(1));
     cfg.limits.memory_mb = a.run_memory_mb.max(16);

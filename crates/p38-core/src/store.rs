@@ -13,6 +13,7 @@ use crate::page::{Page, PageRequest};
 use crate::task::{FinishedRun, NewTask, Task, TaskId, TaskOutput, TaskStatus, TaskSummary};
 
 use crate::time::Timestamp;
+use crate::workspace::{ArchiveSave, WorkspaceArchive};
 
 /// Agents and their versions.
 #[async_trait]
@@ -39,7 +40,8 @@ pub trait AgentStore: Send + Sync {
         actor: &str,
         audit: NewAudit,
     ) -> Result<Agent>;
-    /// Deletes an agent with its versions, tasks and state; audits it.
+    /// Deletes an agent with its versions, tasks, state and workspace
+    /// archives; audits it.
     async fn delete_agent(&self, id: AgentId, audit: NewAudit) -> Result<()>;
     /// Every kept version, newest first.
     async fn list_versions(&self, id: AgentId) -> Result<Vec<AgentVersion>>;
@@ -289,10 +291,48 @@ pub trait GenerationStore: Send + Sync {
     ) -> Result<crate::generation::Generation>;
 }
 
+/// Agents' workspaces, carried between hosts as versioned archives (a
+/// run restores the latest where it lands, and saves what it left). Only
+/// the latest [`KEPT_WORKSPACE_ARCHIVES`] versions of an agent are kept;
+/// deleting the agent deletes them all, in the same transaction.
+#[async_trait]
+pub trait WorkspaceArchiveStore: Send + Sync {
+    /// Stores `bytes` (whose SHA-256 is `sha256`) as the agent's next
+    /// version, unless its latest version has that hash already
+    /// ([`ArchiveSave::Unchanged`], nothing written); prunes older
+    /// versions. An unknown agent is [`crate::Error::NotFound`].
+    async fn save_workspace_archive(
+        &self,
+        agent: AgentId,
+        sha256: &str,
+        bytes: Vec<u8>,
+        saved_by_task: Option<TaskId>,
+    ) -> Result<ArchiveSave>;
+    /// The latest version's metadata, if the agent has one.
+    async fn latest_workspace_archive(&self, agent: AgentId) -> Result<Option<WorkspaceArchive>>;
+    /// The bytes of one version, if it is still kept.
+    async fn workspace_archive_bytes(
+        &self,
+        agent: AgentId,
+        version: i64,
+    ) -> Result<Option<Vec<u8>>>;
+}
+
+/// Versions of a workspace kept per agent: the latest, and a few before
+/// it to look back at by hand (a run only ever restores the latest).
+pub const KEPT_WORKSPACE_ARCHIVES: i64 = 3;
+
 /// Everything a service needs from persistence.
 #[async_trait]
 pub trait Store:
-    AgentStore + TaskStore + TokenStore + AuditStore + ScheduleStore + SecretStore + GenerationStore
+    AgentStore
+    + TaskStore
+    + TokenStore
+    + AuditStore
+    + ScheduleStore
+    + SecretStore
+    + GenerationStore
+    + WorkspaceArchiveStore
 {
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;

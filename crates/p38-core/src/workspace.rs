@@ -31,3 +31,39 @@ pub trait WorkspaceRemover: Send + Sync {
     /// until they end.
     async fn remove(&self, agent: AgentId) -> Result<()>;
 }
+
+/// One stored version of an agent's workspace, carried between hosts (see
+/// [`crate::store::WorkspaceArchiveStore`]): its metadata, never its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceArchive {
+    /// The agent.
+    pub agent_id: AgentId,
+    /// 1, 2, 3...: counts the agent's saved versions.
+    pub version: i64,
+    /// SHA-256 of the archive's bytes, hex.
+    pub sha256: String,
+    /// Length of the archive, bytes (compressed).
+    pub size_bytes: i64,
+    /// The task whose run left the workspace in this state.
+    pub saved_by_task: Option<crate::task::TaskId>,
+    /// When it was stored.
+    pub created_at: crate::time::Timestamp,
+}
+
+/// What saving a workspace archive did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArchiveSave {
+    /// Stored as a new version.
+    Stored(WorkspaceArchive),
+    /// The latest version already has these bytes: nothing was written.
+    Unchanged(WorkspaceArchive),
+}
+
+impl ArchiveSave {
+    /// The version the workspace now corresponds to.
+    pub fn archive(&self) -> &WorkspaceArchive {
+        match self {
+            ArchiveSave::Stored(a) | ArchiveSave::Unchanged(a) => a,
+        }
+    }
+}

@@ -61,8 +61,8 @@ impl DefaultLimits {
             open_files: s.open_files.map(u64::from).unwrap_or(self.open_files),
             processes: s.processes.map(u64::from).unwrap_or(self.processes),
             tmp_bytes: self.tmp_mb * MIB,
-            workspace_bytes: s.workspace_mb.map(u64::from).unwrap_or(self.workspace_mb) * MIB,
-            workspace_entries: 100_000,
+            workspace_bytes: self.workspace_bytes(s),
+            workspace_entries: WORKSPACE_ENTRIES,
             // Keep a margin past the stored cap: masking runs on the whole
             // capture, so a secret cut by the sandbox's cap lies beyond the
             // point where the stored text is truncated.
@@ -74,6 +74,29 @@ impl DefaultLimits {
             reply_bytes: caps.result_bytes + caps.state_bytes + 8 * MIB as usize,
         }
     }
+}
+
+/// Files and folders a workspace may hold.
+pub(crate) const WORKSPACE_ENTRIES: u64 = 100_000;
+
+impl DefaultLimits {
+    /// An agent's workspace quota, bytes: its own, else the default.
+    pub(crate) fn workspace_bytes(&self, s: &AgentSettings) -> u64 {
+        s.workspace_mb.map(u64::from).unwrap_or(self.workspace_mb) * 1024 * 1024
+    }
+}
+
+/// Where agents' workspaces live between runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkspaceHome {
+    /// In the data folder of the host that ran the agent, only: right for
+    /// one host (SQLite).
+    #[default]
+    Host,
+    /// Also in the database, as a versioned archive saved after each run
+    /// that changed it and restored where the next run lands, so workers
+    /// on several hosts see one workspace.
+    Carried,
 }
 
 /// How a worker behaves.
@@ -102,6 +125,8 @@ pub struct RuntimeConfig {
     pub uid_base: u32,
     /// Finished runs summarised in `ctx.history`.
     pub history_runs: u32,
+    /// Whether workspaces are carried between hosts.
+    pub workspace_home: WorkspaceHome,
 }
 
 impl RuntimeConfig {
@@ -119,6 +144,7 @@ impl RuntimeConfig {
             max_state_bytes: 1024 * 1024,
             uid_base: 200_000,
             history_runs: 5,
+            workspace_home: WorkspaceHome::Host,
         }
     }
 

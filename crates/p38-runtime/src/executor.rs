@@ -87,6 +87,11 @@ impl Executor {
         self.sandbox.layers()
     }
 
+    /// The sandbox runs go through.
+    pub(crate) fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
+    }
+
     /// The runtime settings.
     pub fn config(&self) -> &RuntimeConfig {
         &self.cfg

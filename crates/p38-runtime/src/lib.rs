@@ -15,9 +15,11 @@ mod scheduler;
 mod signal;
 mod spec;
 mod worker;
+mod workspace_archive;
+mod workspace_carry;
 mod workspaces;
 
-pub use config::{DefaultLimits, RuntimeConfig};
+pub use config::{DefaultLimits, RuntimeConfig, WorkspaceHome};
 pub use executor::Executor;
 pub use python::{RUNNER_SOURCE, resolve_python};
 pub use scheduler::{MISFIRE_GRACE, Plan, Scheduler, plan};

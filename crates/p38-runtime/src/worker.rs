@@ -24,6 +24,7 @@ use crate::generation_task::{self, GenerationSlots};
 use crate::history::summarise;
 use crate::live::LiveSink;
 use crate::spec::{RunFacts, RunOrigin, RunSpec};
+use crate::workspace_carry;
 
 /// A worker bound to a store and an executor.
 pub struct Worker {
@@ -469,6 +470,12 @@ async fn run_task(
         Ok(h) => summarise(&h),
         Err(_) => Vec::new(),
     };
+    let carried = match workspace_carry::restore(store, exec.sandbox(), exec.config(), &agent).await
+    {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let carry_limit = exec.config().limits.workspace_bytes(&agent.settings);
     let facts = RunFacts {
         origin: RunOrigin::Task {
             task_id: task.id,
@@ -499,7 +506,17 @@ async fn run_task(
         workspace,
         cancel,
     };
-    let run = exec.run_saving(spec, Some(sink)).await;
+    let mut run = exec.run_saving(spec, Some(sink)).await;
+    workspace_carry::save(
+        store,
+        exec.config(),
+        agent.id,
+        carry_limit,
+        task.id,
+        carried,
+        &mut run.outcome,
+    )
+    .await;
     FinishedRun {
         outcome: run.outcome.retried_at(retry_at),
         figures: run.figures,

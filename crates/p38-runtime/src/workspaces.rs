@@ -36,6 +36,10 @@ impl WorkspaceRemover for LocalWorkspaces {
             .await
             .map_err(Error::internal)?
             .map_err(|e| Error::internal(format!("removing the workspace {shown}: {e}")))?;
+        // The database's copies go with the agent's rows.
+        crate::workspace_carry::forget(&self.cfg, agent).map_err(|e| {
+            Error::internal(format!("removing the record of the workspace {shown}: {e}"))
+        })?;
         Ok(())
     }
 }

@@ -234,20 +234,8 @@ impl Sandbox {
             )));
         }
         let workspace = std::path::absolute(&req.workspace)?;
-        let drop_to = match (self.inner.drop_to, req.run_as) {
-            (Some(_), Some((0, _))) => {
-                return Err(SandboxError::Spawn("run_as uid must not be 0".into()));
-            }
-            (Some(_), Some(ids)) => Some(ids),
-            (d, _) => d,
-        };
-        let image = (self.inner.images && req.limits.workspace_bytes > 0).then_some(
-            workspace::ImageQuota {
-                bytes: req.limits.workspace_bytes,
-                entries: req.limits.workspace_entries,
-            },
-        );
-        let prepared = workspace::prepare(&workspace, drop_to, image)?;
+        let drop_to = self.drop_to(req.run_as)?;
+        let prepared = workspace::prepare(&workspace, drop_to, self.image_quota(&req.limits))?;
         self.launch(
             drop_to,
             Some(&script),
@@ -258,6 +246,55 @@ impl Sandbox {
             &req.cancel,
             live,
         )
+    }
+
+    /// Makes the workspace at `path` ready as a run does, without running
+    /// anything: its image mounted (when workspaces are images here) or its
+    /// folder created. For a caller that fills the workspace itself before
+    /// the run (a workspace carried from another host), and then calls
+    /// [`Sandbox::hand_over_workspace`].
+    pub fn open_workspace(
+        &self,
+        path: &Path,
+        limits: &Limits,
+        run_as: Option<(u32, u32)>,
+    ) -> Result<(), SandboxError> {
+        let path = std::path::absolute(path)?;
+        workspace::prepare(&path, self.drop_to(run_as)?, self.image_quota(limits))?;
+        Ok(())
+    }
+
+    /// Gives everything in the workspace at `path` to the uid that runs of
+    /// `run_as` use, as a run does on a workspace's first use, without
+    /// following links or touching multiply-linked files: for files the
+    /// host wrote into it. A no-op when runs keep the caller's uid.
+    pub fn hand_over_workspace(
+        &self,
+        path: &Path,
+        run_as: Option<(u32, u32)>,
+    ) -> Result<(), SandboxError> {
+        if let Some((uid, gid)) = self.drop_to(run_as)? {
+            workspace::hand_over(&std::path::absolute(path)?, uid, gid)?;
+        }
+        Ok(())
+    }
+
+    /// The uid/gid a run of `run_as` gets: `run_as` when the caller is
+    /// root, else none (the run keeps the caller's).
+    fn drop_to(&self, run_as: Option<(u32, u32)>) -> Result<Option<(u32, u32)>, SandboxError> {
+        match (self.inner.drop_to, run_as) {
+            (Some(_), Some((0, _))) => Err(SandboxError::Spawn("run_as uid must not be 0".into())),
+            (Some(_), Some(ids)) => Ok(Some(ids)),
+            (d, _) => Ok(d),
+        }
+    }
+
+    /// The image a workspace of `limits` is, when workspaces are images here.
+    fn image_quota(&self, limits: &Limits) -> Option<workspace::ImageQuota> {
+        (self.inner.images && limits.workspace_bytes > 0).then_some(workspace::ImageQuota {
+            bytes: limits.workspace_bytes,
+            entries: limits.workspace_entries,
+        })
     }
 
     /// Builds the command line and runs it (also used by the probe, with no

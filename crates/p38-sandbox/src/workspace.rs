@@ -73,6 +73,18 @@ pub(crate) fn prepare(
     })
 }
 
+/// Gives the workspace at `dir` and everything in it to `uid:gid` (see
+/// [`chown_tree`]), whoever owns its root now, and closes it to others.
+pub(crate) fn hand_over(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let fd = open_root(dir)?;
+    chown_tree(fd.as_fd(), uid, gid)?;
+    // SAFETY: a valid fd.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), 0o700) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Opens the workspace folder itself, refusing a link in its place.
 fn open_root(dir: &Path) -> io::Result<OwnedFd> {
     let path = CString::new(dir.as_os_str().as_bytes())?;

@@ -221,6 +221,7 @@ impl AgentStore for SqlStore {
             "DELETE FROM tasks WHERE agent_id = $1",
             "DELETE FROM agent_state WHERE agent_id = $1",
             "DELETE FROM agent_versions WHERE agent_id = $1",
+            "DELETE FROM workspace_archives WHERE agent_id = $1",
         ] {
             sqlx::query(sql)
                 .bind(id)

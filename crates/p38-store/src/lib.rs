@@ -18,6 +18,7 @@ mod schedule;
 mod secrets;
 mod tasks;
 mod tokens;
+mod workspace_archives;
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,14 +12,15 @@ use p38_core::auth::Scope;
 use p38_core::generation::{GenerationStage, GenerationStatus};
 use p38_core::page::PageRequest;
 use p38_core::store::{
-    AgentStore, AuditStore, FireResult, GenerationStore, ScheduleStore, Store, TaskStore,
-    TokenStore,
+    AgentStore, AuditStore, FireResult, GenerationStore, KEPT_WORKSPACE_ARCHIVES, ScheduleStore,
+    Store, TaskStore, TokenStore, WorkspaceArchiveStore,
 };
 use p38_core::task::{
     FinishedRun, NewTask, RunFigures, TaskKind, TaskOutcome, TaskOutput, TaskStatus, TaskTarget,
     Trigger,
 };
 use p38_core::time::now;
+use p38_core::workspace::ArchiveSave;
 use p38_store::{SqlStore, StoreOptions};
 
 struct Backend {
@@ -1280,6 +1281,95 @@ async fn generations_list_newest_first_show_progress_and_cancel_once() {
             .unwrap();
         let got: Vec<i64> = cancelled.items.iter().map(|g| g.id).collect();
         assert_eq!(got, vec![ids[1]], "{}", b.name);
+        cleanup(b).await;
+    }
+}
+
+#[tokio::test]
+async fn workspace_archives_are_versioned_deduplicated_pruned_and_deleted_with_the_agent() {
+    for b in backends("wsarchives").await {
+        let s = &b.store;
+        let a = s
+            .create_agent(new_agent("carried"), audit("agent.create"))
+            .await
+            .unwrap();
+        assert_eq!(s.latest_workspace_archive(a.id).await.unwrap(), None);
+
+        // Bytes with a NUL and every byte value survive the round trip.
+        let first: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        let saved = s
+            .save_workspace_archive(a.id, "h1", first.clone(), Some(7))
+            .await
+            .unwrap();
+        let ArchiveSave::Stored(v1) = saved else {
+            panic!("{}: the first archive is stored: {saved:?}", b.name)
+        };
+        assert_eq!(
+            (v1.version, v1.size_bytes, v1.saved_by_task),
+            (1, 4096, Some(7))
+        );
+        assert_eq!(
+            s.workspace_archive_bytes(a.id, 1).await.unwrap(),
+            Some(first.clone()),
+            "{}",
+            b.name
+        );
+
+        // The same bytes again write nothing.
+        let again = s
+            .save_workspace_archive(a.id, "h1", first.clone(), Some(8))
+            .await
+            .unwrap();
+        assert_eq!(again, ArchiveSave::Unchanged(v1.clone()), "{}", b.name);
+
+        // New contents are new versions; only the latest few are kept.
+        for n in 2..=5i64 {
+            let saved = s
+                .save_workspace_archive(a.id, &format!("h{n}"), vec![n as u8; 10], None)
+                .await
+                .unwrap();
+            assert!(
+                matches!(saved, ArchiveSave::Stored(ref v) if v.version == n),
+                "{saved:?}"
+            );
+        }
+        let latest = s.latest_workspace_archive(a.id).await.unwrap().unwrap();
+        assert_eq!((latest.version, latest.sha256.as_str()), (5, "h5"));
+        assert_eq!(
+            s.workspace_archive_bytes(a.id, 5).await.unwrap(),
+            Some(vec![5u8; 10])
+        );
+        let oldest_kept = 5 - KEPT_WORKSPACE_ARCHIVES + 1;
+        assert!(
+            s.workspace_archive_bytes(a.id, oldest_kept - 1)
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: older versions are pruned",
+            b.name
+        );
+        assert!(
+            s.workspace_archive_bytes(a.id, oldest_kept)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // Deleting the agent deletes its archives; saving for it is refused.
+        s.delete_agent(a.id, audit("agent.delete")).await.unwrap();
+        assert_eq!(s.latest_workspace_archive(a.id).await.unwrap(), None);
+        for v in 1..=5 {
+            assert!(s.workspace_archive_bytes(a.id, v).await.unwrap().is_none());
+        }
+        let gone = s
+            .save_workspace_archive(a.id, "h6", vec![6], None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(gone, Error::NotFound { .. }),
+            "{}: {gone:?}",
+            b.name
+        );
         cleanup(b).await;
     }
 }
