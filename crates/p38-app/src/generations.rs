@@ -86,7 +86,7 @@ impl Generator {
         }
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(Error::Unavailable(format!(
+            _ => Err(Error::unavailable(format!(
                 "no key for the model provider on the server: the server reads {name} from its secrets (p38 secret set {name}) or from its own environment (where p38 up or p38 serve runs), not from the CLI's"
             ))),
         }
@@ -155,8 +155,8 @@ impl App {
             ));
         }
         let generator = self.generator.clone().ok_or_else(|| {
-            Error::Unavailable(
-                "agent generation is not configured on this server (P38_LLM_PROVIDER)".into(),
+            Error::unavailable(
+                "agent generation is not configured on this server (P38_LLM_PROVIDER)",
             )
         })?;
         let factory = generator.factory().await?;
@@ -362,7 +362,7 @@ impl App {
                         return;
                     }
                     Err(e) => {
-                        tracing::warn!(generation = id, error = %e, "renewing a generation's lease failed")
+                        tracing::warn!(generation = id, error = %e.report(), "renewing a generation's lease failed")
                     }
                 }
             }
@@ -447,7 +447,7 @@ impl App {
                 // Not knowing whether it is still ours, do not save: the
                 // lease lapses and a process that can reach the database
                 // runs it again.
-                tracing::warn!(generation = id, error = %e, "checking a generation's lease failed; leaving it to be taken over");
+                tracing::warn!(generation = id, error = %e.report(), "checking a generation's lease failed; leaving it to be taken over");
                 return;
             }
         }
@@ -528,7 +528,7 @@ impl App {
                 "the generation was taken over before its end was recorded"
             ),
             Err(e) => {
-                tracing::error!(generation = id, error = %e, "recording the end of a generation failed")
+                tracing::error!(generation = id, error = %e.report(), "recording the end of a generation failed")
             }
         }
     }

@@ -158,7 +158,7 @@ pub async fn up(a: ServerArgs, api: bool, worker: bool) -> anyhow::Result<ExitCo
         jobs.spawn(async move {
             loop {
                 if let Err(e) = app.take_over_generations().await {
-                    tracing::warn!(error = %e, "taking over interrupted generations failed");
+                    tracing::warn!(error = %e.report(), "taking over interrupted generations failed");
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
@@ -200,7 +200,7 @@ async fn follow_secret_changes(store: &dyn Store, chain: Arc<p38_secrets::ChainR
             });
         }
         Err(e) => tracing::warn!(
-            error = %e,
+            error = %e.report(),
             "no secret-change notifications from the database; other processes' changes arrive after the cache TTL"
         ),
     }

@@ -36,7 +36,7 @@ impl ScheduleStore for SqlStore {
                     version: r.try_get("version").map_err(db_err)?,
                     schedule: r.try_get("schedule").map_err(db_err)?,
                     settings: serde_json::from_str(&settings)
-                        .map_err(|e| Error::internal(format!("corrupt settings: {e}")))?,
+                        .map_err(|e| Error::internal_source("corrupt settings in store", e))?,
                     next_fire_at: from_millis(r.try_get("next_fire_at").map_err(db_err)?),
                 })
             })
