@@ -135,7 +135,7 @@ where
 }
 
 /// An agent with what is derived from it.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AgentView {
     /// The stored agent.
     #[serde(flatten)]

@@ -30,7 +30,7 @@ impl GenerationRunner for App {
             Err(e) => {
                 // The database is away: the task's lease lapses and a
                 // worker runs the generation once it is back.
-                tracing::warn!(generation = id, error = %e, "loading a generation failed; leaving it to its lease");
+                tracing::warn!(generation = id, error = %e.report(), "loading a generation failed; leaving it to its lease");
                 return GenerationEnd::Lost;
             }
         };
@@ -105,8 +105,8 @@ impl App {
     /// The factory of this node's generator settings.
     async fn generation_factory(&self) -> Result<Factory> {
         let generator = self.generator.clone().ok_or_else(|| {
-            Error::Unavailable(
-                "agent generation is not configured on this worker (P38_LLM_PROVIDER)".into(),
+            Error::unavailable(
+                "agent generation is not configured on this worker (P38_LLM_PROVIDER)",
             )
         })?;
         generator.factory().await
@@ -136,7 +136,7 @@ impl App {
             Err(e) => {
                 // Its task's lease lapses, and the worker that claims it
                 // again records an end.
-                tracing::error!(generation = id, error = %e, "recording the end of a generation failed");
+                tracing::error!(generation = id, error = %e.report(), "recording the end of a generation failed");
                 GenerationEnd::Lost
             }
         }
@@ -231,7 +231,7 @@ impl App {
                 // Not knowing whether it is still ours, do not save: the
                 // lease lapses and a worker that can reach the database
                 // runs it again.
-                tracing::warn!(generation = id, error = %e, "checking a generation's task failed; leaving it to be taken over");
+                tracing::warn!(generation = id, error = %e.report(), "checking a generation's task failed; leaving it to be taken over");
                 return GenerationEnd::Lost;
             }
         }

@@ -81,7 +81,7 @@ impl Generator {
         }
         match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(Some(v)),
-            _ => Err(Error::Unavailable(format!(
+            _ => Err(Error::unavailable(format!(
                 "no key for the model provider on the server: the server reads {name} from its secrets (p38 secret set {name}, shared by every node on the database) or from its own environment (of each p38 up, p38 serve and p38 worker process, since workers run generations), not from the CLI's"
             ))),
         }
@@ -150,8 +150,8 @@ impl App {
             ));
         }
         let generator = self.generator.clone().ok_or_else(|| {
-            Error::Unavailable(
-                "agent generation is not configured on this server (P38_LLM_PROVIDER)".into(),
+            Error::unavailable(
+                "agent generation is not configured on this server (P38_LLM_PROVIDER)",
             )
         })?;
         let factory = generator.factory().await?;

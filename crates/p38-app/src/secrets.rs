@@ -28,7 +28,7 @@ impl App {
     fn secrets_admin(&self) -> Result<&SecretsAdmin> {
         self.secrets
             .as_ref()
-            .ok_or_else(|| Error::Unavailable("secrets are not configured on this server".into()))
+            .ok_or_else(|| Error::unavailable("secrets are not configured on this server"))
     }
 
     /// Stores (or replaces) a secret in the local backend.
@@ -104,7 +104,7 @@ impl App {
     /// not returned (the write itself succeeded).
     async fn announce_secrets_changed(&self) {
         if let Err(e) = self.store.announce_secrets_changed().await {
-            tracing::warn!(error = %e, "could not tell other processes that secrets changed; they see it after the cache TTL");
+            tracing::warn!(error = %e.report(), "could not tell other processes that secrets changed; they see it after the cache TTL");
         }
     }
 }

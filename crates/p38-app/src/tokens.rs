@@ -158,10 +158,10 @@ impl App {
         let token = new_token();
         let path = data_dir.join(ADMIN_TOKEN_FILE);
         write_private(&path, &format!("{token}\n")).map_err(|e| {
-            Error::Unavailable(format!(
-                "cannot write the admin token to {}: {e}",
-                path.display()
-            ))
+            Error::unavailable_source(
+                format!("cannot write the admin token to {}", path.display()),
+                e,
+            )
         })?;
         let a = p38_core::audit::NewAudit {
             actor: "system".into(),

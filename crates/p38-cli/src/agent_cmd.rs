@@ -4,21 +4,32 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use p38_app::dto::{AgentView, DeletedAgent};
+use p38_core::agent::{AgentState, AgentVersion};
+use p38_core::task::{Task, TaskStatus};
+use p38_core::workspace::WorkspaceFate;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::args::{AgentCmd, AgentFields};
-use crate::client::{Client, seg};
+use crate::client::{Answer, Client, seg};
 use crate::confirm::Confirmation;
-use crate::{output, safe_text};
+use crate::output::{self, Column};
+use crate::safe_text;
 
-const AGENT_COLUMNS: &[(&str, &str)] = &[
-    ("ID", "id"),
-    ("NAME", "name"),
-    ("STATUS", "status"),
-    ("SCHEDULE", "schedule"),
-    ("VERSION", "version"),
-    ("UPDATED", "updated_at"),
+const AGENT_COLUMNS: &[Column<AgentView>] = &[
+    ("ID", |v| output::cell(&v.agent.id)),
+    ("NAME", |v| output::cell(&v.agent.name)),
+    ("STATUS", |v| output::cell(&v.agent.status)),
+    ("SCHEDULE", |v| output::cell(&v.agent.schedule)),
+    ("VERSION", |v| output::cell(&v.agent.version)),
+    ("UPDATED", |v| output::cell(&v.agent.updated_at)),
+];
+
+const VERSION_COLUMNS: &[Column<AgentVersion>] = &[
+    ("VERSION", |v| output::cell(&v.version)),
+    ("BY", |v| output::cell(&v.created_by)),
+    ("AT", |v| output::cell(&v.created_at)),
 ];
 
 /// Runs an agent subcommand.
@@ -57,7 +68,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             if let Some(Value::Bool(false)) | None = body.get("network") {
                 body.remove("network");
             }
-            let v = c.post("/api/agents", &Value::Object(body)).await?;
+            let v = c.post_as("/api/agents", &Value::Object(body)).await?;
             show_agent(&c, &v);
         }
         AgentCmd::Schedule {
@@ -72,7 +83,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 Value::String(schedule)
             };
             let v = c
-                .call(
+                .call_as(
                     Method::PATCH,
                     &format!("/api/agents/{}", seg(&agent)),
                     Some(&json!({ "schedule": value })),
@@ -83,7 +94,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         AgentCmd::Pause { client, agent } => {
             let c = Client::new(&client)?;
             let v = c
-                .call(
+                .call_as(
                     Method::PATCH,
                     &format!("/api/agents/{}", seg(&agent)),
                     Some(&json!({ "status": "paused" })),
@@ -94,7 +105,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         AgentCmd::Resume { client, agent } => {
             let c = Client::new(&client)?;
             let v = c
-                .call(
+                .call_as(
                     Method::PATCH,
                     &format!("/api/agents/{}", seg(&agent)),
                     Some(&json!({ "status": "active" })),
@@ -113,25 +124,26 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         } => {
             let c = Client::new(&client)?;
             let v = c
-                .post(
+                .post_as::<AgentView>(
                     &format!("/api/agents/{}/reject", seg(&agent)),
                     &json!({ "reason": reason }),
                 )
                 .await?;
             if c.json {
-                output::json(&v);
+                output::json(&v.raw);
             } else {
+                let a = &v.data.agent;
                 println!(
                     "rejected: agent {} ({}) is {}",
-                    v["id"],
-                    output::text(&v["name"]),
-                    output::text(&v["status"])
+                    a.id,
+                    safe_text::line(&a.name),
+                    output::text(&a.status)
                 );
             }
         }
         AgentCmd::Show { client, agent } => {
             let c = Client::new(&client)?;
-            let v = c.get(&format!("/api/agents/{}", seg(&agent))).await?;
+            let v = c.get_as(&format!("/api/agents/{}", seg(&agent))).await?;
             show_agent(&c, &v);
         }
         AgentCmd::Edit {
@@ -155,7 +167,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 );
             }
             let v = c
-                .call(
+                .call_as(
                     Method::PATCH,
                     &format!("/api/agents/{}", seg(&agent)),
                     Some(&Value::Object(body)),
@@ -172,7 +184,7 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             let c = Client::new(&client)?;
             confirm_delete(&c, &agent, yes).await?;
             let v = c
-                .call(
+                .call_as::<DeletedAgent>(
                     Method::DELETE,
                     &format!(
                         "/api/agents/{}?keep_workspace={keep_workspace}",
@@ -182,11 +194,11 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             if c.json {
-                output::json(&v);
+                output::json(&v.raw);
             } else {
-                let ws = match v["workspace"].as_str() {
-                    Some("removed") => "its workspace removed",
-                    _ => "its workspace kept",
+                let ws = match v.data.workspace {
+                    WorkspaceFate::Removed => "its workspace removed",
+                    WorkspaceFate::Kept => "its workspace kept",
                 };
                 println!("deleted agent {agent}, {ws}");
             }
@@ -200,10 +212,10 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         } => {
             let c = Client::new(&client)?;
             let task = c
-                .post(&format!("/api/agents/{}/execute", seg(&agent)), &json!({}))
+                .post_as::<Task>(&format!("/api/agents/{}/execute", seg(&agent)), &json!({}))
                 .await?;
             if follow {
-                let id = task["id"].as_i64().unwrap_or_default();
+                let id = task.data.id;
                 if !c.json {
                     println!("following task {id} of agent {}", safe_text::line(&agent));
                 }
@@ -212,24 +224,19 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
             }
             if !wait {
                 if c.json {
-                    output::json(&task);
+                    output::json(&task.raw);
                 } else {
                     println!(
                         "queued task {} for agent {}",
-                        task["id"],
+                        task.data.id,
                         safe_text::line(&agent)
                     );
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            let done = wait_for_task(
-                &c,
-                task["id"].as_i64().unwrap_or_default(),
-                Duration::from_secs(wait_timeout),
-            )
-            .await?;
+            let done = wait_for_task(&c, task.data.id, Duration::from_secs(wait_timeout)).await?;
             crate::task_cmd::show_task(&c, &done);
-            return Ok(if done["status"] == "succeeded" {
+            return Ok(if done.data.status == TaskStatus::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -238,29 +245,24 @@ pub async fn run(cmd: AgentCmd) -> anyhow::Result<ExitCode> {
         AgentCmd::Versions { client, agent } => {
             let c = Client::new(&client)?;
             let v = c
-                .get(&format!("/api/agents/{}/versions", seg(&agent)))
+                .get_as::<Vec<AgentVersion>>(&format!("/api/agents/{}/versions", seg(&agent)))
                 .await?;
             if c.json {
-                output::json(&v);
+                output::json(&v.raw);
             } else {
-                output::table(
-                    v.as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    &[
-                        ("VERSION", "version"),
-                        ("BY", "created_by"),
-                        ("AT", "created_at"),
-                    ],
-                );
+                output::table(&v.data, VERSION_COLUMNS);
             }
         }
         AgentCmd::State { client, agent } => {
             let c = Client::new(&client)?;
-            let v = c.get(&format!("/api/agents/{}/state", seg(&agent))).await?;
+            let v = c
+                .get_as::<AgentState>(&format!("/api/agents/{}/state", seg(&agent)))
+                .await?;
             if c.json {
-                output::json(&v);
+                output::json(&v.raw);
             } else {
-                println!("runs:  {}", v["run_count"]);
-                println!("state: {}", safe_text::json_pretty(&v["state"]));
+                println!("runs:  {}", v.data.run_count);
+                println!("state: {}", safe_text::json_pretty(&v.data.state));
             }
         }
     }
@@ -278,30 +280,36 @@ async fn confirm_delete(c: &Client, agent: &str, yes: bool) -> anyhow::Result<()
     if !confirmation.must_ask(yes)? {
         return Ok(());
     }
-    let a = c.get(&format!("/api/agents/{}", seg(agent))).await?;
+    let a = c
+        .get_as::<AgentView>(&format!("/api/agents/{}", seg(agent)))
+        .await?
+        .data
+        .agent;
     confirmation.ask(&format!(
         "delete agent {} ({}), version {}, status {}, with its whole history (every version, task and its state)?",
-        a["id"],
-        output::text(&a["name"]),
-        a["version"],
-        output::text(&a["status"])
+        a.id,
+        safe_text::line(&a.name),
+        a.version,
+        output::text(&a.status)
     ))
 }
 
 /// Waits for a task to end, a long poll of up to 20 s at a time (the
 /// server answers as soon as it ends).
-pub async fn wait_for_task(c: &Client, id: i64, limit: Duration) -> anyhow::Result<Value> {
+pub async fn wait_for_task(c: &Client, id: i64, limit: Duration) -> anyhow::Result<Answer<Task>> {
     let start = Instant::now();
     loop {
         let left = limit.saturating_sub(start.elapsed()).as_secs().clamp(1, 20);
-        let t = c.get(&format!("/api/tasks/{id}?wait={left}")).await?;
-        let status = t["status"].as_str().unwrap_or("");
-        if !matches!(status, "queued" | "running") {
+        let t = c
+            .get_as::<Task>(&format!("/api/tasks/{id}?wait={left}"))
+            .await?;
+        if t.data.status.is_final() {
             return Ok(t);
         }
         if start.elapsed() > limit {
             bail!(
-                "task {id} is still {status} after {} s; see `p38 task show {id}`",
+                "task {id} is still {} after {} s; see `p38 task show {id}`",
+                t.data.status.as_str(),
                 limit.as_secs()
             );
         }
@@ -344,46 +352,43 @@ fn fields_body(f: &AgentFields) -> anyhow::Result<Map<String, Value>> {
     Ok(m)
 }
 
-fn show_agent(c: &Client, v: &Value) {
+/// Prints an agent, whichever command fetched or changed it; `--json`
+/// prints it as the server sent it.
+fn show_agent(c: &Client, v: &Answer<AgentView>) {
     if c.json {
-        output::json(v);
+        output::json(&v.raw);
         return;
     }
-    output::fields(
-        v,
-        &[
-            "id",
-            "name",
-            "status",
-            "version",
-            "schedule",
-            "next_runs",
-            "secrets",
-            "tools",
-            "network",
-            "allow_hosts",
-            "rejected_reason",
-            "created_by",
-            "created_at",
-            "updated_at",
-        ],
-    );
-    if let Some(d) = v["description"].as_str().filter(|d| !d.is_empty()) {
-        println!("description:   {}", safe_text::line(d));
+    let a = &v.data.agent;
+    output::field("id", &a.id);
+    output::field("name", &a.name);
+    output::field("status", &a.status);
+    output::field("version", &a.version);
+    output::field("schedule", &a.schedule);
+    output::field("next_runs", &v.data.next_runs);
+    output::field("secrets", &a.secrets);
+    output::field("tools", &a.tools);
+    output::field("network", &a.network);
+    output::field("allow_hosts", &a.allow_hosts);
+    output::field("rejected_reason", &a.rejected_reason);
+    output::field("created_by", &a.created_by);
+    output::field("created_at", &a.created_at);
+    output::field("updated_at", &a.updated_at);
+    if !a.description.is_empty() {
+        println!("description:   {}", safe_text::line(&a.description));
     }
-    if v["config"].as_object().is_some_and(|c| !c.is_empty()) {
-        println!("config:        {}", safe_text::json_compact(&v["config"]));
+    if a.config.as_object().is_some_and(|c| !c.is_empty()) {
+        println!("config:        {}", safe_text::json_compact(&a.config));
     }
-    let g = &v["generation"];
-    if g.is_object() {
+    if let Some(g) = &v.data.generation {
         println!(
             "written by:    {} in {} iteration(s), {} + {} tokens, ${:.4} (generation {})",
-            output::text(&g["model"]),
-            g["iterations"],
-            g["input_tokens"],
-            g["output_tokens"],
-            g["cost_usd"].as_f64().unwrap_or(0.0),
-            g["id"]
+            safe_text::line(&g.model),
+            g.iterations,
+            g.input_tokens,
+            g.output_tokens,
+            g.cost_usd,
+            g.id
         );
     }
 }

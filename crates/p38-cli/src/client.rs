@@ -2,10 +2,25 @@
 //! as every other user, so what it can do, the API can do.
 
 use anyhow::{Context, anyhow, bail};
+use p38_core::page::Page;
+use p38_server::error::ErrorBody;
 use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::args::ClientArgs;
+use crate::output::Column;
+
+/// A server's answer: read as the API's own type, and the JSON as the
+/// server sent it, which `--json` prints (with any field this CLI does
+/// not know).
+#[derive(Debug)]
+pub struct Answer<T> {
+    /// The answer as the API's type.
+    pub data: T,
+    /// The answer as sent.
+    pub raw: Value,
+}
 
 /// A connection to a Project38 server.
 pub struct Client {
@@ -68,21 +83,58 @@ impl Client {
         if status == StatusCode::NO_CONTENT {
             return Ok(Value::Null);
         }
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            return Ok(value);
+            return Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)));
         }
         // An error message may quote what an agent or a model wrote (a
         // name, a finding): one line, escaped, like every other server text.
-        let err = &value["error"];
-        let message = match err["message"].as_str() {
-            Some(m) => crate::safe_text::line(m),
-            None => crate::safe_text::json_compact(&value),
+        // A body not in the API's error shape (a proxy's page) is shown
+        // as it came, escaped.
+        let (message, field) = match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => (crate::safe_text::line(&b.error.message), b.error.field),
+            Err(_) => {
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                (crate::safe_text::json_compact(&value), None)
+            }
         };
-        match err["field"].as_str().map(crate::safe_text::line) {
+        match field.as_deref().map(crate::safe_text::line) {
             Some(f) => bail!("{message} (field: {f}) [HTTP {}]", status.as_u16()),
             None => bail!("{message} [HTTP {}]", status.as_u16()),
         }
+    }
+
+    /// Sends a request and reads the answer as the API's type `T`, keeping
+    /// the JSON as sent for `--json`.
+    pub async fn call_as<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Answer<T>> {
+        let shown = format!("{method} {path}");
+        let raw = self.call(method, path, body).await?;
+        let data = T::deserialize(&raw).map_err(|e| {
+            anyhow!(
+                "the server's answer to {} is not what this p38 understands ({}); are the CLI and the server the same version? `--json` prints the answer as it came",
+                crate::safe_text::line(&shown),
+                crate::safe_text::line(&e.to_string())
+            )
+        })?;
+        Ok(Answer { data, raw })
+    }
+
+    /// GET, read as `T`.
+    pub async fn get_as<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Answer<T>> {
+        self.call_as(Method::GET, path, None).await
+    }
+
+    /// POST, read as `T`.
+    pub async fn post_as<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Answer<T>> {
+        self.call_as(Method::POST, path, Some(body)).await
     }
 
     /// GET.
@@ -92,13 +144,13 @@ impl Client {
 
     /// Fetches one page of a cursor-paginated listing and prints it: a
     /// table of `columns` and the next-page hint, or the JSON with `--json`.
-    pub async fn print_page(
+    pub async fn print_page<T: DeserializeOwned>(
         &self,
         path: &str,
         limit: u32,
         status: Option<&str>,
         cursor: Option<&str>,
-        columns: &[(&str, &str)],
+        columns: &[Column<T>],
     ) -> anyhow::Result<()> {
         let mut q = format!("{path}?limit={limit}");
         if let Some(s) = status {
@@ -107,15 +159,12 @@ impl Client {
         if let Some(cur) = cursor {
             q.push_str(&format!("&cursor={}", seg(cur)));
         }
-        let v = self.get(&q).await?;
+        let page = self.get_as::<Page<T>>(&q).await?;
         if self.json {
-            crate::output::json(&v);
+            crate::output::json(&page.raw);
         } else {
-            crate::output::table(
-                v["items"].as_array().map(Vec::as_slice).unwrap_or(&[]),
-                columns,
-            );
-            crate::output::next_page(&v);
+            crate::output::table(&page.data.items, columns);
+            crate::output::next_page(page.data.next_cursor.as_deref());
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use serde_json::Value;
+use p38_core::task::{Task, TaskStatus};
 
 use crate::client::Client;
 use crate::{output, safe_text};
@@ -24,19 +24,19 @@ pub async fn follow(c: &Client, id: i64, limit: Option<Duration>) -> anyhow::Res
     let start = Instant::now();
     let mut shown = Shown::default();
     loop {
-        let t = c.get(&format!("/api/tasks/{id}?wait=1")).await?;
-        let status = t["status"].as_str().unwrap_or("");
-        let ended = !matches!(status, "queued" | "running");
+        let answer = c.get_as::<Task>(&format!("/api/tasks/{id}?wait=1")).await?;
+        let t = &answer.data;
+        let ended = t.status.is_final();
         if !c.json {
-            shown.print_new(&t, ended);
+            shown.print_new(t, ended);
         }
         if ended {
             if c.json {
-                output::json(&t);
+                output::json(&answer.raw);
             } else {
-                outcome(&t);
+                outcome(t);
             }
-            return Ok(if status == "succeeded" {
+            return Ok(if t.status == TaskStatus::Succeeded {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -45,7 +45,7 @@ pub async fn follow(c: &Client, id: i64, limit: Option<Duration>) -> anyhow::Res
         if let Some(limit) = limit.filter(|l| start.elapsed() > *l) {
             bail!(
                 "task {id} is still {} after {} s; see `p38 task show {id}`",
-                safe_text::line(status),
+                safe_text::line(t.status.as_str()),
                 limit.as_secs()
             );
         }
@@ -63,9 +63,12 @@ struct Shown {
 impl Shown {
     /// Prints what `t` holds past what was printed: whole lines, and the
     /// rest too once the task `ended`.
-    fn print_new(&mut self, t: &Value, ended: bool) {
-        for (name, at) in [("stdout", &mut self.stdout), ("stderr", &mut self.stderr)] {
-            let text = t[name].as_str().unwrap_or("");
+    fn print_new(&mut self, t: &Task, ended: bool) {
+        for (name, text, at) in [
+            ("stdout", &t.stdout, &mut self.stdout),
+            ("stderr", &t.stderr, &mut self.stderr),
+        ] {
+            let text = text.as_deref().unwrap_or("");
             let Some(new) = text.get(*at..) else {
                 // Shorter than what was printed (a new attempt): from the start.
                 *at = 0;
@@ -81,7 +84,12 @@ impl Shown {
             }
             *at += upto;
         }
-        let logs = t["logs"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+        let logs = t
+            .logs
+            .as_ref()
+            .and_then(|l| l.as_array())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         for l in logs.iter().skip(self.logs) {
             let message = safe_text::block(l["message"].as_str().unwrap_or("").trim_end());
             println!(
@@ -95,15 +103,10 @@ impl Shown {
 }
 
 /// The outcome of an ended task: its status line, then its result or error.
-fn outcome(t: &Value) {
-    output::fields(t, &["status", "exit_code", "signal", "duration_ms"]);
-    if t["unsandboxed"] == true {
-        println!("WARNING:       this run was NOT sandboxed");
-    }
-    if !t["result"].is_null() {
-        println!("result:        {}", safe_text::json_compact(&t["result"]));
-    }
-    if let Some(e) = t["error"].as_str() {
-        output::block("error", e);
-    }
+fn outcome(t: &Task) {
+    output::field("status", &t.status);
+    output::field("exit_code", &t.exit_code);
+    output::field("signal", &t.signal);
+    output::field("duration_ms", &t.duration_ms);
+    crate::task_cmd::print_result(t);
 }

@@ -3,11 +3,26 @@
 
 use std::process::ExitCode;
 
+use p38_core::generation::Generation;
 use serde_json::json;
 
 use crate::args::GenerationCmd;
 use crate::client::Client;
-use crate::output;
+use crate::output::{self, Column};
+
+/// The columns of `p38 generation list`.
+const GENERATION_COLUMNS: &[Column<Generation>] = &[
+    ("ID", |g| output::cell(&g.id)),
+    ("STATUS", |g| output::cell(&g.status)),
+    ("STAGE", |g| output::cell(&g.stage)),
+    ("ITERATION", |g| output::cell(&g.iteration)),
+    ("TOKENS IN", |g| output::cell(&g.input_tokens)),
+    ("TOKENS OUT", |g| output::cell(&g.output_tokens)),
+    ("COST USD", |g| output::cell(&g.cost_usd)),
+    ("AGENT", |g| output::cell(&g.agent_id)),
+    ("CREATED", |g| output::cell(&g.created_at)),
+    ("ERROR", |g| output::cell(&g.error)),
+];
 
 /// Runs a generation subcommand.
 pub async fn run(cmd: GenerationCmd) -> anyhow::Result<ExitCode> {
@@ -24,33 +39,22 @@ pub async fn run(cmd: GenerationCmd) -> anyhow::Result<ExitCode> {
                 limit,
                 status.as_deref(),
                 cursor.as_deref(),
-                &[
-                    ("ID", "id"),
-                    ("STATUS", "status"),
-                    ("STAGE", "stage"),
-                    ("ITERATION", "iteration"),
-                    ("TOKENS IN", "input_tokens"),
-                    ("TOKENS OUT", "output_tokens"),
-                    ("COST USD", "cost_usd"),
-                    ("AGENT", "agent_id"),
-                    ("CREATED", "created_at"),
-                    ("ERROR", "error"),
-                ],
+                GENERATION_COLUMNS,
             )
             .await?;
         }
         GenerationCmd::Cancel { client, id } => {
             let c = Client::new(&client)?;
             let g = c
-                .post(&format!("/api/generations/{id}/cancel"), &json!({}))
+                .post_as::<Generation>(&format!("/api/generations/{id}/cancel"), &json!({}))
                 .await?;
             if c.json {
-                output::json(&g);
+                output::json(&g.raw);
             } else {
                 println!(
                     "cancelled generation {id} at {} of iteration {}",
-                    output::text(&g["stage"]),
-                    g["iteration"]
+                    output::text(&g.data.stage),
+                    g.data.iteration
                 );
             }
         }

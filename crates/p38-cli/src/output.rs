@@ -3,6 +3,7 @@
 //! first: control and hidden characters are shown escaped, never acted on.
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::safe_text;
@@ -15,24 +16,30 @@ pub fn json(v: &Value) {
     println!("{}", safe_text::json_pretty(v));
 }
 
-/// Prints rows as a table; each column is a JSON field of the items.
-pub fn table(items: &[Value], columns: &[(&str, &str)]) {
+/// A table column: its header, and how an item shows in it (a [`cell`]).
+pub type Column<T> = (&'static str, fn(&T) -> String);
+
+/// Prints items of an API type as a table.
+pub fn table<T>(items: &[T], columns: &[Column<T>]) {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(columns.iter().map(|(h, _)| *h));
     for item in items {
-        // A field is a key, or a JSON pointer (`/error/text`) into the item.
-        t.add_row(columns.iter().map(|(_, f)| match f.strip_prefix('/') {
-            Some(_) => cell(item.pointer(f).unwrap_or(&Value::Null)),
-            None => cell(&item[*f]),
-        }));
+        t.add_row(columns.iter().map(|(_, show)| show(item)));
     }
     println!("{t}");
 }
 
-/// A JSON value as a short table cell, on one line, escaped.
-pub fn cell(v: &Value) -> String {
-    safe_text::line_cut(&plain(v), CELL_WIDTH)
+/// A value as a short table cell: as the API spells it in JSON (`-` when
+/// absent, a list joined by commas), on one line, escaped.
+pub fn cell(v: &impl Serialize) -> String {
+    safe_text::line_cut(&plain(&as_json(v)), CELL_WIDTH)
+}
+
+/// A value as the API spells it in JSON (the same serialisation the
+/// server's answer had).
+fn as_json(v: &impl Serialize) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
 /// A JSON value as text, before escaping.
@@ -45,16 +52,15 @@ fn plain(v: &Value) -> String {
     }
 }
 
-/// Prints `key: value` lines for the named fields.
-pub fn fields(v: &Value, names: &[&str]) {
-    for n in names {
-        println!("{:<14} {}", format!("{n}:"), cell(&v[*n]));
-    }
+/// Prints a `name: value` line.
+pub fn field(name: &str, v: &impl Serialize) {
+    println!("{:<14} {}", format!("{name}:"), cell(v));
 }
 
-/// A string field of a server answer as one escaped line (`""` when absent).
-pub fn text(v: &Value) -> String {
-    safe_text::line(v.as_str().unwrap_or(""))
+/// A value the API spells as a string (a name, a status) as one escaped
+/// line (`""` when it is not a string).
+pub fn text(v: &impl Serialize) -> String {
+    safe_text::line(as_json(v).as_str().unwrap_or(""))
 }
 
 /// Prints a multi-line text an agent wrote (its stdout, an error with its
@@ -79,8 +85,8 @@ pub fn logs(records: &[Value]) {
 }
 
 /// Prints the next-page hint when there is one.
-pub fn next_page(v: &Value) {
-    if let Some(c) = v["next_cursor"].as_str() {
+pub fn next_page(next_cursor: Option<&str>) {
+    if let Some(c) = next_cursor {
         println!("more: --cursor {}", safe_text::line(c));
     }
 }

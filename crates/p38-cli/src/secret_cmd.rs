@@ -8,9 +8,20 @@ use anyhow::{Context, bail};
 use reqwest::Method;
 use serde_json::json;
 
+use p38_core::store::SecretMeta;
+
 use crate::args::SecretCmd;
 use crate::client::{Client, seg};
-use crate::{output, safe_text};
+use crate::output::{self, Column};
+use crate::safe_text;
+
+/// The columns of `p38 secret list`.
+const SECRET_COLUMNS: &[Column<SecretMeta>] = &[
+    ("NAME", |s| output::cell(&s.name)),
+    ("VERSION", |s| output::cell(&s.version)),
+    ("BACKEND", |s| output::cell(&s.backend)),
+    ("UPDATED", |s| output::cell(&s.updated_at)),
+];
 
 /// Runs a secret subcommand.
 pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
@@ -37,19 +48,11 @@ pub async fn run(cmd: SecretCmd) -> anyhow::Result<ExitCode> {
         }
         SecretCmd::List { client } => {
             let c = Client::new(&client)?;
-            let v = c.get("/api/secrets").await?;
+            let v = c.get_as::<Vec<SecretMeta>>("/api/secrets").await?;
             if c.json {
-                output::json(&v);
+                output::json(&v.raw);
             } else {
-                output::table(
-                    v.as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    &[
-                        ("NAME", "name"),
-                        ("VERSION", "version"),
-                        ("BACKEND", "backend"),
-                        ("UPDATED", "updated_at"),
-                    ],
-                );
+                output::table(&v.data, SECRET_COLUMNS);
             }
         }
         SecretCmd::Rm { client, name } => {

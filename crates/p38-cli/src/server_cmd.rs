@@ -191,7 +191,7 @@ async fn follow_secret_changes(store: &dyn Store, chain: Arc<p38_secrets::ChainR
             });
         }
         Err(e) => tracing::warn!(
-            error = %e,
+            error = %e.report(),
             "no secret-change notifications from the database; other processes' changes arrive after the cache TTL"
         ),
     }

@@ -2,11 +2,26 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use p38_core::task::{Task, TaskSummary, TaskTarget};
+use serde_json::json;
 
 use crate::args::TaskCmd;
-use crate::client::{Client, seg};
-use crate::{output, safe_text};
+use crate::client::{Answer, Client, seg};
+use crate::output::{self, Column};
+use crate::safe_text;
+
+/// The columns of `p38 task list`.
+const TASK_COLUMNS: &[Column<TaskSummary>] = &[
+    ("ID", |t| output::cell(&t.id)),
+    ("STATUS", |t| output::cell(&t.status)),
+    ("TRIGGER", |t| output::cell(&t.trigger)),
+    ("ATTEMPT", |t| output::cell(&t.attempt)),
+    ("STARTED", |t| output::cell(&t.started_at)),
+    ("MS", |t| output::cell(&t.duration_ms)),
+    ("ERROR", |t| {
+        output::cell(&t.error.as_ref().map(|e| &e.text))
+    }),
+];
 
 /// Runs a task subcommand.
 pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
@@ -24,15 +39,7 @@ pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
                 limit,
                 status.as_deref(),
                 cursor.as_deref(),
-                &[
-                    ("ID", "id"),
-                    ("STATUS", "status"),
-                    ("TRIGGER", "trigger"),
-                    ("ATTEMPT", "attempt"),
-                    ("STARTED", "started_at"),
-                    ("MS", "duration_ms"),
-                    ("ERROR", "/error/text"),
-                ],
+                TASK_COLUMNS,
             )
             .await?;
         }
@@ -41,30 +48,30 @@ pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             if follow {
                 return crate::follow::follow(&c, id, None).await;
             }
-            let t = c.get(&format!("/api/tasks/{id}")).await?;
+            let t = c.get_as::<Task>(&format!("/api/tasks/{id}")).await?;
             show_task(&c, &t);
         }
         TaskCmd::Retry { client, id } => {
             let c = Client::new(&client)?;
             let t = c
-                .post(&format!("/api/tasks/{id}/retry"), &json!({}))
+                .post_as::<Task>(&format!("/api/tasks/{id}/retry"), &json!({}))
                 .await?;
             if c.json {
-                output::json(&t);
+                output::json(&t.raw);
             } else {
                 println!(
                     "queued task {} (attempt {}) retrying task {id}",
-                    t["id"], t["attempt"]
+                    t.data.id, t.data.attempt
                 );
             }
         }
         TaskCmd::Cancel { client, id } => {
             let c = Client::new(&client)?;
             let t = c
-                .post(&format!("/api/tasks/{id}/cancel"), &json!({}))
+                .post_as::<Task>(&format!("/api/tasks/{id}/cancel"), &json!({}))
                 .await?;
             if c.json {
-                output::json(&t);
+                output::json(&t.raw);
             } else {
                 println!("cancelled task {id}");
             }
@@ -73,50 +80,56 @@ pub async fn run(cmd: TaskCmd) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Prints a task with its result and output.
-pub fn show_task(c: &Client, t: &Value) {
+/// Prints a task with its result and output, whichever command fetched
+/// it; `--json` prints it as the server sent it.
+pub fn show_task(c: &Client, t: &Answer<Task>) {
     if c.json {
-        output::json(t);
+        output::json(&t.raw);
         return;
     }
+    let t = &t.data;
+    output::field("id", &t.id);
     // A generation's task has no agent (yet): it names its generation.
-    let target = if t.get("generation_id").is_some() {
-        "generation_id"
-    } else {
-        "agent_id"
-    };
-    output::fields(
-        t,
-        &[
-            "id",
-            target,
-            "status",
-            "trigger",
-            "attempt",
-            "started_at",
-            "completed_at",
-            "duration_ms",
-            "cpu_ms",
-            "peak_memory_kb",
-            "exit_code",
-            "signal",
-        ],
-    );
-    if t["unsandboxed"] == true {
-        println!("WARNING:       this run was NOT sandboxed");
+    match &t.target {
+        TaskTarget::Agent { agent_id, .. } => output::field("agent_id", agent_id),
+        TaskTarget::Generation { generation_id } => output::field("generation_id", generation_id),
     }
-    if !t["result"].is_null() {
-        println!("result:        {}", safe_text::json_compact(&t["result"]));
-    }
-    if let Some(e) = t["error"].as_str() {
-        output::block("error", e);
-    }
-    if let Some(logs) = t["logs"].as_array().filter(|l| !l.is_empty()) {
+    output::field("status", &t.status);
+    output::field("trigger", &t.trigger);
+    output::field("attempt", &t.attempt);
+    output::field("started_at", &t.started_at);
+    output::field("completed_at", &t.completed_at);
+    output::field("duration_ms", &t.duration_ms);
+    output::field("cpu_ms", &t.cpu_ms);
+    output::field("peak_memory_kb", &t.peak_memory_kb);
+    output::field("exit_code", &t.exit_code);
+    output::field("signal", &t.signal);
+    print_result(t);
+    if let Some(logs) = t
+        .logs
+        .as_ref()
+        .and_then(|l| l.as_array())
+        .filter(|l| !l.is_empty())
+    {
         output::logs(logs);
     }
-    for name in ["stdout", "stderr"] {
-        if let Some(s) = t[name].as_str().filter(|s| !s.is_empty()) {
+    for (name, text) in [("stdout", &t.stdout), ("stderr", &t.stderr)] {
+        if let Some(s) = text.as_deref().filter(|s| !s.is_empty()) {
             output::block(name, s);
         }
+    }
+}
+
+/// The sandbox warning, the result and the error of a task, as every view
+/// of an ended task shows them.
+pub fn print_result(t: &Task) {
+    if t.unsandboxed {
+        println!("WARNING:       this run was NOT sandboxed");
+    }
+    if let Some(r) = &t.result {
+        println!("result:        {}", safe_text::json_compact(r));
+    }
+    if let Some(e) = &t.error {
+        output::block("error", e);
     }
 }

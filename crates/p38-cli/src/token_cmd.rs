@@ -8,9 +8,23 @@ use anyhow::Context;
 use reqwest::Method;
 use serde_json::json;
 
+use p38_core::auth::ApiToken;
+
 use crate::args::TokenCmd;
 use crate::client::Client;
-use crate::output;
+use crate::output::{self, Column};
+
+/// The columns of `p38 token list`.
+const TOKEN_COLUMNS: &[Column<ApiToken>] = &[
+    ("ID", |t| output::cell(&t.id)),
+    ("NAME", |t| output::cell(&t.name)),
+    ("SCOPE", |t| output::cell(&t.scope)),
+    ("PREFIX", |t| output::cell(&t.prefix)),
+    ("CREATED", |t| output::cell(&t.created_at)),
+    ("EXPIRES", |t| output::cell(&t.expires_at)),
+    ("LAST USED", |t| output::cell(&t.last_used_at)),
+    ("REVOKED", |t| output::cell(&t.revoked_at)),
+];
 
 /// Runs a token subcommand.
 pub async fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
@@ -88,23 +102,11 @@ pub async fn run(cmd: TokenCmd) -> anyhow::Result<ExitCode> {
         }
         TokenCmd::List { client } => {
             let c = Client::new(&client)?;
-            let v = c.get("/api/tokens").await?;
+            let v = c.get_as::<Vec<ApiToken>>("/api/tokens").await?;
             if c.json {
-                output::json(&v);
+                output::json(&v.raw);
             } else {
-                output::table(
-                    v.as_array().map(Vec::as_slice).unwrap_or(&[]),
-                    &[
-                        ("ID", "id"),
-                        ("NAME", "name"),
-                        ("SCOPE", "scope"),
-                        ("PREFIX", "prefix"),
-                        ("CREATED", "created_at"),
-                        ("EXPIRES", "expires_at"),
-                        ("LAST USED", "last_used_at"),
-                        ("REVOKED", "revoked_at"),
-                    ],
-                );
+                output::table(&v.data, TOKEN_COLUMNS);
             }
         }
         TokenCmd::Revoke { client, id } => {

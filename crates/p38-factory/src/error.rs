@@ -31,7 +31,7 @@ impl From<FactoryError> for p38_core::Error {
         match e {
             FactoryError::InvalidDescription(m) => p38_core::Error::validation("description", m),
             FactoryError::Template(m) => p38_core::Error::internal(m),
-            e @ FactoryError::UnpricedModel { .. } => p38_core::Error::Unavailable(e.to_string()),
+            e @ FactoryError::UnpricedModel { .. } => p38_core::Error::unavailable(e.to_string()),
         }
     }
 }

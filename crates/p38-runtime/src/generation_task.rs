@@ -47,7 +47,7 @@ pub(crate) async fn run(
         // The generation holds its own end; the task's lease expires, and
         // the worker that claims it again finds the generation ended.
         Err(e) => {
-            tracing::warn!(task = id, error = %e, "recording the end of a generation's task failed")
+            tracing::warn!(task = id, error = %e.report(), "recording the end of a generation's task failed")
         }
     }
 }

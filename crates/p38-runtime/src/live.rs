@@ -40,7 +40,7 @@ impl LiveSink {
     pub(crate) async fn save(&self, out: TaskOutput) -> Duration {
         let bytes = out.stdout.len() + out.stderr.len() + out.logs.to_string().len();
         if let Err(e) = self.store.save_output(self.task, &self.worker, out).await {
-            tracing::warn!(task = self.task, error = %e, "storing the output so far failed; trying again later");
+            tracing::warn!(task = self.task, error = %e.report(), "storing the output so far failed; trying again later");
         }
         SAVE_EVERY + Duration::from_secs_f64(bytes as f64 / BYTES_PER_SECOND as f64)
     }

@@ -98,7 +98,7 @@ impl Scheduler {
             let now_leading = match self.store.try_lead(&self.holder, self.lease).await {
                 Ok(l) => l,
                 Err(e) => {
-                    tracing::warn!(error = %e, "scheduler lease check failed");
+                    tracing::warn!(error = %e.report(), "scheduler lease check failed");
                     false
                 }
             };
@@ -111,7 +111,7 @@ impl Scheduler {
                 match self.fire_due().await {
                     Ok(true) => continue,
                     Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "firing schedules failed"),
+                    Err(e) => tracing::warn!(error = %e.report(), "firing schedules failed"),
                 }
                 if let Ok(Some(next)) = self.store.next_fire_time().await {
                     let wake_at = next - chrono::Duration::from_std(LOOKAHEAD).unwrap_or_default();
@@ -158,7 +158,7 @@ impl Scheduler {
             });
         }
         while let Some(r) = set.join_next().await {
-            r.map_err(|e| p38_core::Error::internal(format!("firing task failed: {e}")))??;
+            r.map_err(|e| p38_core::Error::internal_source("firing a due agent", e))??;
         }
         Ok(full)
     }

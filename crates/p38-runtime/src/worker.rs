@@ -108,7 +108,7 @@ impl Worker {
         let generation_slots = self.generations.as_ref().map_or(0, |g| g.slots);
         tracing::info!(worker = %cfg.worker_id, concurrency = cfg.concurrency, generation_slots, sandboxed = self.exec.sandboxed(), "worker started");
         if let Err(e) = self.store.listen(self.wake.clone()).await {
-            tracing::warn!(error = %e, "no task notifications from the database; polling every {:?}", cfg.poll);
+            tracing::warn!(error = %e.report(), "no task notifications from the database; polling every {:?}", cfg.poll);
         }
         loop {
             if *shutdown.borrow() {
@@ -174,14 +174,16 @@ impl Worker {
                             let (store, me) = (self.store.clone(), cfg.worker_id.clone());
                             bulk.spawn(async move {
                                 if let Err(e) = store.complete_noops(&me, &ids).await {
-                                    tracing::warn!(error = %e, "completing no-op tasks failed; their leases will expire");
+                                    tracing::warn!(error = %e.report(), "completing no-op tasks failed; their leases will expire");
                                 }
                             });
                             streaming_noops = true;
                             continue;
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "claiming tasks failed; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e.report(), "claiming tasks failed; retrying")
+                    }
                 }
             }
             // Sleep until the next delayed task (a retry) is due, at most
@@ -231,7 +233,7 @@ impl Worker {
             match self.store.release(&cfg.worker_id, &ids).await {
                 Ok(n) => tracing::info!(released = n, "handed unfinished tasks back to the queue"),
                 Err(e) => {
-                    tracing::warn!(error = %e, "releasing tasks failed; their leases will expire")
+                    tracing::warn!(error = %e.report(), "releasing tasks failed; their leases will expire")
                 }
             }
             for (_, stop) in left {
@@ -288,22 +290,22 @@ impl Worker {
                     match kept {
                         Ok(true) => tracing::info!(task = id, "task was cancelled; its output up to the cancel is kept"),
                         Ok(false) => tracing::info!(task = id, "task was cancelled or taken over; its outcome is discarded"),
-                        Err(e) => tracing::warn!(task = id, error = %e, "storing the output of a cancelled task failed"),
+                        Err(e) => tracing::warn!(task = id, error = %e.report(), "storing the output of a cancelled task failed"),
                     }
                 }
                 // The database is away: the lease expires and the task runs
                 // again, which is what at-least-once promises.
-                Err(e @ p38_core::Error::Unavailable(_)) => tracing::error!(task = id, error = %e, "recording the outcome failed; the lease will expire and the task will run again"),
+                Err(e @ p38_core::Error::Unavailable { .. }) => tracing::error!(task = id, error = %e.report(), "recording the outcome failed; the lease will expire and the task will run again"),
                 // The database refused this outcome itself: running the task
                 // again would repeat its side effects for the same refusal,
                 // so record the run as failed, saying why.
                 Err(e) => {
-                    tracing::error!(task = id, error = %e, "the outcome could not be stored; recording the run as failed");
+                    tracing::error!(task = id, error = %e.report(), "the outcome could not be stored; recording the run as failed");
                     let failed = FinishedRun::bare(TaskOutcome::failed(format!(
                         "the run ended but its outcome could not be stored: {e}"
                     )));
                     if let Err(e) = store.complete(id, &worker, failed).await {
-                        tracing::error!(task = id, error = %e, "recording the failure failed too; the lease will expire and the task will run again");
+                        tracing::error!(task = id, error = %e.report(), "recording the failure failed too; the lease will expire and the task will run again");
                     }
                 }
             }
@@ -375,7 +377,7 @@ impl Worker {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                Err(e) => tracing::warn!(error = %e.report(), "heartbeat failed"),
             }
         }
         match self.store.requeue_expired().await {
@@ -387,7 +389,7 @@ impl Worker {
                 );
                 self.wake.notify_one();
             }
-            Err(e) => tracing::warn!(error = %e, "re-queueing expired tasks failed"),
+            Err(e) => tracing::warn!(error = %e.report(), "re-queueing expired tasks failed"),
         }
     }
 }

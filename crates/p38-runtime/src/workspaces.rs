@@ -34,11 +34,11 @@ impl WorkspaceRemover for LocalWorkspaces {
         let shown = path.display().to_string();
         tokio::task::spawn_blocking(move || p38_sandbox::remove_workspace(&path))
             .await
-            .map_err(Error::internal)?
-            .map_err(|e| Error::internal(format!("removing the workspace {shown}: {e}")))?;
+            .map_err(|e| Error::internal_source("removing a workspace", e))?
+            .map_err(|e| Error::internal_source(format!("removing the workspace {shown}"), e))?;
         // The database's copies go with the agent's rows.
         crate::workspace_carry::forget(&self.cfg, agent).map_err(|e| {
-            Error::internal(format!("removing the record of the workspace {shown}: {e}"))
+            Error::internal_source(format!("removing the record of the workspace {shown}"), e)
         })?;
         Ok(())
     }

@@ -204,7 +204,9 @@ pub(crate) mod http {
             .connect_timeout(timeout.min(std::time::Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| Error::internal(format!("{backend} backend: HTTP client: {e}")))
+            .map_err(|e| {
+                Error::internal_source(format!("{backend} backend: building the HTTP client"), e)
+            })
     }
 
     /// A transport failure, without the URL (which may carry a query).
@@ -217,7 +219,7 @@ pub(crate) mod http {
         } else {
             "request failed"
         };
-        Error::Unavailable(format!("{backend} backend: {step}: {kind}: {e}"))
+        Error::unavailable_source(format!("{backend} backend: {step}: {kind}"), e)
     }
 
     /// A short, single-line excerpt of an error body for messages. Error

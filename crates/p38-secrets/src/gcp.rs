@@ -211,7 +211,7 @@ fn config_error(msg: impl std::fmt::Display) -> Error {
 }
 
 fn unavailable(msg: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("gcp backend: {msg}"))
+    Error::unavailable(format!("gcp backend: {msg}"))
 }
 
 impl GcpBackend {

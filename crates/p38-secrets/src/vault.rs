@@ -148,7 +148,7 @@ impl std::fmt::Debug for VaultBackend {
 }
 
 fn unavailable(msg: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("vault backend: {msg}"))
+    Error::unavailable(format!("vault backend: {msg}"))
 }
 
 fn config_error(msg: impl std::fmt::Display) -> Error {

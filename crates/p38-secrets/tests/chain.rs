@@ -44,7 +44,7 @@ impl SecretBackend for Fake {
     async fn get(&self, name: &str) -> p38_core::Result<Option<SecretValue>> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.fail {
-            return Err(p38_core::Error::Unavailable(format!(
+            return Err(p38_core::Error::unavailable(format!(
                 "{} backend: could not connect",
                 self.name
             )));

@@ -4,20 +4,20 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use p38_core::Error;
 
-/// The body of every error response.
-#[derive(Debug, Serialize, ToSchema)]
+/// The body of every error response (the CLI reads it too).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
 }
 
 /// What went wrong.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code: malformed, validation, not_found,
     /// conflict, unauthorized, forbidden, too_large, unavailable, internal.
@@ -53,7 +53,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -61,15 +61,16 @@ pub fn status_of(e: &Error) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = status_of(&self.0);
+        // The one place a fault is logged: with its whole cause chain,
+        // which the client never sees.
         let message = match &self.0 {
-            // The detail of an internal fault is for the log, not the client.
-            Error::Internal(detail) => {
-                tracing::error!(%detail, "internal error");
-                "something went wrong inside Project38; the server log has the details".to_string()
+            Error::Internal { message, .. } => {
+                tracing::error!(error = %self.0.report(), "internal error");
+                format!("{message}; the server log has the details")
             }
-            Error::Unavailable(detail) => {
-                tracing::warn!(%detail, "dependency unavailable");
-                detail.clone()
+            Error::Unavailable { message, .. } => {
+                tracing::warn!(error = %self.0.report(), "dependency unavailable");
+                message.clone()
             }
             e => e.to_string(),
         };

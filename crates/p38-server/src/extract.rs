@@ -109,7 +109,10 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
                 };
                 Err(ApiError(Error::Validation { field, message }))
             }
-            Err(e) => Err(ApiError(Error::internal(format!("path parameters: {e}")))),
+            Err(e) => Err(ApiError(Error::internal_source(
+                "cannot read the path parameters",
+                e,
+            ))),
         }
     }
 }

@@ -125,7 +125,7 @@ impl SqlStore {
         migrator
             .run(&pool)
             .await
-            .map_err(|e| Error::Unavailable(format!("database migration failed: {e}")))?;
+            .map_err(|e| Error::unavailable_source("the database migration failed", e))?;
         Ok(SqlStore {
             pool,
             claim_pool,
@@ -180,7 +180,7 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await
             .map(|_| ())
-            .map_err(|e| Error::Unavailable(format!("database unreachable: {e}")))
+            .map_err(|e| Error::unavailable_source("the database is unreachable", e))
     }
 
     fn backend(&self) -> &'static str {
@@ -233,11 +233,11 @@ impl SqlStore {
         }
         let mut listener = sqlx::postgres::PgListener::connect(&self.url)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot LISTEN on {channel}: {e}")))?;
+            .map_err(|e| Error::unavailable_source(format!("cannot LISTEN on {channel}"), e))?;
         listener
             .listen(channel)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot LISTEN on {channel}: {e}")))?;
+            .map_err(|e| Error::unavailable_source(format!("cannot LISTEN on {channel}"), e))?;
         tokio::spawn(async move {
             loop {
                 // `try_recv` rather than `recv`: it says when the connection
@@ -325,7 +325,12 @@ async fn open_pool(
         })
         .connect(url)
         .await
-        .map_err(|e| Error::Unavailable(format!("cannot open the database at {}: {e}", redact_url(url))))
+        .map_err(|e| {
+            Error::unavailable_source(
+                format!("cannot open the database at {}", redact_url(url)),
+                e,
+            )
+        })
 }
 
 fn backend_of(url: &str) -> Result<Backend> {
@@ -358,8 +363,9 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        std::fs::create_dir_all(parent).map_err(|e| {
+            Error::unavailable_source(format!("cannot create {}", parent.display()), e)
+        })?;
     }
     // Create the file ourselves, owner-only, before SQLite opens it: SQLite
     // gives the -wal and -shm files the database file's mode.
@@ -371,7 +377,7 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
             .mode(0o600)
             .open(path)
             .map_err(|e| {
-                Error::Unavailable(format!("cannot create the database file {path}: {e}"))
+                Error::unavailable_source(format!("cannot create the database file {path}"), e)
             })?;
     }
     let query = if query.contains("mode=") {
@@ -413,8 +419,11 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Maps a database error: unique violations become conflicts, everything
-/// else an internal error whose detail goes to the log, not the client.
+/// Maps a database error: unique violations become conflicts, a lost
+/// connection an unavailable database, everything else an internal error.
+/// The driver's error is kept as the source, for the log, and its text is
+/// never the message a client sees; nothing is logged here (the error is
+/// logged once, where it is handled).
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => Error::Conflict {
@@ -427,12 +436,12 @@ pub(crate) fn db_err(e: sqlx::Error) -> Error {
             Error::Malformed("text must not contain NUL characters (\\u0000)".into())
         }
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            Error::Unavailable(format!("database unavailable: {e}"))
+            Error::unavailable_source(
+                "the database is not available right now; try again shortly",
+                e,
+            )
         }
-        _ => {
-            tracing::error!(error = %e, "database error");
-            Error::internal(format!("database error: {e}"))
-        }
+        _ => Error::internal_source("a database operation failed", e),
     }
 }
 

@@ -51,7 +51,8 @@ where
 }
 
 fn json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| Error::internal(format!("corrupt {what} in store: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| Error::internal_source(format!("corrupt {what} in store"), e))
 }
 
 fn opt_json(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>> {

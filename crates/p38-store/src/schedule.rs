@@ -40,7 +40,7 @@ impl ScheduleStore for SqlStore {
                     schedule: Schedule::parse(&r.try_get::<String, _>("schedule").map_err(db_err)?)
                         .map_err(|e| e.to_string()),
                     settings: serde_json::from_str(&settings)
-                        .map_err(|e| Error::internal(format!("corrupt settings: {e}")))?,
+                        .map_err(|e| Error::internal_source("corrupt settings in store", e))?,
                     next_fire_at: from_millis(r.try_get("next_fire_at").map_err(db_err)?),
                 })
             })

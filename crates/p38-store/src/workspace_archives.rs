@@ -89,7 +89,7 @@ impl WorkspaceArchiveStore for SqlStore {
             tx.commit().await.map_err(|e| agent_gone(e, agent))?;
             return Ok(ArchiveSave::Stored(stored));
         }
-        Err(Error::Unavailable(format!(
+        Err(Error::unavailable(format!(
             "saving the workspace of agent {agent}: other runs of it kept saving at the same moment; the next run saves it again"
         )))
     }
