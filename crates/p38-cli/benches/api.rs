@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo bench -p p38-cli --bench api -- all     # both measurements
-//! cargo bench -p p38-cli --bench api -- list    # GET /api/agents (100 agents) under wrk
+//! cargo bench -p p38-cli --bench api -- list    # GET /api/agents (100 agents) and one agent under wrk
 //! cargo bench -p p38-cli --bench api -- deep    # page 1 vs deep pages of 1,000,000 tasks
 //! ```
 //!
@@ -77,26 +77,50 @@ impl Db {
     }
 }
 
-/// `GET /api/agents` with 100 agents, under wrk at 32 connections.
+/// `GET /api/agents?limit=100` with 100 agents, and `GET /api/agents/{id}`
+/// of one of them, each under wrk at 32 connections.
 fn list(db: &Db) {
     if Command::new("wrk").arg("--version").output().is_err() {
         println!("SKIP list: wrk is not installed (apt-get install wrk)");
         return;
     }
     let s = Server::start(Some(&db.url), &db.dir.path().join("p38-data"));
+    let mut ids = Vec::new();
     for i in 0..100 {
-        s.post(
+        let a = s.post(
             "/api/agents",
             serde_json::json!({"name": format!("agent-{i:03}"), "code": AGENT, "schedule": "every 1h"}),
         );
+        ids.push(a["id"].as_i64().unwrap());
     }
     let page = s.get("/api/agents?limit=100");
     let body: serde_json::Value = page.json().unwrap();
     assert_eq!(body["items"].as_array().unwrap().len(), 100);
+    for (what, path) in [
+        (
+            "GET /api/agents (100 agents)",
+            "/api/agents?limit=100".to_string(),
+        ),
+        (
+            "GET /api/agents/{id} (one agent)",
+            format!("/api/agents/{}", ids[49]),
+        ),
+    ] {
+        let (rps, p50, p99) = wrk(&s, &path);
+        println!(
+            "{:<9} {what}, wrk -t2 -c32 -d10s: {rps} requests/s, p50 {p50}, p99 {p99}",
+            db.backend,
+        );
+    }
+}
+
+/// wrk's requests/s, p50 and p99 for `path` as the admin; panics on any
+/// answer but 2xx.
+fn wrk(s: &Server, path: &str) -> (String, String, String) {
     let out = Command::new("wrk")
         .args(["-t2", "-c32", "-d10s", "--latency", "-H"])
         .arg(format!("Authorization: Bearer {}", s.token))
-        .arg(format!("{}/api/agents?limit=100", s.base))
+        .arg(format!("{}{path}", s.base))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -109,13 +133,7 @@ fn list(db: &Db) {
         println!("{text}");
         panic!("wrk saw error responses");
     }
-    println!(
-        "{:<9} GET /api/agents (100 agents), wrk -t2 -c32 -d10s: {} requests/s, p50 {}, p99 {}",
-        db.backend,
-        field("Requests/sec:"),
-        field("50%"),
-        field("99%"),
-    );
+    (field("Requests/sec:"), field("50%"), field("99%"))
 }
 
 /// Page 1 and pages deep in a 1,000,000-task history of one agent. The

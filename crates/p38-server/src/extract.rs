@@ -245,15 +245,14 @@ fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, Error> {
         let msg = msg
             .trim_start_matches("Failed to deserialize query string: ")
             .to_string();
-        // Unknown fields are named in backticks; bad values as `name: why`.
-        let field = msg.split('`').nth(1).map(str::to_string).or_else(|| {
-            msg.split_once(": ")
-                .map(|(f, _)| f)
-                .filter(|f| {
-                    !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                })
-                .map(str::to_string)
-        });
+        // Bad values are named as `name: why` (the why may quote the
+        // accepted values in backticks); unknown fields in backticks.
+        let field = msg
+            .split_once(": ")
+            .map(|(f, _)| f)
+            .filter(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .or_else(|| msg.split('`').nth(1))
+            .map(str::to_string);
         Error::Validation {
             field,
             message: api_words(&msg),
@@ -426,6 +425,13 @@ mod tests {
                 "{q}: {text}"
             );
         }
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Keep {
+            keep_workspace: Option<bool>,
+        }
+        let e = serde_urlencoded_de::<Keep>("keep_workspace=maybe").unwrap_err();
+        assert_eq!(e.field(), Some("keep_workspace"), "{e}");
         assert!(parse_id("task", "-1").is_err() && parse_id("task", "abc").is_err());
         assert_eq!(parse_id("task", "7").unwrap(), 7);
     }

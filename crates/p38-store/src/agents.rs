@@ -1,6 +1,7 @@
 //! Agents, their versions and their state.
 
 use async_trait::async_trait;
+use rusqlite::types::Value;
 
 use p38_core::agent::{
     Agent, AgentChange, AgentId, AgentState, AgentStatus, AgentVersion, NewAgent,
@@ -25,6 +26,21 @@ fn name_conflict(e: Error, name: &str) -> Error {
         other => other,
     }
 }
+
+// The reads of the request path: one text for both backends, run by sqlx
+// on PostgreSQL and on the blocking pool on SQLite (`crate::reader`).
+const AGENT_BY_ID: &str = concat!("SELECT ", agent_cols!(), " FROM agents WHERE id = $1");
+const AGENT_BY_NAME: &str = concat!("SELECT ", agent_cols!(), " FROM agents WHERE name = $1");
+const AGENTS_PAGE: &str = concat!(
+    "SELECT ",
+    agent_cols!(),
+    " FROM agents WHERE id < $1 ORDER BY id DESC LIMIT $2"
+);
+const AGENTS_PAGE_OF_STATUS: &str = concat!(
+    "SELECT ",
+    agent_cols!(),
+    " FROM agents WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+);
 
 #[async_trait]
 impl AgentStore for SqlStore {
@@ -69,31 +85,34 @@ impl AgentStore for SqlStore {
     }
 
     async fn get_agent(&self, id: AgentId) -> Result<Option<Agent>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            agent_cols!(),
-            " FROM agents WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?
-        .map(|r| rows::agent(&r))
-        .transpose()
+        if let Some(r) = &self.reader {
+            return r
+                .optional(AGENT_BY_ID, vec![Value::Integer(id)], |r| rows::agent(r))
+                .await;
+        }
+        sqlx::query(AGENT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::agent(&r))
+            .transpose()
     }
 
     async fn get_agent_by_name(&self, name: &str) -> Result<Option<Agent>> {
-        sqlx::query(concat!(
-            "SELECT ",
-            agent_cols!(),
-            " FROM agents WHERE name = $1"
-        ))
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?
-        .map(|r| rows::agent(&r))
-        .transpose()
+        if let Some(r) = &self.reader {
+            let name = Value::Text(name.to_string());
+            return r
+                .optional(AGENT_BY_NAME, vec![name], |r| rows::agent(r))
+                .await;
+        }
+        sqlx::query(AGENT_BY_NAME)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::agent(&r))
+            .transpose()
     }
 
     async fn list_agents(
@@ -103,25 +122,33 @@ impl AgentStore for SqlStore {
     ) -> Result<Page<Agent>> {
         let before = page.before.unwrap_or(i64::MAX);
         let fetch = i64::from(page.limit) + 1;
-        let q = match status {
-            None => sqlx::query(concat!(
-                "SELECT ",
-                agent_cols!(),
-                " FROM agents WHERE id < $1 ORDER BY id DESC LIMIT $2"
-            ))
-            .bind(before)
-            .bind(fetch),
-            Some(s) => sqlx::query(concat!(
-                "SELECT ",
-                agent_cols!(),
-                " FROM agents WHERE status = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-            ))
-            .bind(s.as_str())
-            .bind(before)
-            .bind(fetch),
+        let agents = if let Some(r) = &self.reader {
+            let (sql, params) = match status {
+                None => (
+                    AGENTS_PAGE,
+                    vec![Value::Integer(before), Value::Integer(fetch)],
+                ),
+                Some(s) => (
+                    AGENTS_PAGE_OF_STATUS,
+                    vec![
+                        Value::Text(s.as_str().to_string()),
+                        Value::Integer(before),
+                        Value::Integer(fetch),
+                    ],
+                ),
+            };
+            r.all(sql, params, |r| rows::agent(r)).await?
+        } else {
+            let q = match status {
+                None => sqlx::query(AGENTS_PAGE).bind(before).bind(fetch),
+                Some(s) => sqlx::query(AGENTS_PAGE_OF_STATUS)
+                    .bind(s.as_str())
+                    .bind(before)
+                    .bind(fetch),
+            };
+            let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+            rows.iter().map(rows::agent).collect::<Result<Vec<_>>>()?
         };
-        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
-        let agents = rows.iter().map(rows::agent).collect::<Result<Vec<_>>>()?;
         Ok(Page::from_rows(agents, page.limit, |a| a.id))
     }
 

@@ -13,6 +13,7 @@
 mod agents;
 mod audit;
 mod generations;
+mod reader;
 mod rows;
 mod schedule;
 mod secrets;
@@ -54,6 +55,8 @@ pub struct SqlStore {
     pool: AnyPool,
     claim_pool: AnyPool,
     backend: Backend,
+    /// SQLite only: the request path's reads, on the blocking pool.
+    reader: Option<std::sync::Arc<reader::SqliteReader>>,
     /// The URL without Project38's own parameters (PostgreSQL LISTEN needs
     /// a connection of its own).
     url: String,
@@ -126,10 +129,15 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| Error::unavailable_source("the database migration failed", e))?;
+        let reader = match backend {
+            Backend::Sqlite => Some(reader::SqliteReader::new(sqlite_path(&url).into(), max)),
+            Backend::Postgres => None,
+        };
         Ok(SqlStore {
             pool,
             claim_pool,
             backend,
+            reader,
             url,
         })
     }
@@ -168,6 +176,9 @@ impl SqlStore {
 
     /// Closes the pool.
     pub async fn close(&self) {
+        if let Some(r) = &self.reader {
+            r.close();
+        }
         self.claim_pool.close().await;
         self.pool.close().await;
     }
@@ -388,6 +399,12 @@ fn prepare_sqlite_url(url: &str) -> Result<String> {
         format!("{query}&mode=rwc")
     };
     Ok(format!("sqlite://{path}?{query}"))
+}
+
+/// The file of a URL made by [`prepare_sqlite_url`].
+fn sqlite_path(url: &str) -> &str {
+    let rest = url.trim_start_matches("sqlite://");
+    rest.split_once('?').map_or(rest, |(path, _)| path)
 }
 
 fn check_schema_name(s: &str) -> Result<()> {

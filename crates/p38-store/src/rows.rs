@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 
 use p38_core::agent::{Agent, AgentState, AgentVersion};
 use p38_core::audit::AuditEntry;
-use p38_core::auth::ApiToken;
+use p38_core::auth::{ApiToken, Principal, TokenLookup};
 use p38_core::task::{Excerpt, SUMMARY_CHARS, Task, TaskKind, TaskSummary, TaskTarget};
 use p38_core::time::from_millis;
 use p38_core::{Error, Result};
@@ -61,37 +61,84 @@ fn opt_json(row: &AnyRow, col: &str) -> Result<Option<serde_json::Value>> {
         .transpose()
 }
 
-pub(crate) fn agent(row: &AnyRow) -> Result<Agent> {
+/// A row read by column name, from either driver: sqlx's `AnyRow`, or a
+/// SQLite row on the blocking pool ([`crate::reader`]), so that one decoder
+/// serves both paths. JSON columns are parsed where they lie, not copied
+/// first.
+pub(crate) trait Columns {
+    fn int(&self, col: &str) -> Result<i64>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
+    fn text(&self, col: &str) -> Result<String>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>>;
+    fn opt_json<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<Option<T>>;
+
+    fn json<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<T> {
+        self.opt_json(col)?
+            .ok_or_else(|| Error::internal(format!("corrupt {col} in store: NULL")))
+    }
+}
+
+impl Columns for AnyRow {
+    fn int(&self, col: &str) -> Result<i64> {
+        get(self, col)
+    }
+    fn opt_int(&self, col: &str) -> Result<Option<i64>> {
+        get(self, col)
+    }
+    fn text(&self, col: &str) -> Result<String> {
+        get(self, col)
+    }
+    fn opt_text(&self, col: &str) -> Result<Option<String>> {
+        get(self, col)
+    }
+    fn opt_json<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<Option<T>> {
+        get::<Option<&str>>(self, col)?
+            .map(|t| json(t, col))
+            .transpose()
+    }
+}
+
+pub(crate) fn agent(row: &impl Columns) -> Result<Agent> {
     Ok(Agent {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        description: get(row, "description")?,
-        code: get(row, "code")?,
-        status: get::<String>(row, "status")?.parse()?,
-        schedule: get(row, "schedule")?,
-        config: json(&get::<String>(row, "config")?, "config")?,
-        secrets: json(&get::<String>(row, "secrets")?, "secrets")?,
-        tools: json(&get::<String>(row, "tools")?, "tools")?,
-        network: get::<i64>(row, "network")? != 0,
-        settings: json(&get::<String>(row, "settings")?, "settings")?,
-        version: get(row, "version")?,
-        created_by: get(row, "created_by")?,
-        created_at: from_millis(get(row, "created_at")?),
-        updated_at: from_millis(get(row, "updated_at")?),
-        next_fire_at: get::<Option<i64>>(row, "next_fire_at")?.map(from_millis),
-        approved_by: get(row, "approved_by")?,
-        approved_at: get::<Option<i64>>(row, "approved_at")?.map(from_millis),
-        generation_id: get(row, "generation_id")?,
-        allow_hosts: json(&get::<String>(row, "allow_hosts")?, "allow_hosts")?,
-        changed_by: match get::<Option<String>>(row, "changed_by")? {
+        id: row.int("id")?,
+        name: row.text("name")?,
+        description: row.text("description")?,
+        code: row.text("code")?,
+        status: row.text("status")?.parse()?,
+        schedule: row.opt_text("schedule")?,
+        config: row.json("config")?,
+        secrets: row.json("secrets")?,
+        tools: row.json("tools")?,
+        network: row.int("network")? != 0,
+        settings: row.json("settings")?,
+        version: row.int("version")?,
+        created_by: row.text("created_by")?,
+        created_at: from_millis(row.int("created_at")?),
+        updated_at: from_millis(row.int("updated_at")?),
+        next_fire_at: row.opt_int("next_fire_at")?.map(from_millis),
+        approved_by: row.opt_text("approved_by")?,
+        approved_at: row.opt_int("approved_at")?.map(from_millis),
+        generation_id: row.opt_int("generation_id")?,
+        allow_hosts: row.json("allow_hosts")?,
+        changed_by: match row.opt_text("changed_by")? {
             Some(who) => who,
-            None => get(row, "created_by")?,
+            None => row.text("created_by")?,
         },
-        rejected_reason: get(row, "rejected_reason")?,
-        approved_version: get(row, "approved_version")?,
-        approved_snapshot: get::<Option<String>>(row, "approved_snapshot")?
-            .map(|t| json(&t, "approved_snapshot"))
-            .transpose()?,
+        rejected_reason: row.opt_text("rejected_reason")?,
+        approved_version: row.opt_int("approved_version")?,
+        approved_snapshot: row.opt_json("approved_snapshot")?,
+    })
+}
+
+pub(crate) fn token_lookup(row: &impl Columns) -> Result<TokenLookup> {
+    Ok(TokenLookup {
+        principal: Principal {
+            token_id: row.int("id")?,
+            name: row.text("name")?,
+            scope: row.text("scope")?.parse()?,
+        },
+        expires_at: row.opt_int("expires_at")?.map(from_millis),
+        last_used_at: row.opt_int("last_used_at")?.map(from_millis),
     })
 }
 

@@ -3,9 +3,9 @@
 use async_trait::async_trait;
 
 use p38_core::audit::NewAudit;
-use p38_core::auth::{ApiToken, Principal, Scope, TokenLookup};
+use p38_core::auth::{ApiToken, Scope, TokenLookup};
 use p38_core::store::TokenStore;
-use p38_core::time::{Timestamp, from_millis, now, to_millis};
+use p38_core::time::{Timestamp, now, to_millis};
 use p38_core::{Error, Result};
 
 use crate::audit::insert_audit;
@@ -19,6 +19,8 @@ macro_rules! token_cols {
         "id, name, scope, prefix, created_at, revoked_at, expires_at, last_used_at"
     };
 }
+
+const PRINCIPAL_FOR_HASH: &str = "SELECT id, name, scope, expires_at, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL";
 
 /// A last use is recorded at most this often per token (milliseconds).
 const TOUCH_EVERY_MS: i64 = 60_000;
@@ -61,26 +63,21 @@ impl TokenStore for SqlStore {
     }
 
     async fn principal_for_hash(&self, hash: &str) -> Result<Option<TokenLookup>> {
-        type Row = (i64, String, String, Option<i64>, Option<i64>);
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT id, name, scope, expires_at, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
-        row.map(|(token_id, name, scope, expires_at, last_used_at)| {
-            Ok(TokenLookup {
-                principal: Principal {
-                    token_id,
-                    name,
-                    scope: scope.parse()?,
-                },
-                expires_at: expires_at.map(from_millis),
-                last_used_at: last_used_at.map(from_millis),
-            })
-        })
-        .transpose()
+        // Every request's first read: on SQLite it runs on the blocking pool
+        // like the other reads of the request path.
+        if let Some(r) = &self.reader {
+            let hash = rusqlite::types::Value::Text(hash.to_string());
+            return r
+                .optional(PRINCIPAL_FOR_HASH, vec![hash], |r| rows::token_lookup(r))
+                .await;
+        }
+        sqlx::query(PRINCIPAL_FOR_HASH)
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .map(|r| rows::token_lookup(&r))
+            .transpose()
     }
 
     async fn touch_token(&self, id: i64, at: Timestamp) -> Result<()> {

@@ -131,6 +131,59 @@ fn new_task(agent_id: i64) -> NewTask {
     }
 }
 
+/// A listing decodes every agent as a single read does, page by page,
+/// newest first, and filters by status.
+#[tokio::test]
+async fn agent_listings_page_and_decode_like_single_reads() {
+    for b in backends("agent_list").await {
+        let s = &b.store;
+        for i in 0..5 {
+            let mut n = new_agent(&format!("list{i}"));
+            if i % 2 == 1 {
+                n.status = AgentStatus::PendingApproval;
+                n.approved_by = None;
+                n.schedule = None;
+            }
+            s.create_agent(n, audit("agent.create")).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut page = PageRequest::first(2);
+        loop {
+            let got = s.list_agents(None, page).await.unwrap();
+            assert!(got.items.len() <= 2, "{}", b.name);
+            for a in &got.items {
+                let one = s.get_agent(a.id).await.unwrap().unwrap();
+                assert_eq!(
+                    serde_json::to_value(a).unwrap(),
+                    serde_json::to_value(&one).unwrap(),
+                    "{}: listed and read agent {} differ",
+                    b.name,
+                    a.id
+                );
+                seen.push(a.id);
+            }
+            match got.next_cursor {
+                Some(c) => page = PageRequest::parse(Some(&c), Some(2)).unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5, "{}: {seen:?}", b.name);
+        assert!(seen.windows(2).all(|w| w[0] > w[1]), "{}: {seen:?}", b.name);
+        let pending = s
+            .list_agents(Some(AgentStatus::PendingApproval), PageRequest::first(10))
+            .await
+            .unwrap();
+        assert_eq!(pending.items.len(), 2, "{}", b.name);
+        assert!(
+            pending
+                .items
+                .iter()
+                .all(|a| a.status == AgentStatus::PendingApproval && a.schedule.is_none())
+        );
+        cleanup(b).await;
+    }
+}
+
 #[tokio::test]
 async fn agents_round_trip_versions_and_conflicts() {
     for b in backends("agents").await {
