@@ -299,14 +299,14 @@ impl App {
             .config
             .clone()
             .unwrap_or_else(|| serde_json::json!({}));
-        let next_fire_at = if auto {
-            schedule
-                .as_deref()
-                .and_then(|s| Schedule::parse(s).ok())
-                .and_then(|s| s.next_after(p38_core::time::now(), settings.tz()))
-        } else {
-            None
-        };
+        // The one rule of a first firing (none while it waits for approval).
+        let parsed = schedule.as_deref().and_then(|s| Schedule::parse(s).ok());
+        let next_fire_at = p38_core::schedule::first_firing(
+            parsed.as_ref(),
+            status,
+            settings.tz(),
+            p38_core::time::now(),
+        );
         let description = if spec.description.trim().is_empty() {
             description.to_string()
         } else {

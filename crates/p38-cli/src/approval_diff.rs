@@ -3,6 +3,7 @@
 //! `GET /api/agents/{id}`), code as a line diff. Everything passes through
 //! [`crate::safe_text`]; secrets are names only (the API never has values).
 
+use p38_core::approval::Approval;
 use serde_json::Value;
 
 use crate::safe_text;
@@ -12,11 +13,10 @@ use crate::safe_text;
 const MAX_DIFF_CELLS: usize = 4_000_000;
 
 /// The diff section of the approval screen.
-pub fn render(a: &Value) -> String {
-    let approval = &a["approval"];
-    let changes = approval["changes"].as_array().cloned().unwrap_or_default();
+pub fn render(approval: &Approval) -> String {
+    let changes = &approval.changes;
     let mut out = String::new();
-    match approval["approved_version"].as_i64() {
+    match approval.approved_version {
         None => {
             out.push_str("never approved: everything below is new to the approver\n");
             return out;
@@ -32,9 +32,9 @@ pub fn render(a: &Value) -> String {
             changes.len()
         )),
     }
-    for ch in &changes {
-        let field = ch["field"].as_str().unwrap_or("");
-        let (before, after) = (&ch["before"], &ch["after"]);
+    for ch in changes {
+        let field = ch.field.as_str();
+        let (before, after) = (&ch.before, &ch.after);
         match field {
             "code" => {
                 out.push_str("  code:\n");
@@ -133,6 +133,10 @@ fn code_diff(before: &str, after: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn render(a: &Value) -> String {
+        super::render(&serde_json::from_value(a["approval"].clone()).unwrap())
+    }
 
     #[test]
     fn shows_each_change_escaped() {

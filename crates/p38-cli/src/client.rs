@@ -137,11 +137,6 @@ impl Client {
         self.call_as(Method::POST, path, Some(body)).await
     }
 
-    /// GET.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(Method::GET, path, None).await
-    }
-
     /// Fetches one page of a cursor-paginated listing and prints it: a
     /// table of `columns` and the next-page hint, or the JSON with `--json`.
     pub async fn print_page<T: DeserializeOwned>(

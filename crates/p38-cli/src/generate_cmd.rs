@@ -6,9 +6,12 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use p38_app::dto::AgentView;
+use p38_core::agent::AgentStatus;
+use p38_core::generation::{Generation, GenerationStatus};
 use serde_json::{Map, Value, json};
 
-use crate::client::{Client, seg};
+use crate::client::{Answer, Client, seg};
 use crate::confirm::Confirmation;
 use crate::{output, safe_text};
 
@@ -18,28 +21,31 @@ const FOLLOW_LIMIT: Duration = Duration::from_secs(900);
 
 /// Starts a generation and shows its progress until it ends.
 pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<ExitCode> {
-    let g = c.post("/api/agents", &Value::Object(body.clone())).await?;
-    let id = g["id"].as_i64().unwrap_or_default();
+    let g = c
+        .post_as::<Generation>("/api/agents", &Value::Object(body.clone()))
+        .await?
+        .data;
+    let id = g.id;
     let tty = std::io::stderr().is_terminal() && !c.json;
     if !c.json {
-        eprintln!(
-            "generation {id} started (model {})",
-            output::text(&g["model"])
-        );
+        eprintln!("generation {id} started (model {})", output::text(&g.model));
     }
     let start = Instant::now();
     let mut last = String::new();
     let spinner = ['|', '/', '-', '\\'];
     let mut tick = 0usize;
     let done = loop {
-        let g = c.get(&format!("/api/generations/{id}")).await?;
+        let answer = c
+            .get_as::<Generation>(&format!("/api/generations/{id}"))
+            .await?;
+        let g = &answer.data;
         let line = format!(
             "{} · iteration {} · {} finding(s) · {} tokens · ${:.4}",
-            output::text(&g["stage"]),
-            g["iteration"],
-            g["findings"],
-            g["input_tokens"].as_i64().unwrap_or(0) + g["output_tokens"].as_i64().unwrap_or(0),
-            g["cost_usd"].as_f64().unwrap_or(0.0)
+            output::text(&g.stage),
+            g.iteration,
+            g.findings,
+            g.input_tokens + g.output_tokens,
+            g.cost_usd
         );
         if tty {
             eprint!("\r{} {line:<70}", spinner[tick % 4]);
@@ -49,8 +55,8 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
             eprintln!("{line}");
         }
         last = line;
-        if g["status"] != "running" {
-            break g;
+        if g.status != GenerationStatus::Running {
+            break answer;
         }
         if start.elapsed() > FOLLOW_LIMIT {
             bail!("generation {id} is still running; follow it with GET /api/generations/{id}");
@@ -61,37 +67,51 @@ pub async fn generate(c: &Client, body: &Map<String, Value>) -> anyhow::Result<E
         eprintln!();
     }
     if c.json {
-        output::json(&done);
+        output::json(&done.raw);
     }
-    if done["status"] != "succeeded" {
-        if !c.json {
-            eprintln!(
-                "generation failed: {}",
-                safe_text::block(done["error"].as_str().unwrap_or("unknown reason"))
-            );
-            print_last_findings(&done);
+    let done = done.data;
+    let agent_id = match (done.status, done.agent_id) {
+        (GenerationStatus::Succeeded, Some(agent_id)) => agent_id,
+        _ => {
+            if !c.json {
+                eprintln!(
+                    "generation failed: {}",
+                    safe_text::block(done.error.as_deref().unwrap_or("unknown reason"))
+                );
+                print_last_findings(&done);
+            }
+            return Ok(ExitCode::from(1));
         }
-        return Ok(ExitCode::from(1));
-    }
-    let agent = c.get(&format!("/api/agents/{}", done["agent_id"])).await?;
+    };
+    let agent = c
+        .get_as::<AgentView>(&format!("/api/agents/{agent_id}"))
+        .await?
+        .data
+        .agent;
     if !c.json {
         println!(
             "agent {} ({}) created: {} · {} iteration(s) · ${:.4}",
-            agent["id"],
-            output::text(&agent["name"]),
-            output::text(&agent["status"]),
-            done["iteration"],
-            done["cost_usd"].as_f64().unwrap_or(0.0)
+            agent.id,
+            output::text(&agent.name),
+            output::text(&agent.status),
+            done.iteration,
+            done.cost_usd
         );
-        if agent["status"] == "pending_approval" {
-            println!("review and approve it: p38 agent approve {}", agent["id"]);
+        if agent.status == AgentStatus::PendingApproval {
+            println!("review and approve it: p38 agent approve {}", agent.id);
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_last_findings(g: &Value) {
-    let last = g["report"]["iterations"].as_array().and_then(|i| i.last());
+/// The findings of a generation's last iteration, from its report (a JSON
+/// document of the factory's, kept as it is).
+fn last_iteration(g: &Generation) -> Option<&Value> {
+    g.report.as_ref()?["iterations"].as_array()?.last()
+}
+
+fn print_last_findings(g: &Generation) {
+    let last = last_iteration(g);
     if let Some(findings) = last.and_then(|i| i["findings"].as_array()) {
         for f in findings {
             eprintln!(
@@ -111,36 +131,44 @@ fn print_last_findings(g: &Value) {
 /// Shows the code, findings, permissions and cost, asks (see
 /// [`crate::confirm`]), then approves the version shown.
 pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitCode> {
-    let a = c.get(&format!("/api/agents/{}", seg(agent))).await?;
-    let generation = match a["generation_id"].as_i64() {
-        Some(g) => Some(c.get(&format!("/api/generations/{g}")).await?),
+    let view = c
+        .get_as::<AgentView>(&format!("/api/agents/{}", seg(agent)))
+        .await?
+        .data;
+    let generation = match view.agent.generation_id {
+        Some(g) => Some(
+            c.get_as::<Generation>(&format!("/api/generations/{g}"))
+                .await?
+                .data,
+        ),
         None => None,
     };
     if !c.json {
         // What changed since the last approval comes first.
-        print!("{}", crate::approval_diff::render(&a));
-        print_approval_screen(&a, generation.as_ref());
+        print!("{}", crate::approval_diff::render(&view.approval));
+        print_approval_screen(&view, generation.as_ref());
     }
+    let a = &view.agent;
     let confirmation = Confirmation::new(
-        format!("agent {} was not approved", a["id"]),
-        format!("p38 agent approve {} --yes", a["id"]),
+        format!("agent {} was not approved", a.id),
+        format!("p38 agent approve {} --yes", a.id),
     );
     if confirmation.must_ask(yes)? {
         confirmation.ask("approve this agent?")?;
     }
-    let v = c
-        .post(
+    let v: Answer<AgentView> = c
+        .post_as(
             &format!("/api/agents/{}/approve", seg(agent)),
-            &json!({ "version": a["version"] }),
+            &json!({ "version": a.version }),
         )
         .await?;
     if c.json {
-        output::json(&v);
+        output::json(&v.raw);
     } else {
         println!(
             "approved: agent {} is {}",
-            v["id"],
-            output::text(&v["status"])
+            v.data.agent.id,
+            output::text(&v.data.agent.status)
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -150,43 +178,41 @@ pub async fn approve(c: &Client, agent: &str, yes: bool) -> anyhow::Result<ExitC
 /// findings, and its code with line numbers (the findings name lines, and
 /// a numbered gutter shows where the code ends: code cannot print a fake
 /// end of the code block).
-fn print_approval_screen(a: &Value, generation: Option<&Value>) {
+fn print_approval_screen(view: &AgentView, generation: Option<&Generation>) {
+    let a = &view.agent;
     println!(
         "agent {} ({}), version {}, status {}",
-        a["id"],
-        output::text(&a["name"]),
-        a["version"],
-        output::text(&a["status"])
+        a.id,
+        output::text(&a.name),
+        a.version,
+        output::text(&a.status)
     );
-    println!("description: {}", output::text(&a["description"]));
-    println!("schedule:    {}", output::cell(&a["schedule"]));
-    println!("secrets:     {}", output::cell(&a["secrets"]));
-    println!("tools:       {}", output::cell(&a["tools"]));
-    println!("network:     {}", output::cell(&a["network"]));
-    println!("allow_hosts: {}", output::cell(&a["allow_hosts"]));
-    println!("config:      {}", safe_text::json_compact(&a["config"]));
+    println!("description: {}", output::text(&a.description));
+    println!("schedule:    {}", output::cell(&a.schedule));
+    println!("secrets:     {}", output::cell(&a.secrets));
+    println!("tools:       {}", output::cell(&a.tools));
+    println!("network:     {}", output::cell(&a.network));
+    println!("allow_hosts: {}", output::cell(&a.allow_hosts));
+    println!("config:      {}", safe_text::json_compact(&a.config));
     match generation {
         Some(g) => {
             println!(
                 "generated:   {} iteration(s), {} in / {} out tokens, ${:.4} ({})",
-                g["iteration"],
-                g["input_tokens"],
-                g["output_tokens"],
-                g["cost_usd"].as_f64().unwrap_or(0.0),
-                output::text(&g["model"])
+                g.iteration,
+                g.input_tokens,
+                g.output_tokens,
+                g.cost_usd,
+                output::text(&g.model)
             );
-            let last = g["report"]["iterations"]
-                .as_array()
-                .and_then(|i| i.last())
-                .cloned()
-                .unwrap_or(json!({}));
-            let findings = last["findings"].as_array().cloned().unwrap_or_default();
+            let findings = last_iteration(g)
+                .and_then(|i| i["findings"].as_array())
+                .map_or(0, Vec::len);
             println!(
                 "findings:    {}",
-                if findings.is_empty() {
+                if findings == 0 {
                     "none".to_string()
                 } else {
-                    findings.len().to_string()
+                    findings.to_string()
                 }
             );
             print_last_findings(g);
@@ -194,7 +220,7 @@ fn print_approval_screen(a: &Value, generation: Option<&Value>) {
         None => println!("generated:   no (hand-written)"),
     }
     println!("--- code ---");
-    let code = a["code"].as_str().unwrap_or("").trim_end();
+    let code = a.code.trim_end();
     for (n, text) in code.split('\n').enumerate() {
         println!("{:>4} | {}", n + 1, safe_text::block(text));
     }
