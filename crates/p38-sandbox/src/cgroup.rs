@@ -10,11 +10,17 @@
 //! (found through `/proc/self/cgroup` and `/proc/self/mountinfo`, never a
 //! hard-coded path), or a delegated directory the operator names
 //! ([`crate::SandboxConfig::cgroup_root`]). Each run gets a child
-//! `run-<server pid>-<n>`, created before the process starts; the forked
-//! child moves itself in (a write of "0" to a `cgroup.procs` fd opened
-//! before the fork) before bubblewrap or the agent runs anything; the group
-//! is removed once the run is reaped. Groups left by a server that died are
-//! removed when the next one starts.
+//! `run-<server pid>-<n>`; its first process (the launcher stub, see
+//! `launcher.rs`) is moved in by the server before bubblewrap or the agent
+//! runs anything; the group is removed once the run is reaped. Groups left
+//! by a server that died are removed when the next one starts.
+//!
+//! Moving a process into a group waits for an RCU grace period of the
+//! kernel (`cgroup_threadgroup_rwsem`), several milliseconds. On v1 the
+//! group is therefore made and entered ahead of its run, as
+//! `ready-<server pid>-<n>`, and renamed `run-...` when a run takes it
+//! (its limits are written then, and its peak reset). v2 cannot rename
+//! groups, so there the group is made and entered when the run starts.
 //!
 //! cgroup v2 (`memory.max`, `memory.swap.max`, `memory.oom.group`,
 //! `pids.max`, `memory.peak`, `memory.events`) is used where the host's v2
@@ -38,6 +44,8 @@ const SUBTREE: &str = "p38";
 const SERVER_LEAF: &str = "p38-server";
 /// Prefix of the per-run groups.
 const RUN_PREFIX: &str = "run-";
+/// Prefix of a group entered ahead of its run (v1, see above).
+const READY_PREFIX: &str = "ready-";
 /// How long removing a run group is retried while its last tasks exit.
 const REMOVE_FOR: Duration = Duration::from_secs(2);
 /// Processes of the run's tree that are not the agent's: the outer
@@ -86,7 +94,8 @@ impl Host {
         host.remove_stale();
         // Prove it works once, with the same code every run uses.
         let trial = host
-            .create(64 << 20, 16)
+            .create(false)
+            .and_then(|mut g| g.begin(64 << 20, 16).map(|()| g))
             .map_err(|e| format!("cannot create a run cgroup: {e}"))?;
         trial.remove();
         Ok(host)
@@ -113,12 +122,21 @@ impl Host {
         v
     }
 
-    /// Creates the group of one run with its limits (0: no limit) and opens
-    /// the `cgroup.procs` files the child writes itself into.
-    pub(crate) fn create(&self, memory_bytes: u64, processes: u64) -> io::Result<RunGroup> {
+    /// Whether groups are made and entered ahead of their run (v1, where
+    /// a group can be renamed; see above).
+    pub(crate) fn prepares_ahead(&self) -> bool {
+        matches!(self.memory, MemoryCgroup::V1 { .. })
+    }
+
+    /// Creates the group of one run, without its limits (see
+    /// [`RunGroup::begin`]), and opens the `cgroup.procs` files its first
+    /// process is written into. `ahead`: named `ready-...` until a run
+    /// takes it (v1 only).
+    pub(crate) fn create(&self, ahead: bool) -> io::Result<RunGroup> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
+        let prefix = if ahead { READY_PREFIX } else { RUN_PREFIX };
         let name = format!(
-            "{RUN_PREFIX}{}-{}",
+            "{prefix}{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
@@ -127,42 +145,22 @@ impl Host {
             memory_dir: self.memory_dir.join(&name),
             pids_dir: None,
             procs: Vec::new(),
+            pids_limit: self.pids_dir.is_some(),
         };
         fs::create_dir(&group.memory_dir)?;
         // From here on, dropping `group` on an error removes what exists.
         let mem = &group.memory_dir;
-        match self.memory {
-            MemoryCgroup::V2 => {
-                if memory_bytes > 0 {
-                    write(mem, "memory.max", &memory_bytes.to_string())?;
-                }
-                // Swap would be memory outside memory.max; one OOM kills the
-                // whole group rather than one process of it.
-                write_if_present(mem, "memory.swap.max", "0")?;
-                write_if_present(mem, "memory.oom.group", "1")?;
-                if self.pids_dir.is_some() && processes > 0 {
-                    write(mem, "pids.max", &(processes + PIDS_OVERHEAD).to_string())?;
-                }
-            }
-            MemoryCgroup::V1 { memsw } => {
-                if memory_bytes > 0 {
-                    let v = memory_bytes.to_string();
-                    // memsw may never be below the memory limit: memory first.
-                    write(mem, "memory.limit_in_bytes", &v)?;
-                    if memsw {
-                        write(mem, "memory.memsw.limit_in_bytes", &v)?;
-                    }
-                }
-            }
+        if self.memory == MemoryCgroup::V2 {
+            // Swap would be memory outside memory.max; one OOM kills the
+            // whole group rather than one process of it.
+            write_if_present(mem, "memory.swap.max", "0")?;
+            write_if_present(mem, "memory.oom.group", "1")?;
         }
         group.procs.push(open_procs(mem)?);
         if let (MemoryCgroup::V1 { .. }, Some(pids)) = (self.memory, &self.pids_dir) {
             let dir = pids.join(&name);
             fs::create_dir(&dir)?;
             group.pids_dir = Some(dir.clone());
-            if processes > 0 {
-                write(&dir, "pids.max", &(processes + PIDS_OVERHEAD).to_string())?;
-            }
             group.procs.push(open_procs(&dir)?);
         }
         Ok(group)
@@ -179,7 +177,10 @@ impl Host {
                 let name = e.file_name();
                 let Some(owner) = name
                     .to_str()
-                    .and_then(|n| n.strip_prefix(RUN_PREFIX))
+                    .and_then(|n| {
+                        n.strip_prefix(RUN_PREFIX)
+                            .or_else(|| n.strip_prefix(READY_PREFIX))
+                    })
                     .and_then(|n| n.split('-').next())
                     .and_then(|p| p.parse::<u32>().ok())
                 else {
@@ -202,8 +203,11 @@ pub(crate) struct RunGroup {
     memory_dir: PathBuf,
     /// v1 only: the run's group in the pids hierarchy.
     pids_dir: Option<PathBuf>,
-    /// Open `cgroup.procs` files (memory, then v1 pids).
+    /// Open `cgroup.procs` files (memory, then v1 pids) until the run's
+    /// first process is in.
     procs: Vec<OwnedFd>,
+    /// Whether a pids controller limits the group's tasks.
+    pids_limit: bool,
 }
 
 /// What the group saw of a finished run.
@@ -217,13 +221,73 @@ pub(crate) struct Usage {
 }
 
 impl RunGroup {
-    /// The `cgroup.procs` fds for the forked child (at most two; -1: none).
-    pub(crate) fn procs_fds(&self) -> [RawFd; 2] {
-        let mut fds = [-1; 2];
-        for (slot, fd) in fds.iter_mut().zip(&self.procs) {
-            *slot = fd.as_raw_fd();
+    /// Moves process `pid` (the run's stub, a child of this process that
+    /// runs nothing of the agent yet) into the group: every page and task
+    /// of the run is charged to it from its exec of bubblewrap on.
+    pub(crate) fn enter(&mut self, pid: libc::pid_t) -> io::Result<()> {
+        let text = pid.to_string();
+        for fd in &self.procs {
+            // SAFETY: a write of a buffer we own to an open fd.
+            let n = unsafe { libc::write(fd.as_raw_fd(), text.as_ptr().cast(), text.len()) };
+            if n != text.len() as isize {
+                return Err(io::Error::last_os_error());
+            }
         }
-        fds
+        self.procs.clear();
+        Ok(())
+    }
+
+    /// Makes the group the run's: named `run-...` (when it was made ahead),
+    /// its limits written (0: no limit), its peak reset so that it is the
+    /// run's own.
+    pub(crate) fn begin(&mut self, memory_bytes: u64, processes: u64) -> io::Result<()> {
+        let rename = |dir: &mut PathBuf| -> io::Result<()> {
+            let Some(rest) = dir
+                .file_name()
+                .and_then(OsStr::to_str)
+                .and_then(|n| n.strip_prefix(READY_PREFIX))
+            else {
+                return Ok(());
+            };
+            let to = dir.with_file_name(format!("{RUN_PREFIX}{rest}"));
+            fs::rename(&*dir, &to)?;
+            *dir = to;
+            Ok(())
+        };
+        rename(&mut self.memory_dir)?;
+        if let Some(p) = &mut self.pids_dir {
+            rename(p)?;
+        }
+        let mem = &self.memory_dir;
+        let pids_max = (processes + PIDS_OVERHEAD).to_string();
+        match self.memory {
+            MemoryCgroup::V2 => {
+                if memory_bytes > 0 {
+                    write(mem, "memory.max", &memory_bytes.to_string())?;
+                }
+                if self.pids_limit && processes > 0 {
+                    write(mem, "pids.max", &pids_max)?;
+                }
+            }
+            MemoryCgroup::V1 { memsw } => {
+                if memory_bytes > 0 {
+                    let v = memory_bytes.to_string();
+                    // memsw may never be below the memory limit: memory first.
+                    write(mem, "memory.limit_in_bytes", &v)?;
+                    if memsw {
+                        write(mem, "memory.memsw.limit_in_bytes", &v)?;
+                    }
+                }
+                // What the stub touched while it waited is not the run's.
+                write(mem, "memory.max_usage_in_bytes", "0")?;
+                if let Some(dir) = &self.pids_dir
+                    && processes > 0
+                {
+                    write(dir, "pids.max", &pids_max)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads the peak and the OOM kills (call after the run is reaped).
@@ -683,21 +747,6 @@ fn open_procs(dir: &Path) -> io::Result<OwnedFd> {
     }
     // SAFETY: fd is fresh and ours.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Moves the calling process into the groups (between fork and exec:
-/// async-signal-safe, no allocation).
-pub(crate) fn enter(procs: [RawFd; 2]) -> io::Result<()> {
-    for fd in procs {
-        if fd < 0 {
-            continue;
-        }
-        // SAFETY: write of a static buffer to an open fd.
-        if unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) } != 1 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

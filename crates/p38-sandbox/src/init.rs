@@ -84,6 +84,9 @@ pub fn main(args: &[OsString]) -> ! {
         Some(first) if first == SUBCOMMAND => &args[1..],
         _ => args,
     };
+    if args.first().is_some_and(|a| a == crate::launcher::STUB_ARG) {
+        crate::launcher::stub_main(&args[1..]);
+    }
     if args.len() == 1 && args[0] == BUILD_ID_ARG {
         println!("{BUILD_ID}");
         std::process::exit(0);

@@ -57,10 +57,13 @@ impl fmt::Display for Layers {
 impl Layers {
     /// A host setting that would make every run start faster, when one
     /// applies: entering a run's cgroup (a write to `cgroup.procs`) waits
-    /// for an RCU grace period, several milliseconds per run, unless the
-    /// kernel expedites grace periods. Measured in BENCHMARKS.md.
+    /// for an RCU grace period, several milliseconds, unless the kernel
+    /// expedites grace periods. On cgroup v1 that happens ahead of the run
+    /// (see launcher.rs), so only v2 runs wait. Measured in BENCHMARKS.md.
     pub fn tuning_hint(&self) -> Option<String> {
-        self.memory?;
+        if self.memory? != MemoryCgroup::V2 {
+            return None;
+        }
         let expedited = std::fs::read_to_string("/sys/kernel/rcu_expedited").ok()?;
         (expedited.trim() == "0").then(|| {
             "each run waits for an RCU grace period as it enters its cgroup (a few ms); \

@@ -13,8 +13,10 @@
 //!   that uid, and the interpreter, script and init program must be
 //!   reachable by it.
 //! - **memory and pids cgroup**: each run gets its own group (v2, or the v1
-//!   memory and pids controllers), entered by the forked child before
-//!   bubblewrap starts. Its memory limit charges every page the tree holds
+//!   memory and pids controllers), entered before bubblewrap starts: the
+//!   run's first process is a stub of the init program, spawned without
+//!   forking the server and (v1) moved into a fresh group ahead of the run
+//!   (`launcher.rs`), which then execs bubblewrap. Its memory limit charges every page the tree holds
 //!   (memfd, SysV/POSIX shared memory, tmpfs files too, which `RLIMIT_AS`
 //!   does not see); a run the kernel OOM-kills is reported as
 //!   `memory_exceeded`, and the group's peak is the run's peak. Without a
@@ -47,6 +49,7 @@ mod image;
 pub mod init;
 mod iopump;
 mod landlock;
+mod launcher;
 mod layers;
 mod privileges;
 mod probe;
@@ -90,7 +93,9 @@ struct Inner {
     /// `Some((uid, gid))` when the caller is root.
     drop_to: Option<(u32, u32)>,
     /// Where run cgroups go; `None`: no writable memory controller.
-    cgroups: Option<cgroup::Host>,
+    cgroups: Option<Arc<cgroup::Host>>,
+    /// Starts each run's first process (see launcher.rs).
+    launcher: launcher::Launcher,
     /// Workspaces are ext4 images (asked for, and the host can).
     images: bool,
 }
@@ -124,7 +129,8 @@ impl Sandbox {
             probe::check_interpreter(&config)?;
             bwrap
         };
-        let cgroups = probe::cgroups(config.cgroup_root.as_deref())?;
+        let cgroups = probe::cgroups(config.cgroup_root.as_deref())?.map(Arc::new);
+        let launcher = launcher::Launcher::new(&config.init, cgroups.clone());
         let images = config.workspace_images
             && match image::probe() {
                 Ok(()) => true,
@@ -141,6 +147,7 @@ impl Sandbox {
                 bwrap,
                 drop_to,
                 cgroups,
+                launcher,
                 images,
             }),
         };
@@ -172,8 +179,8 @@ impl Sandbox {
             namespaces: sandboxed,
             landlock: sandboxed,
             seccomp: sandboxed,
-            memory: cg.map(cgroup::Host::memory),
-            pids: cg.is_some_and(cgroup::Host::has_pids),
+            memory: cg.map(|h| h.memory()),
+            pids: cg.is_some_and(|h| h.has_pids()),
         }
     }
 
@@ -183,7 +190,7 @@ impl Sandbox {
         self.inner
             .cgroups
             .as_ref()
-            .map(cgroup::Host::dirs)
+            .map(|h| h.dirs())
             .unwrap_or_default()
     }
 
@@ -305,14 +312,6 @@ impl Sandbox {
         live: LiveOutput,
     ) -> Result<RunOutcome, SandboxError> {
         let cfg = &self.inner.config;
-        // Before the process exists, so it can enter the group before it
-        // runs anything.
-        let group = match &self.inner.cgroups {
-            Some(host) => Some(host.create(limits.memory_bytes, limits.processes).map_err(
-                |e| SandboxError::Spawn(format!("cannot create the run's cgroup: {e}")),
-            )?),
-            None => None,
-        };
         let pipes = process::Pipes::new()?;
         use std::os::fd::AsRawFd;
         // Opened as root, before the uid switch (see bwrap::Layout).
@@ -337,7 +336,7 @@ impl Sandbox {
             reply_fd: pipes.child_reply.as_raw_fd(),
             info_fd: pipes.child_info.as_raw_fd(),
             status_fd: pipes.child_status.as_raw_fd(),
-            memory_sinks: group.is_some(),
+            memory_sinks: self.inner.cgroups.is_some(),
         };
         let launch = if cfg.insecure_no_sandbox {
             let ws = workspace.map(|(p, _)| p).unwrap_or(Path::new("/"));
@@ -385,7 +384,16 @@ impl Sandbox {
                 limits.workspace_entries,
             )
         });
-        process::run(launch, pipes, input, limits, cancel, quota, group, live)
+        process::run(
+            launch,
+            pipes,
+            input,
+            limits,
+            cancel,
+            quota,
+            &self.inner.launcher,
+            live,
+        )
     }
 }
 

@@ -2,6 +2,9 @@
 //! wall-clock deadline and reaping it with `wait4` (for rusage), inside the
 //! run's cgroup when there is one.
 //!
+//! The first process is started through a launcher stub (see
+//! `launcher.rs`), not a fork of this process.
+//!
 //! Threads: the calling (blocking) thread spawns, waits and reaps; one I/O
 //! thread polls all pipes (non-blocking, so a leftover writer can never hang
 //! the run); one watchdog thread ends the run at the deadline or on cancel.
@@ -9,9 +12,7 @@
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -21,6 +22,7 @@ use crate::cgroup::{self, RunGroup};
 use crate::config::{CancelFlag, Captured, Limits, LiveOutput, RunOutcome};
 use crate::error::SandboxError;
 use crate::iopump;
+use crate::launcher::{self, Launcher};
 
 /// The two extra pipes; `child_*` are the ends the child inherits (their fd
 /// numbers go on the init shim's argv).
@@ -107,7 +109,7 @@ pub(crate) fn run(
     limits: &Limits,
     cancel: &CancelFlag,
     quota: Option<Quota>,
-    group: Option<RunGroup>,
+    launcher: &Launcher,
     live: LiveOutput,
 ) -> Result<RunOutcome, SandboxError> {
     // A run cancelled before it started (its task was cancelled, or its
@@ -117,7 +119,7 @@ pub(crate) fn run(
         return Ok(RunOutcome {
             cancelled: true,
             sandboxed: launch.sandboxed,
-            memory_cgroup: group.is_some(),
+            memory_cgroup: launcher.has_cgroups(),
             ..Default::default()
         });
     }
@@ -127,7 +129,7 @@ pub(crate) fn run(
         return Ok(RunOutcome {
             workspace_full: true,
             sandboxed: launch.sandboxed,
-            memory_cgroup: group.is_some(),
+            memory_cgroup: launcher.has_cgroups(),
             ..Default::default()
         });
     }
@@ -135,42 +137,41 @@ pub(crate) fn run(
     // at the end, for runs shorter than one check interval.
     let final_quota = quota.clone();
     let start = Instant::now();
-    let mut cmd = Command::new(&launch.program);
-    cmd.args(&launch.args)
-        .env_clear()
-        .envs(launch.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&launch.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut keep = vec![
-        pipes.child_input.as_raw_fd(),
-        pipes.child_reply.as_raw_fd(),
-        pipes.child_info.as_raw_fd(),
-        pipes.child_status.as_raw_fd(),
-    ];
-    keep.extend(launch.pass_fds.iter().map(AsRawFd::as_raw_fd));
-    let drop_to = launch.drop_to;
-    let procs = group.as_ref().map_or([-1; 2], RunGroup::procs_fds);
-    // SAFETY: getpid is always safe.
-    let parent_pid = unsafe { libc::getpid() };
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (no allocation, no locks).
-    unsafe {
-        cmd.pre_exec(move || child_setup(&keep, procs, drop_to, parent_pid));
-    }
-    let mut child = cmd.spawn().map_err(|e| {
-        SandboxError::Spawn(format!("cannot start {}: {e}", launch.program.display()))
-    })?;
-    let pid = child.id() as libc::pid_t;
+    let (stdout, stdout_w) = pipe()?;
+    let (stderr, stderr_w) = pipe()?;
+    let mut fds = vec![(stdout_w.as_raw_fd(), 1), (stderr_w.as_raw_fd(), 2)];
+    // The pipe ends and the bind sources keep their numbers (above 10; the
+    // command line names them).
+    fds.extend(
+        [
+            &pipes.child_input,
+            &pipes.child_reply,
+            &pipes.child_info,
+            &pipes.child_status,
+        ]
+        .into_iter()
+        .chain(&launch.pass_fds)
+        .map(|fd| (fd.as_raw_fd(), fd.as_raw_fd())),
+    );
+    let exec = launcher::Exec {
+        program: &launch.program,
+        args: &launch.args,
+        env: &launch.env,
+        cwd: &launch.cwd,
+        drop_to: launch.drop_to,
+        fds,
+    };
+    let started = launcher.start(&exec, limits.memory_bytes, limits.processes)?;
+    let pid = started.pid;
+    let group = started.group;
+    drop(stdout_w);
+    drop(stderr_w);
     drop(pipes.child_input);
     drop(pipes.child_reply);
     drop(pipes.child_info);
     drop(pipes.child_status);
     let status_pipe = pipes.parent_status;
     let info = launch.sandboxed.then_some(pipes.parent_info);
-    let stdout: OwnedFd = child.stdout.take().expect("piped stdout").into();
-    let stderr: OwnedFd = child.stderr.take().expect("piped stderr").into();
 
     let exited = Arc::new(AtomicBool::new(false));
     let io_thread = iopump::spawn(
@@ -254,56 +255,6 @@ pub(crate) fn run(
         stderr,
         reply,
     })
-}
-
-/// Runs in the forked child (async-signal-safe calls only).
-fn child_setup(
-    keep: &[RawFd],
-    procs: [RawFd; 2],
-    drop_to: Option<(u32, u32)>,
-    parent: libc::pid_t,
-) -> io::Result<()> {
-    // First, while still root and before anything else runs: every page
-    // and task of the run is charged to its group from here on.
-    cgroup::enter(procs)?;
-    // SAFETY (whole fn): raw system calls on plain integers.
-    unsafe {
-        // Own session and process group: the watchdog kills the whole group.
-        if libc::setsid() < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if let Some((uid, gid)) = drop_to {
-            // Root is exempt from RLIMIT_NPROC (also inside bwrap's user
-            // namespace, whose uid maps to outer 0), so leave root first.
-            if libc::setgroups(0, std::ptr::null()) != 0
-                || libc::setgid(gid) != 0
-                || libc::setuid(uid) != 0
-            {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        // After the uid change: changing credentials clears the death signal.
-        if libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        ) != 0
-        {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::getppid() != parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        for &fd in keep {
-            // Let the pipe ends and the bind sources survive exec.
-            if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(())
 }
 
 fn wait_exit_nowait(pid: libc::pid_t) {
