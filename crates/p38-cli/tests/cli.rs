@@ -724,7 +724,15 @@ fn cli_a_running_task_shows_its_output_so_far() {
         .req(reqwest::Method::GET, "/openapi.json", None, None)
         .expect(200)
         .clone();
-    let task = &doc["components"]["schemas"]["Task"]["properties"];
+    // A task is its target (an agent's run or a generation) and its own
+    // fields: those are in the `allOf` part with properties.
+    let parts = doc["components"]["schemas"]["Task"]["allOf"]
+        .as_array()
+        .expect("Task is allOf its target and its fields");
+    let task = &parts
+        .iter()
+        .find(|p| p["properties"].is_object())
+        .expect("a part with the task's own fields")["properties"];
     for field in ["stdout", "stderr", "logs"] {
         let about = task[field]["description"].as_str().unwrap_or_default();
         assert!(about.contains("so far"), "{field}: {about}");

@@ -601,7 +601,12 @@ def run(ctx):
 "#;
     let start = Instant::now();
     let t = rig
-        .run("spin", code, |a| a.settings.timeout_seconds = Some(2))
+        .run("spin", code, |a| {
+            a.settings.timeout_seconds = Some(2);
+            // Its retry (2 s later) would be a new run spinning; only the
+            // timed-out run's children are watched here.
+            a.settings.max_retries = Some(0);
+        })
         .await;
     assert_eq!(t.status, TaskStatus::TimedOut);
     assert!(t.error.unwrap().contains("timed out"));

@@ -85,11 +85,11 @@ impl SqliteReader {
         self: &Arc<Self>,
         f: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| Error::unavailable("the database is closed"))?;
+        let _permit = self.permits.acquire().await.map_err(|_| {
+            // Closed with the store's pool: the same fault, in the
+            // same words, as a write after the close.
+            crate::db_err(sqlx::Error::PoolClosed)
+        })?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match me.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
