@@ -84,7 +84,8 @@ pub struct ServerArgs {
     #[arg(long, env = "P38_DATABASE_URL")]
     pub database_url: Option<String>,
     /// Tasks a worker runs at once.
-    #[arg(long, env = "P38_CONCURRENCY", default_value_t = 5)]
+    #[arg(long, env = "P38_CONCURRENCY", default_value_t = 5,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub concurrency: usize,
     /// Generations a worker runs at once, in slots of their own besides
     /// `--concurrency` (0: this worker writes no agents).
@@ -101,10 +102,12 @@ pub struct ServerArgs {
     #[arg(long, env = "P38_CGROUP_ROOT")]
     pub cgroup_root: Option<PathBuf>,
     /// Default wall-clock limit of a run, in seconds.
-    #[arg(long, env = "P38_RUN_TIMEOUT", default_value_t = 300)]
+    #[arg(long, env = "P38_RUN_TIMEOUT", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub run_timeout: u64,
     /// Default memory limit of a run, in MiB.
-    #[arg(long, env = "P38_RUN_MEMORY_MB", default_value_t = 1024)]
+    #[arg(long, env = "P38_RUN_MEMORY_MB", default_value_t = 1024,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub run_memory_mb: u64,
     /// Default quota of an agent's workspace, in MiB (disk used by all its files).
     #[arg(long, env = "P38_RUN_WORKSPACE_MB", default_value_t = 1024,
@@ -126,20 +129,24 @@ pub struct ServerArgs {
     #[arg(long, env = "P38_APPROVAL_FOUR_EYES", default_value_t = false)]
     pub approval_four_eyes: bool,
     /// Largest request body, in bytes.
-    #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "P38_MAX_BODY_BYTES", default_value_t = 1024 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_body_bytes: usize,
     /// Largest agent source, in bytes.
-    #[arg(long, env = "P38_MAX_CODE_BYTES", default_value_t = 256 * 1024)]
+    #[arg(long, env = "P38_MAX_CODE_BYTES", default_value_t = 256 * 1024,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_code_bytes: usize,
     /// Seconds given to running tasks to finish on shutdown.
     #[arg(long, env = "P38_SHUTDOWN_GRACE", default_value_t = 30)]
     pub shutdown_grace: u64,
     /// First unprivileged uid agents run as when Project38 runs as root.
-    #[arg(long, env = "P38_SANDBOX_UID_BASE", default_value_t = 200_000)]
+    #[arg(long, env = "P38_SANDBOX_UID_BASE", default_value_t = 200_000,
+          value_parser = clap::value_parser!(u32).range(1000..=4_000_000_000))]
     pub sandbox_uid_base: u32,
     /// Seconds a claimed task stays with its worker without a heartbeat;
     /// after that another worker runs it again.
-    #[arg(long, env = "P38_LEASE_SECONDS", default_value_t = 30)]
+    #[arg(long, env = "P38_LEASE_SECONDS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub lease_seconds: u64,
     /// Name recorded on tasks this worker runs (default hostname:pid).
     #[arg(long, env = "P38_WORKER_ID")]
@@ -172,16 +179,19 @@ pub struct LlmArgs {
     #[arg(long, env = "P38_LLM_BASE_URL")]
     pub llm_base_url: Option<String>,
     /// Seconds one model call may take.
-    #[arg(long, env = "P38_LLM_TIMEOUT", default_value_t = 120)]
+    #[arg(long, env = "P38_LLM_TIMEOUT", default_value_t = 120,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub llm_timeout: u64,
     /// Seconds a whole generation may take, every call, validation and repair included (0: no limit).
     #[arg(long, env = "P38_LLM_GENERATION_TIMEOUT", default_value_t = 600)]
     pub llm_generation_timeout: u64,
     /// Generate, validate, repair: at most this many iterations.
-    #[arg(long, env = "P38_LLM_MAX_ITERATIONS", default_value_t = 5)]
+    #[arg(long, env = "P38_LLM_MAX_ITERATIONS", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub llm_max_iterations: u32,
     /// Cost budget per generated agent, USD.
-    #[arg(long, env = "P38_LLM_BUDGET_USD", default_value_t = 1.0)]
+    #[arg(long, env = "P38_LLM_BUDGET_USD", default_value_t = 1.0,
+          value_parser = parse_budget_usd)]
     pub llm_budget_usd: f64,
     /// Price of the model in USD per million input tokens (overrides the built-in table; give both).
     #[arg(long, env = "P38_LLM_PRICE_INPUT", requires = "llm_price_output")]
@@ -667,10 +677,29 @@ fn parse_days(s: &str) -> Result<i64, String> {
     }
 }
 
+/// A cost budget: a finite number of US dollars above zero (`0.5`, `2`).
+fn parse_budget_usd(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a budget: give US dollars above zero, such as 0.5 or 2"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::WorkspaceCarry;
+    use super::{WorkspaceCarry, parse_budget_usd};
     use p38_runtime::WorkspaceHome;
+
+    #[test]
+    fn a_budget_is_dollars_above_zero() {
+        assert_eq!(parse_budget_usd("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "NaN", "inf", "one"] {
+            let e = parse_budget_usd(bad).unwrap_err();
+            assert!(e.contains("above zero"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn auto_carries_workspaces_on_postgres_only() {
